@@ -1,0 +1,62 @@
+//! What the actors need from the Graph API, as a trait.
+//!
+//! The HTTP client lives in the binary crate (`src/clients/graph.rs`); the actors only
+//! see [`PageSource`]. That keeps network details (retries, proofs, URLs) out of the
+//! actors and lets actor tests use an in-memory source.
+
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+
+use crate::ids::PageId;
+use crate::secret::Secret;
+
+/// The Graph API's answer for one Page: a JSON object.
+pub type PageData = serde_json::Map<String, serde_json::Value>;
+
+/// Fetches a Page's metadata with its Page token.
+pub trait PageSource: Send + Sync + 'static {
+    /// `GET /{version}/{page-id}?fields=...` with the token. Transient failures have
+    /// already been retried by the implementation when this resolves to an error.
+    fn fetch_page(&self, page: &PageId, token: &Secret) -> BoxFuture<'static, Result<PageData, FetchError>>;
+}
+
+/// Which budget a rate limit applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitScope {
+    /// The whole app (codes 4, 17, 341): pause every Page.
+    App,
+    /// This Page (codes 32, 613, 80001): pause only it.
+    Page,
+}
+
+/// A classified Graph failure. Classification is by `error.code` / `error_subcode`
+/// (PLATFORM.md §3), never by message text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// The token is dead or lacks permission (190, 102, 10, 200-299): the Page needs its
+    /// owner to connect again; retrying cannot help.
+    #[error("token refused by Graph (code {code}{}): {message}", subcode.map(|s| format!("/{s}")).unwrap_or_default())]
+    Auth { code: i64, subcode: Option<i64>, message: String },
+    /// A rate limit; `retry_after` when Meta said how long.
+    #[error("rate limited by Graph (code {code}, {scope:?} scope)")]
+    RateLimited { code: i64, scope: LimitScope, retry_after: Option<Duration> },
+    /// Still failing after the client's retries: 5xx, timeouts, codes 1/2, `is_transient`.
+    #[error("Graph unavailable: {detail}")]
+    Transient { detail: String },
+    /// Anything retrying will not fix: the Page is gone (100/33), a bad field list, an
+    /// answer that is not a JSON object.
+    #[error("Graph refused the request{}: {detail}", code.map(|c| format!(" (code {c})")).unwrap_or_default())]
+    Permanent { code: Option<i64>, detail: String },
+}
+
+impl FetchError {
+    /// The Graph error code, when there was one.
+    pub fn code(&self) -> Option<i64> {
+        match self {
+            FetchError::Auth { code, .. } | FetchError::RateLimited { code, .. } => Some(*code),
+            FetchError::Permanent { code, .. } => *code,
+            FetchError::Transient { .. } => None,
+        }
+    }
+}

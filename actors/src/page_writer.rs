@@ -1,0 +1,587 @@
+//! PageWriterActor: owns the webhook inbox, the per-Page sync state and every
+//! `facebook/<page_id>/page_data.json`.
+//!
+//! Who sends what: the webhook route sends [`AcceptDelivery`] once a delivery's
+//! signature checked out; readiness sends [`Ping`]; startup sends [`Shutdown`] at the
+//! end. The actor asks the TokenVaultActor for a Page's token and a [`PageSource`] for
+//! the Page's data.
+//!
+//! Trees: `inbox` (sequence number -> the delivery's Page ids) and `page_state`
+//! (Page id -> [`PageState`] as JSON).
+//!
+//! How work flows:
+//! 1. A delivery is group-committed into the inbox; only then is the HTTP request
+//!    answered. The Graph API is never called on the request path.
+//! 2. Each of its Pages gets a refresh. Per Page at most one refresh runs, and at most
+//!    one more is queued behind it: every delivery that arrives while a refresh runs
+//!    joins the single queued one (a burst of N deliveries costs two fetches, not N).
+//! 3. A delivery leaves the inbox when every one of its Pages is done (written,
+//!    unknown, or definitively failed). Deliveries still in the inbox at start-up are
+//!    replayed, so an acknowledged delivery survives a crash.
+//!
+//! Network calls and file writes run as futures spawned on this actor's context (the
+//! file write itself on the blocking pool): the mailbox keeps answering
+//! `AcceptDelivery` while Graph is slow. At most `max_concurrent` refreshes run at once.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+
+use crate::graph::{FetchError, LimitScope, PageData, PageSource};
+use crate::ids::PageId;
+use crate::messages::*;
+use crate::store::{Store, StoreError, trees};
+use crate::token_vault::TokenVaultActor;
+
+/// Tunables of the writer; defaults are what the daemon runs with.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// `PAGESYNC_DATA_DIR/facebook`.
+    pub pages_dir: PathBuf,
+    /// Refreshes running at once, across all Pages. Bounds sockets to Graph and
+    /// memory; Graph's own limits are per Page, so a few dozen is plenty.
+    pub max_concurrent: usize,
+    /// First pause after a rate limit without `estimated_time_to_regain_access`, and
+    /// after a refresh that stayed transient through the client's retries. Doubles per
+    /// consecutive failure, with jitter.
+    pub backoff_base: Duration,
+    /// The longest such pause.
+    pub backoff_cap: Duration,
+    /// Consecutive transient failures after which a refresh is given up (status
+    /// `error`; the next delivery or the daily poll tries again).
+    pub max_transient_rounds: u32,
+}
+
+impl WriterConfig {
+    pub fn new(pages_dir: impl Into<PathBuf>) -> Self {
+        WriterConfig {
+            pages_dir: pages_dir.into(),
+            max_concurrent: 32,
+            backoff_base: Duration::from_secs(60),
+            backoff_cap: Duration::from_secs(3600),
+            max_transient_rounds: 5,
+        }
+    }
+}
+
+/// Work state of one Page. Removed when the Page has nothing running or waiting.
+#[derive(Debug, Default)]
+struct PageWork {
+    /// Deliveries covered by the refresh running now (`None`: nothing runs).
+    running: Option<Vec<u64>>,
+    /// Deliveries that arrived since that refresh started; one more refresh covers all.
+    waiting: Vec<u64>,
+    /// Already in the ready queue or in a timed back-off; never queued twice.
+    scheduled: bool,
+    /// Consecutive rate-limit or transient failures, for the back-off.
+    streak: u32,
+}
+
+/// How one refresh ended.
+#[derive(Debug)]
+enum Outcome {
+    Written,
+    UnknownPage,
+    Skipped(SyncStatus),
+    Failed(FetchError),
+    /// The vault could not answer (mailbox closed, store error); treated as transient.
+    Internal(String),
+}
+
+/// See the module docs.
+pub struct PageWriterActor {
+    store: Store,
+    inbox: sled::Tree,
+    states: sled::Tree,
+    vault: Addr<TokenVaultActor>,
+    source: Arc<dyn PageSource>,
+    config: WriterConfig,
+    /// Next inbox key; starts after the highest key found at start-up.
+    next_seq: u64,
+    /// Deliveries in the inbox -> how many of their Pages are not done yet.
+    deliveries: HashMap<u64, usize>,
+    pages: HashMap<PageId, PageWork>,
+    /// Pages waiting for a refresh slot, in arrival order.
+    ready: VecDeque<PageId>,
+    running: usize,
+    /// Set by an app-wide rate limit: no refresh starts before this instant.
+    app_paused_until: Option<Instant>,
+    /// Whether a wake-up is already scheduled for the end of the app pause.
+    app_wake_scheduled: bool,
+    /// Set by `Shutdown`: accept nothing, start nothing.
+    draining: bool,
+    stats: WriterStats,
+    /// Deliveries found in the inbox at start-up, queued in `started`.
+    replay: Vec<(u64, Vec<PageId>)>,
+}
+
+impl PageWriterActor {
+    /// Opens the writer's trees and reads what the inbox still holds.
+    pub fn new(
+        store: Store,
+        vault: Addr<TokenVaultActor>,
+        source: Arc<dyn PageSource>,
+        config: WriterConfig,
+    ) -> Result<Self, StoreError> {
+        let inbox = store.tree(trees::INBOX)?;
+        let states = store.tree(trees::PAGE_STATE)?;
+        let mut replay = Vec::new();
+        let mut next_seq = 0;
+        for item in inbox.iter() {
+            let (key, value) = item?;
+            let seq = match <[u8; 8]>::try_from(key.as_ref()) {
+                Ok(b) => u64::from_be_bytes(b),
+                Err(_) => {
+                    tracing::warn!("dropping an inbox record with a malformed key");
+                    inbox.remove(key)?;
+                    continue;
+                }
+            };
+            next_seq = next_seq.max(seq + 1);
+            match decode_pages(&value) {
+                Some(pages) => replay.push((seq, pages)),
+                None => {
+                    tracing::warn!(seq, "dropping an inbox record with malformed Page ids");
+                    inbox.remove(key)?;
+                }
+            }
+        }
+        Ok(PageWriterActor {
+            store,
+            inbox,
+            states,
+            vault,
+            source,
+            config,
+            next_seq,
+            deliveries: HashMap::new(),
+            pages: HashMap::new(),
+            ready: VecDeque::new(),
+            running: 0,
+            app_paused_until: None,
+            app_wake_scheduled: false,
+            draining: false,
+            stats: WriterStats::default(),
+            replay,
+        })
+    }
+
+    /// Registers an inbox delivery and schedules its Pages.
+    fn enqueue(&mut self, seq: u64, pages: Vec<PageId>, ctx: &mut Context<Self>) {
+        self.deliveries.insert(seq, pages.len());
+        for page in pages {
+            let work = self.pages.entry(page.clone()).or_default();
+            work.waiting.push(seq);
+            if work.running.is_none() && !work.scheduled {
+                work.scheduled = true;
+                self.ready.push_back(page);
+            }
+        }
+        self.pump(ctx);
+    }
+
+    /// Starts refreshes while there are free slots and nothing pauses us.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.draining {
+            return;
+        }
+        if let Some(until) = self.app_paused_until {
+            let now = Instant::now();
+            if until > now {
+                if !self.app_wake_scheduled {
+                    self.app_wake_scheduled = true;
+                    ctx.run_later(until - now, |act, ctx| {
+                        act.app_wake_scheduled = false;
+                        act.pump(ctx);
+                    });
+                }
+                return;
+            }
+            self.app_paused_until = None;
+        }
+        while self.running < self.config.max_concurrent {
+            let Some(page) = self.ready.pop_front() else { break };
+            self.start(page, ctx);
+        }
+    }
+
+    fn start(&mut self, page: PageId, ctx: &mut Context<Self>) {
+        let Some(work) = self.pages.get_mut(&page) else { return };
+        work.scheduled = false;
+        work.running = Some(std::mem::take(&mut work.waiting));
+        self.running += 1;
+
+        let state = self.load_state(&page);
+        if let Some(status) = state.as_ref().map(|s| s.status)
+            && matches!(status, SyncStatus::NeedsReauth | SyncStatus::Disconnected)
+        {
+            // Left alone until the owner connects again; the deliveries are done.
+            ctx.notify(Finished { page, outcome: Outcome::Skipped(status) });
+            return;
+        }
+        let vault = self.vault.clone();
+        let source = self.source.clone();
+        let pages_dir = self.config.pages_dir.clone();
+        let fut = refresh(vault, source, pages_dir, page.clone());
+        ctx.spawn(fut.into_actor(self).map(move |outcome, act, ctx| act.finish(page, outcome, ctx)));
+    }
+
+    fn finish(&mut self, page: PageId, outcome: Outcome, ctx: &mut Context<Self>) {
+        self.running = self.running.saturating_sub(1);
+        let now = unix_now();
+        let mut state = self.load_state(&page);
+        let known = state.is_some() || !matches!(outcome, Outcome::UnknownPage);
+        let mut st = state.take().unwrap_or_default();
+        // `Some(delay)`: keep the deliveries and try this Page again after `delay`.
+        let mut retry_after: Option<Duration> = None;
+        match &outcome {
+            Outcome::Written => {
+                self.stats.pages_written += 1;
+                st.status = SyncStatus::Synced;
+                st.last_attempt = Some(now);
+                st.last_success = Some(now);
+                st.last_error = None;
+                st.last_error_code = None;
+                st.refreshes += 1;
+                tracing::debug!(page_id = %page, "page_data.json written");
+            }
+            Outcome::UnknownPage => {
+                self.stats.unknown_pages += 1;
+                tracing::info!(page_id = %page, "delivery for a Page nobody connected; skipped");
+            }
+            Outcome::Skipped(status) => {
+                tracing::debug!(page_id = %page, ?status, "refresh skipped");
+            }
+            Outcome::Failed(err) => {
+                self.stats.refresh_errors += 1;
+                st.last_attempt = Some(now);
+                st.last_error = Some(err.to_string());
+                st.last_error_code = err.code();
+                let streak = self.pages.get(&page).map(|w| w.streak).unwrap_or(0);
+                match err {
+                    FetchError::Auth { .. } => {
+                        st.status = SyncStatus::NeedsReauth;
+                        tracing::warn!(page_id = %page, error = %err, "token refused; Page needs its owner to reconnect");
+                    }
+                    FetchError::RateLimited { scope, retry_after: hint, .. } => {
+                        st.status = SyncStatus::RateLimited;
+                        let delay = hint.unwrap_or_else(|| self.backoff(streak));
+                        if *scope == LimitScope::App {
+                            let until = Instant::now() + delay;
+                            self.app_paused_until = Some(self.app_paused_until.map_or(until, |u| u.max(until)));
+                        }
+                        tracing::warn!(page_id = %page, error = %err, delay_s = delay.as_secs(), "rate limited; pausing");
+                        retry_after = Some(delay);
+                    }
+                    FetchError::Transient { .. } if streak + 1 < self.config.max_transient_rounds => {
+                        st.status = SyncStatus::Error;
+                        let delay = self.backoff(streak);
+                        tracing::warn!(page_id = %page, error = %err, delay_s = delay.as_secs(), "refresh failed; will retry");
+                        retry_after = Some(delay);
+                    }
+                    FetchError::Transient { .. } | FetchError::Permanent { .. } => {
+                        st.status = SyncStatus::Error;
+                        tracing::warn!(page_id = %page, error = %err, "refresh failed");
+                    }
+                }
+            }
+            Outcome::Internal(detail) => {
+                self.stats.refresh_errors += 1;
+                st.last_attempt = Some(now);
+                st.last_error = Some(detail.clone());
+                st.status = SyncStatus::Error;
+                tracing::error!(page_id = %page, error = %detail, "refresh failed inside pagesync");
+            }
+        }
+        if known {
+            self.save_state(&page, &st);
+        }
+
+        let Some(work) = self.pages.get_mut(&page) else { return };
+        let covered = work.running.take().unwrap_or_default();
+        if let Some(delay) = retry_after {
+            work.streak = work.streak.saturating_add(1);
+            // Put the covered deliveries back in front; they are not done.
+            let mut waiting = covered;
+            waiting.append(&mut work.waiting);
+            work.waiting = waiting;
+            if !work.scheduled {
+                work.scheduled = true;
+                let page = page.clone();
+                ctx.run_later(delay, move |act, ctx| {
+                    act.ready.push_back(page);
+                    act.pump(ctx);
+                });
+            }
+        } else {
+            work.streak = 0;
+            let more = !work.waiting.is_empty();
+            if more && !work.scheduled {
+                work.scheduled = true;
+                self.ready.push_back(page.clone());
+            } else if !more && !work.scheduled {
+                self.pages.remove(&page);
+            }
+            for seq in covered {
+                self.page_done(seq);
+            }
+        }
+        self.pump(ctx);
+    }
+
+    /// One Page of delivery `seq` is done; the delivery leaves the inbox with its last.
+    fn page_done(&mut self, seq: u64) {
+        let Some(left) = self.deliveries.get_mut(&seq) else { return };
+        *left = left.saturating_sub(1);
+        if *left == 0 {
+            self.deliveries.remove(&seq);
+            // Not flushed on purpose: if this removal is lost in a crash, the delivery
+            // is replayed and the Page refreshed once more, which is harmless.
+            if let Err(e) = self.inbox.remove(seq.to_be_bytes()) {
+                tracing::error!(seq, error = %e, "could not remove a finished delivery from the inbox");
+            }
+        }
+    }
+
+    fn backoff(&self, streak: u32) -> Duration {
+        let base = self.config.backoff_base.as_millis() as u64;
+        let exp = base.saturating_mul(1u64 << streak.min(20));
+        let capped = exp.min(self.config.backoff_cap.as_millis() as u64).max(1);
+        // Jitter: somewhere between half and the whole pause, so Pages that failed
+        // together do not come back together.
+        let jittered = capped / 2 + rand::random_range(0..=capped / 2);
+        Duration::from_millis(jittered.max(1))
+    }
+
+    fn load_state(&self, page: &PageId) -> Option<PageState> {
+        match self.states.get(page.as_str()) {
+            Ok(Some(raw)) => match serde_json::from_slice(&raw) {
+                Ok(state) => Some(state),
+                Err(e) => {
+                    tracing::warn!(page_id = %page, error = %e, "unreadable sync state; starting afresh");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(page_id = %page, error = %e, "cannot read sync state");
+                None
+            }
+        }
+    }
+
+    fn save_state(&self, page: &PageId, state: &PageState) {
+        let saved = serde_json::to_vec(state)
+            .map_err(|e| e.to_string())
+            .and_then(|v| self.states.insert(page.as_str(), v).map(|_| ()).map_err(|e| e.to_string()));
+        if let Err(e) = saved {
+            tracing::error!(page_id = %page, error = %e, "cannot save sync state");
+        }
+    }
+}
+
+/// Internal: a refresh that needed no network call has ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Finished {
+    page: PageId,
+    outcome: Outcome,
+}
+
+impl Handler<Finished> for PageWriterActor {
+    type Result = ();
+    fn handle(&mut self, msg: Finished, ctx: &mut Self::Context) {
+        self.finish(msg.page, msg.outcome, ctx);
+    }
+}
+
+/// One refresh: token from the vault, data from Graph, file to disk.
+async fn refresh(
+    vault: Addr<TokenVaultActor>,
+    source: Arc<dyn PageSource>,
+    pages_dir: PathBuf,
+    page: PageId,
+) -> Outcome {
+    let creds = match vault.send(GetPageToken { page: page.clone() }).await {
+        Ok(Ok(Some(creds))) => creds,
+        Ok(Ok(None)) => return Outcome::UnknownPage,
+        Ok(Err(VaultError::Seal(e))) => {
+            // A token that cannot be opened (wrong key, damaged record) is as good as
+            // a refused one: the owner has to connect again.
+            return Outcome::Failed(FetchError::Auth { code: 0, subcode: None, message: format!("stored token unusable: {e}") });
+        }
+        Ok(Err(e)) => return Outcome::Internal(e.to_string()),
+        Err(e) => return Outcome::Internal(format!("token vault unavailable: {e}")),
+    };
+    let data = match source.fetch_page(&page, &creds.token).await {
+        Ok(data) => data,
+        Err(e) => return Outcome::Failed(e),
+    };
+    let written = tokio::task::spawn_blocking(move || write_page_file(&pages_dir, &page, data)).await;
+    match written {
+        Ok(Ok(())) => Outcome::Written,
+        Ok(Err(e)) => Outcome::Internal(format!("cannot write page_data.json: {e}")),
+        Err(e) => Outcome::Internal(format!("page file writer failed: {e}")),
+    }
+}
+
+/// Writes `<pages_dir>/<page>/page_data.json` atomically: a temporary file in the same
+/// folder, fsync, rename over the old file, fsync the folder. A reader sees the old
+/// file or the new one, never a torn one. Any `access_token` key is dropped first, so
+/// a misconfigured field list cannot put a token on disk.
+pub fn write_page_file(pages_dir: &Path, page: &PageId, mut data: PageData) -> std::io::Result<()> {
+    data.remove("access_token");
+    let dir = pages_dir.join(page.as_str());
+    std::fs::create_dir_all(&dir)?;
+    let mut body = serde_json::to_vec_pretty(&data).map_err(std::io::Error::other)?;
+    body.push(b'\n');
+    let tmp = dir.join(format!(".page_data.json.{}.tmp", rand::random::<u64>()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&body)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, dir.join("page_data.json"))?;
+        std::fs::File::open(&dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn encode_pages(pages: &[PageId]) -> Vec<u8> {
+    pages.iter().map(PageId::as_str).collect::<Vec<_>>().join(",").into_bytes()
+}
+
+fn decode_pages(raw: &[u8]) -> Option<Vec<PageId>> {
+    let text = std::str::from_utf8(raw).ok()?;
+    text.split(',').map(|p| PageId::parse(p).ok()).collect()
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl Actor for PageWriterActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Every webhook request waits in this mailbox; a deep one rides out bursts,
+        // and when it is full the route answers 503 after its send timeout.
+        ctx.set_mailbox_capacity(4096);
+        let replay = std::mem::take(&mut self.replay);
+        if !replay.is_empty() {
+            tracing::info!(deliveries = replay.len(), "replaying deliveries left in the inbox");
+        }
+        for (seq, pages) in replay {
+            self.enqueue(seq, pages, ctx);
+        }
+    }
+}
+
+/// Answers at once.
+impl Handler<Ping> for PageWriterActor {
+    type Result = ();
+    fn handle(&mut self, _: Ping, _: &mut Self::Context) {}
+}
+
+/// Stops accepting and starting work; what is unfinished stays in the inbox.
+impl Handler<Shutdown> for PageWriterActor {
+    type Result = ();
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
+        self.draining = true;
+        tracing::info!(inbox = self.deliveries.len(), running = self.running, "page writer stopping");
+        ctx.stop();
+    }
+}
+
+/// Makes a delivery durable, then queues its Pages.
+impl Handler<AcceptDelivery> for PageWriterActor {
+    type Result = ResponseActFuture<Self, Result<Receipt, InboxError>>;
+
+    fn handle(&mut self, msg: AcceptDelivery, _: &mut Self::Context) -> Self::Result {
+        if self.draining {
+            return Box::pin(fut::ready(Err(InboxError::ShuttingDown)));
+        }
+        let mut seen = HashSet::new();
+        let pages: Vec<PageId> = msg.pages.into_iter().filter(|p| seen.insert(p.clone())).collect();
+        if pages.is_empty() {
+            return Box::pin(fut::ready(Ok(Receipt { seq: None, pages: 0 })));
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let commit = self.store.commit(&self.inbox, seq.to_be_bytes().to_vec(), encode_pages(&pages));
+        Box::pin(commit.into_actor(self).map(move |result, act, ctx| {
+            result?;
+            act.stats.accepted += 1;
+            let count = pages.len();
+            act.enqueue(seq, pages, ctx);
+            Ok(Receipt { seq: Some(seq), pages: count })
+        }))
+    }
+}
+
+/// Reads a Page's sync state.
+impl Handler<GetPageState> for PageWriterActor {
+    type Result = Result<Option<PageState>, StoreError>;
+
+    fn handle(&mut self, msg: GetPageState, _: &mut Self::Context) -> Self::Result {
+        match self.states.get(msg.page.as_str())? {
+            None => Ok(None),
+            Some(raw) => serde_json::from_slice(&raw)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt { tree: trees::PAGE_STATE, detail: e.to_string() }),
+        }
+    }
+}
+
+/// A snapshot of counters and queues.
+impl Handler<GetWriterStats> for PageWriterActor {
+    type Result = MessageResult<GetWriterStats>;
+
+    fn handle(&mut self, _: GetWriterStats, _: &mut Self::Context) -> Self::Result {
+        let mut stats = self.stats.clone();
+        stats.inbox_depth = self.deliveries.len();
+        stats.running = self.running;
+        stats.waiting_pages = self.pages.values().filter(|w| w.scheduled).count();
+        MessageResult(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbox_records_round_trip() {
+        let pages = vec![PageId::parse("1").unwrap(), PageId::parse("22").unwrap()];
+        assert_eq!(decode_pages(&encode_pages(&pages)), Some(pages));
+        assert_eq!(decode_pages(b"1,../2"), None);
+        assert_eq!(decode_pages(b""), None);
+        assert_eq!(decode_pages(&[0xff, 0xfe]), None);
+    }
+
+    #[test]
+    fn page_files_are_written_whole_and_without_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let page = PageId::parse("42").unwrap();
+        let mut data = PageData::new();
+        data.insert("id".into(), "42".into());
+        data.insert("name".into(), "Old".into());
+        data.insert("access_token".into(), "EAAG-leak".into());
+        write_page_file(dir.path(), &page, data.clone()).unwrap();
+        data.insert("name".into(), "New".into());
+        write_page_file(dir.path(), &page, data).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("42/page_data.json")).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["name"], "New");
+        assert!(!text.contains("EAAG-leak"));
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("42")).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary files left behind");
+    }
+}

@@ -1,0 +1,277 @@
+//! The one sled database and its trees, plus the group-commit writer.
+//!
+//! Each tree belongs to exactly one actor (see the crate docs for the map); this module
+//! only opens them and hands them out. Writes that must be on disk before an HTTP answer
+//! (a webhook delivery entering the inbox, a token arriving from OAuth) go through
+//! [`Store::commit`], which queues them for one dedicated writer thread. That thread
+//! takes everything queued, inserts it, calls sled's blocking `flush()` once and then
+//! answers every waiter: concurrent writers share one flush (group commit).
+//!
+//! Why a thread and not `flush_async`: sled 0.34.7 deadlocks when several tasks call
+//! `flush_async` at once (see DEPENDENCIES.md). Exactly one thread ever flushes here,
+//! so that cannot happen, and the async executors never block on disk.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use tokio::sync::oneshot;
+
+/// Tree names. Internal to the project, but stable: renaming one loses its data.
+pub mod trees {
+    /// Webhook deliveries acknowledged but not yet fully processed (PageWriterActor).
+    pub const INBOX: &str = "inbox";
+    /// Per-Page sync state: status, last success, last error (PageWriterActor).
+    pub const PAGE_STATE: &str = "page_state";
+    /// Page id -> sealed Page token (TokenVaultActor).
+    pub const PAGE_TOKENS: &str = "page_tokens";
+    /// Page id -> owning user UUID (TokenVaultActor).
+    pub const PAGE_OWNER: &str = "page_owner";
+}
+
+/// How many queued writes one flush may cover at most. Large enough that a flush is
+/// shared by every request that arrives while the previous one runs at our target
+/// load, small enough that one batch never holds waiters for long.
+const MAX_GROUP: usize = 4096;
+
+/// What went wrong with the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "cannot open the store at {path}: {source}. Another pagesync may be running on this data \
+         dir, or the database is damaged (restore it from a backup, see docs/operations.md)"
+    )]
+    Open { path: PathBuf, source: sled::Error },
+    #[error("store operation failed: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("the store's writer has stopped")]
+    Closed,
+    #[error("a record in tree {tree} is not valid: {detail}")]
+    Corrupt { tree: &'static str, detail: String },
+}
+
+/// How the store is opened.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Folder of the sled database (`PAGESYNC_DATA_DIR/db`).
+    pub path: PathBuf,
+    /// sled's page cache in bytes. sled defaults to 1 GiB and RSS follows the working
+    /// set; our trees are small (the inbox is drained continuously), so a few MiB do.
+    pub cache_capacity: u64,
+}
+
+impl StoreConfig {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        StoreConfig { path: path.into(), cache_capacity: 8 * 1024 * 1024 }
+    }
+}
+
+enum Job {
+    Write { tree: sled::Tree, key: Vec<u8>, value: Vec<u8>, done: oneshot::Sender<Result<(), String>> },
+    Flush { done: oneshot::Sender<Result<(), String>> },
+    Stop,
+}
+
+/// A handle on the open database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    jobs: mpsc::Sender<Job>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the database and starts its writer thread.
+    pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(&config.path)
+            .cache_capacity(config.cache_capacity)
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(|source| StoreError::Open { path: config.path.clone(), source })?;
+        let (jobs, rx) = mpsc::channel();
+        let writer_db = db.clone();
+        let writer = std::thread::Builder::new()
+            .name("pagesync-store-writer".into())
+            .spawn(move || writer_loop(writer_db, rx))
+            .map_err(|e| StoreError::Open {
+                path: config.path.clone(),
+                source: sled::Error::Io(e),
+            })?;
+        Ok(Store { inner: Arc::new(Inner { db, jobs, writer: Mutex::new(Some(writer)) }) })
+    }
+
+    /// Opens one of the project's trees.
+    pub fn tree(&self, name: &'static str) -> Result<sled::Tree, StoreError> {
+        Ok(self.inner.db.open_tree(name)?)
+    }
+
+    /// Inserts `value` under `key` in `tree` and resolves once it is flushed to disk
+    /// together with whatever else was queued meanwhile.
+    pub fn commit(
+        &self,
+        tree: &sled::Tree,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    ) -> impl Future<Output = Result<(), StoreError>> + use<> {
+        let (done, wait) = oneshot::channel();
+        let sent = self.inner.jobs.send(Job::Write { tree: tree.clone(), key, value, done });
+        async move {
+            sent.map_err(|_| StoreError::Closed)?;
+            wait_for(wait).await
+        }
+    }
+
+    /// Resolves once everything written so far is flushed (shares the writer's flush).
+    pub fn flush(&self) -> impl Future<Output = Result<(), StoreError>> + use<> {
+        let (done, wait) = oneshot::channel();
+        let sent = self.inner.jobs.send(Job::Flush { done });
+        async move {
+            sent.map_err(|_| StoreError::Closed)?;
+            wait_for(wait).await
+        }
+    }
+
+    /// A cheap liveness check of the database: a read of a tree that always exists.
+    pub fn is_open(&self) -> bool {
+        self.inner.db.contains_key(b"__probe").is_ok()
+    }
+
+    /// Flushes, stops the writer thread and waits for it. Later commits fail with
+    /// [`StoreError::Closed`]. Blocking: call it from a blocking context.
+    pub fn close(&self) -> Result<(), StoreError> {
+        let result = self.inner.db.flush().map(|_| ());
+        let _ = self.inner.jobs.send(Job::Stop);
+        let handle = self.inner.writer.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+        result.map_err(StoreError::from)
+    }
+
+    /// The database folder's size on disk, for reports.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.db.size_on_disk()?)
+    }
+}
+
+async fn wait_for(wait: oneshot::Receiver<Result<(), String>>) -> Result<(), StoreError> {
+    match wait.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(detail)) => Err(StoreError::Sled(sled::Error::ReportableBug(detail))),
+        Err(_) => Err(StoreError::Closed),
+    }
+}
+
+/// The writer thread: block for one job, take every other job already queued (up to
+/// [`MAX_GROUP`]), apply the writes, flush once, answer everyone.
+fn writer_loop(db: sled::Db, rx: mpsc::Receiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(256);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut stop = false;
+        let mut waiters = Vec::with_capacity(batch.len());
+        for job in batch.drain(..) {
+            match job {
+                Job::Write { tree, key, value, done } => match tree.insert(key, value) {
+                    Ok(_) => waiters.push(done),
+                    Err(e) => {
+                        let _ = done.send(Err(e.to_string()));
+                    }
+                },
+                Job::Flush { done } => waiters.push(done),
+                Job::Stop => stop = true,
+            }
+        }
+        if !waiters.is_empty() {
+            let flushed = db.flush().map(|_| ()).map_err(|e| e.to_string());
+            if let Err(e) = &flushed {
+                tracing::error!(error = %e, "store flush failed");
+            }
+            for done in waiters {
+                let _ = done.send(flushed.clone());
+            }
+        }
+        if stop {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_temp() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn committed_writes_are_readable_and_survive_reopen() {
+        let (dir, store) = open_temp();
+        let tree = store.tree(trees::INBOX).unwrap();
+        store.commit(&tree, b"k".to_vec(), b"v".to_vec()).await.unwrap();
+        assert_eq!(tree.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+        drop(tree);
+        store.close().unwrap();
+        drop(store);
+        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
+        let tree = store.tree(trees::INBOX).unwrap();
+        assert_eq!(tree.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_concurrent_commits_all_complete() {
+        let (_dir, store) = open_temp();
+        let tree = store.tree(trees::INBOX).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0u32..500 {
+            let s = store.clone();
+            let t = tree.clone();
+            tasks.push(tokio::spawn(async move {
+                s.commit(&t, i.to_be_bytes().to_vec(), vec![1]).await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(tree.len(), 500);
+    }
+
+    #[tokio::test]
+    async fn commits_after_close_fail_cleanly() {
+        let (_dir, store) = open_temp();
+        let tree = store.tree(trees::INBOX).unwrap();
+        store.close().unwrap();
+        let err = store.commit(&tree, b"k".to_vec(), b"v".to_vec()).await.unwrap_err();
+        assert!(matches!(err, StoreError::Closed), "{err:?}");
+    }
+
+    #[test]
+    fn a_locked_database_gives_a_clear_error() {
+        let (dir, _store) = open_temp();
+        let err = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("cannot open the store"), "{text}");
+        assert!(text.contains("docs/operations.md"), "{text}");
+    }
+}
