@@ -1,1 +1,16 @@
+//! pagesync: keeps `facebook/<page_id>/page_data.json` current for every connected
+//! Facebook Page.
+//!
+//! This crate is the edge: configuration, HTTP routes, signature checks, the Graph
+//! client, the command line and start-up. State and the order of work live in the
+//! `pagesync-actors` crate. See docs/architecture.md.
 
+pub mod cli;
+pub mod clients;
+pub mod config;
+pub mod delivery;
+pub mod error;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;
+pub mod verify;

@@ -412,7 +412,11 @@ async fn refresh(
         Ok(Err(VaultError::Seal(e))) => {
             // A token that cannot be opened (wrong key, damaged record) is as good as
             // a refused one: the owner has to connect again.
-            return Outcome::Failed(FetchError::Auth { code: 0, subcode: None, message: format!("stored token unusable: {e}") });
+            return Outcome::Failed(FetchError::Auth {
+                code: 0,
+                subcode: None,
+                message: format!("stored token unusable: {e}"),
+            });
         }
         Ok(Err(e)) => return Outcome::Internal(e.to_string()),
         Err(e) => return Outcome::Internal(format!("token vault unavailable: {e}")),

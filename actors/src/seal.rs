@@ -103,9 +103,8 @@ impl Sealer {
     pub fn seal(&self, record_key: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
         let cipher = self.cipher(self.current).ok_or(SealError::UnknownVersion(self.current))?;
         let nonce: Nonce<_> = Generate::try_generate().map_err(|_| SealError::Random)?;
-        let ciphertext = cipher
-            .encrypt(&nonce, Payload { msg: plaintext, aad: record_key })
-            .map_err(|_| SealError::Tampered)?;
+        let ciphertext =
+            cipher.encrypt(&nonce, Payload { msg: plaintext, aad: record_key }).map_err(|_| SealError::Tampered)?;
         let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
         out.push(self.current);
         out.extend_from_slice(&nonce);
@@ -122,9 +121,7 @@ impl Sealer {
         }
         let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
         let nonce = Nonce::try_from(nonce).map_err(|_| SealError::Truncated)?;
-        cipher
-            .decrypt(&nonce, Payload { msg: ciphertext, aad: record_key })
-            .map_err(|_| SealError::Tampered)
+        cipher.decrypt(&nonce, Payload { msg: ciphertext, aad: record_key }).map_err(|_| SealError::Tampered)
     }
 
     /// Whether a sealed record was made under an older key and should be re-sealed.

@@ -105,10 +105,7 @@ impl Store {
         let writer = std::thread::Builder::new()
             .name("pagesync-store-writer".into())
             .spawn(move || writer_loop(writer_db, rx))
-            .map_err(|e| StoreError::Open {
-                path: config.path.clone(),
-                source: sled::Error::Io(e),
-            })?;
+            .map_err(|e| StoreError::Open { path: config.path.clone(), source: sled::Error::Io(e) })?;
         Ok(Store { inner: Arc::new(Inner { db, jobs, writer: Mutex::new(Some(writer)) }) })
     }
 
@@ -247,9 +244,7 @@ mod tests {
         for i in 0u32..500 {
             let s = store.clone();
             let t = tree.clone();
-            tasks.push(tokio::spawn(async move {
-                s.commit(&t, i.to_be_bytes().to_vec(), vec![1]).await
-            }));
+            tasks.push(tokio::spawn(async move { s.commit(&t, i.to_be_bytes().to_vec(), vec![1]).await }));
         }
         for t in tasks {
             t.await.unwrap().unwrap();

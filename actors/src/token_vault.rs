@@ -63,7 +63,9 @@ impl TokenVaultActor {
 
     fn get(&self, page: &PageId) -> Result<Option<PageCredentials>, VaultError> {
         let key = page.as_str().as_bytes();
-        let (Some(sealed), Some(owner)) = (self.tokens.get(key).map_err(StoreError::from)?, self.owners.get(key).map_err(StoreError::from)?) else {
+        let (Some(sealed), Some(owner)) =
+            (self.tokens.get(key).map_err(StoreError::from)?, self.owners.get(key).map_err(StoreError::from)?)
+        else {
             return Ok(None);
         };
         let plain = self.sealer.open(&Self::record_key(page), &sealed)?;
@@ -71,10 +73,9 @@ impl TokenVaultActor {
             tree: trees::PAGE_TOKENS,
             detail: format!("token of Page {page} is not UTF-8"),
         })?;
-        let owner = std::str::from_utf8(&owner)
-            .ok()
-            .and_then(|s| UserId::parse(s).ok())
-            .ok_or_else(|| StoreError::Corrupt { tree: trees::PAGE_OWNER, detail: format!("owner of Page {page} is not a UUID") })?;
+        let owner = std::str::from_utf8(&owner).ok().and_then(|s| UserId::parse(s).ok()).ok_or_else(|| {
+            StoreError::Corrupt { tree: trees::PAGE_OWNER, detail: format!("owner of Page {page} is not a UUID") }
+        })?;
         Ok(Some(PageCredentials { owner, token: Secret::new(token) }))
     }
 }

@@ -1,0 +1,346 @@
+//! The Meta Graph API client.
+//!
+//! One `reqwest::Client` (rustls, connection pool) for every call. Each call made with
+//! a user or Page token carries `appsecret_proof` and `appsecret_time`. Failures are
+//! classified by `error.code` / `error_subcode` (PLATFORM §3), never by message text;
+//! the HTTP status is only a fallback when the body holds no Graph error. Transient
+//! failures (5xx, timeouts, codes 1/2, `is_transient`) are retried here with
+//! exponential back-off and full jitter; everything else goes back to the caller at
+//! once, already classified.
+//!
+//! URLs with tokens in them never reach a log or an error message: reqwest errors are
+//! stripped of their URL before they are turned into text.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::future::BoxFuture;
+use pagesync_actors::{FetchError, LimitScope, PageData, PageId, PageSource, Secret};
+use serde::Deserialize;
+
+use crate::config::FacebookSettings;
+use crate::verify::appsecret_proof;
+
+/// Retry policy for transient failures.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// Pause before the first retry (doubles each time, full jitter).
+    pub base: Duration,
+    /// Longest pause between two attempts.
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { attempts: 4, base: Duration::from_millis(500), cap: Duration::from_secs(8) }
+    }
+}
+
+/// Largest Graph answer we read; a Page's metadata is a few KiB.
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// A Graph API client; cheap to clone.
+#[derive(Clone)]
+pub struct GraphClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    /// `{FACEBOOK_GRAPH_URL}/{FACEBOOK_GRAPH_VERSION}`.
+    base: String,
+    app_secret: Secret,
+    page_fields: String,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for GraphClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphClient").field("base", &self.inner.base).finish_non_exhaustive()
+    }
+}
+
+/// Installs rustls' ring provider for the process (idempotent). reqwest is built
+/// without a provider of its own to keep aws-lc out of the build.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Builds the shared HTTP client used for Graph (and, later, Shopify).
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .user_agent(concat!("pagesync/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(20))
+        // Graph never redirects API calls; following one could carry a token elsewhere.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+}
+
+impl GraphClient {
+    pub fn new(settings: &FacebookSettings, http: reqwest::Client, retry: RetryPolicy) -> Self {
+        GraphClient {
+            inner: Arc::new(Inner {
+                http,
+                base: format!("{}/{}", settings.graph_url, settings.graph_version),
+                app_secret: settings.app_secret.clone(),
+                page_fields: settings.page_fields.clone(),
+                retry,
+            }),
+        }
+    }
+
+    /// `GET /{page-id}?fields=...` with the Page token.
+    pub async fn page(&self, page: &PageId, token: &Secret) -> Result<PageData, FetchError> {
+        let url = format!("{}/{}", self.inner.base, page);
+        let (data, _) = self.get_with_token(&url, token, &[("fields", &self.inner.page_fields)], Some(page)).await?;
+        Ok(data)
+    }
+
+    /// A GET with a user or Page token, retried while transient.
+    async fn get_with_token(
+        &self,
+        url: &str,
+        token: &Secret,
+        query: &[(&str, &str)],
+        page: Option<&PageId>,
+    ) -> Result<(PageData, reqwest::header::HeaderMap), FetchError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let time = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let proof = appsecret_proof(&self.inner.app_secret, token, time);
+            let time = time.to_string();
+            let request = self.inner.http.get(url).query(query).query(&[
+                ("access_token", token.expose()),
+                ("appsecret_proof", &proof),
+                ("appsecret_time", &time),
+            ]);
+            let result = send(request, page).await;
+            match result {
+                Err(FetchError::Transient { detail }) if attempt < self.inner.retry.attempts => {
+                    let pause = backoff(&self.inner.retry, attempt);
+                    tracing::debug!(attempt, pause_ms = pause.as_millis() as u64, error = %detail, "Graph call failed; retrying");
+                    tokio::time::sleep(pause).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+impl PageSource for GraphClient {
+    fn fetch_page(&self, page: &PageId, token: &Secret) -> BoxFuture<'static, Result<PageData, FetchError>> {
+        let client = self.clone();
+        let page = page.clone();
+        let token = token.clone();
+        Box::pin(async move { client.page(&page, &token).await })
+    }
+}
+
+/// Full jitter: a random pause between zero and `base * 2^(attempt-1)`, capped.
+fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
+    let ceiling = policy.base.saturating_mul(1u32 << (attempt - 1).min(16)).min(policy.cap);
+    let millis = ceiling.as_millis() as u64;
+    Duration::from_millis(rand::random_range(millis / 4..=millis.max(1)))
+}
+
+async fn send(
+    request: reqwest::RequestBuilder,
+    page: Option<&PageId>,
+) -> Result<(PageData, reqwest::header::HeaderMap), FetchError> {
+    let mut response = request.send().await.map_err(transport_error)?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(FetchError::Permanent { code: None, detail: format!("answer larger than {MAX_BODY} bytes") });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if status.is_success() {
+        return match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(serde_json::Value::Object(map)) => Ok((map, headers)),
+            _ => Err(FetchError::Permanent {
+                code: None,
+                detail: format!("HTTP {status} with a body that is not a JSON object"),
+            }),
+        };
+    }
+    let error = serde_json::from_slice::<ErrorEnvelope>(&body).ok().map(|e| e.error);
+    Err(classify(status.as_u16(), error, &headers, page))
+}
+
+fn transport_error(e: reqwest::Error) -> FetchError {
+    let e = e.without_url();
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "transport error"
+    };
+    FetchError::Transient { detail: format!("{kind}: {e}") }
+}
+
+/// Graph's error body.
+#[derive(Debug, Deserialize)]
+struct ErrorEnvelope {
+    error: GraphError,
+}
+
+/// The fields of a Graph error that classification reads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GraphError {
+    #[serde(default)]
+    pub code: Option<i64>,
+    #[serde(default)]
+    pub error_subcode: Option<i64>,
+    #[serde(default)]
+    pub is_transient: Option<bool>,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// Classifies a failed answer (PLATFORM §3.2–3.6).
+pub fn classify(
+    status: u16,
+    error: Option<GraphError>,
+    headers: &reqwest::header::HeaderMap,
+    page: Option<&PageId>,
+) -> FetchError {
+    let Some(error) = error else {
+        return if status >= 500 || status == 429 {
+            FetchError::Transient { detail: format!("HTTP {status}") }
+        } else {
+            FetchError::Permanent { code: None, detail: format!("HTTP {status} without a Graph error") }
+        };
+    };
+    let message = error.message.clone().unwrap_or_default();
+    let Some(code) = error.code else {
+        return if status >= 500 {
+            FetchError::Transient { detail: format!("HTTP {status}: {message}") }
+        } else {
+            FetchError::Permanent { code: None, detail: format!("HTTP {status}: {message}") }
+        };
+    };
+    match code {
+        190 | 102 | 10 | 200..=299 => FetchError::Auth { code, subcode: error.error_subcode, message },
+        4 | 17 | 341 => {
+            FetchError::RateLimited { code, scope: LimitScope::App, retry_after: regain_access(headers, page) }
+        }
+        32 | 613 | 80001 => {
+            FetchError::RateLimited { code, scope: LimitScope::Page, retry_after: regain_access(headers, page) }
+        }
+        1 | 2 => FetchError::Transient { detail: format!("code {code}: {message}") },
+        _ if error.is_transient == Some(true) => FetchError::Transient { detail: format!("code {code}: {message}") },
+        _ => FetchError::Permanent { code: Some(code), detail: message },
+    }
+}
+
+/// `estimated_time_to_regain_access` (minutes) for this Page from
+/// `X-Business-Use-Case-Usage`, the largest if several usage types are listed.
+fn regain_access(headers: &reqwest::header::HeaderMap, page: Option<&PageId>) -> Option<Duration> {
+    #[derive(Deserialize)]
+    struct Usage {
+        #[serde(default)]
+        estimated_time_to_regain_access: Option<u64>,
+    }
+    let raw = headers.get("x-business-use-case-usage")?.to_str().ok()?;
+    let usage: std::collections::HashMap<String, Vec<Usage>> = serde_json::from_str(raw).ok()?;
+    let entries: Vec<&Usage> = match page {
+        Some(p) => usage.get(p.as_str())?.iter().collect(),
+        None => usage.values().flatten().collect(),
+    };
+    let minutes = entries.iter().filter_map(|u| u.estimated_time_to_regain_access).max()?;
+    (minutes > 0).then(|| Duration::from_secs(minutes.saturating_mul(60)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    fn err(code: i64, subcode: Option<i64>) -> Option<GraphError> {
+        Some(GraphError { code: Some(code), error_subcode: subcode, is_transient: None, message: Some("m".into()) })
+    }
+
+    #[test]
+    fn auth_codes_need_reauth_whatever_the_status() {
+        for (code, sub) in
+            [(190, None), (190, Some(460)), (190, Some(492)), (102, None), (10, None), (200, None), (299, None)]
+        {
+            for status in [400, 401, 403, 500] {
+                assert!(matches!(classify(status, err(code, sub), &HeaderMap::new(), None), FetchError::Auth { .. }));
+            }
+        }
+    }
+
+    #[test]
+    fn rate_limits_have_the_right_scope() {
+        for (code, scope) in [
+            (4, LimitScope::App),
+            (17, LimitScope::App),
+            (32, LimitScope::Page),
+            (613, LimitScope::Page),
+            (80001, LimitScope::Page),
+        ] {
+            match classify(400, err(code, None), &HeaderMap::new(), None) {
+                FetchError::RateLimited { scope: s, retry_after: None, .. } => assert_eq!(s, scope, "code {code}"),
+                other => panic!("code {code}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn regain_access_minutes_come_from_the_pages_usage_header() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-business-use-case-usage",
+            HeaderValue::from_static(r#"{"42":[{"type":"pages","call_count":100,"estimated_time_to_regain_access":7}],"43":[{"type":"pages","estimated_time_to_regain_access":99}]}"#),
+        );
+        let page = PageId::parse("42").unwrap();
+        match classify(400, err(80001, None), &h, Some(&page)) {
+            FetchError::RateLimited { retry_after, .. } => assert_eq!(retry_after, Some(Duration::from_secs(420))),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn transient_and_permanent_failures() {
+        assert!(matches!(classify(500, err(1, None), &HeaderMap::new(), None), FetchError::Transient { .. }));
+        assert!(matches!(classify(503, err(2, None), &HeaderMap::new(), None), FetchError::Transient { .. }));
+        assert!(matches!(classify(502, None, &HeaderMap::new(), None), FetchError::Transient { .. }));
+        let transient =
+            Some(GraphError { code: Some(9999), error_subcode: None, is_transient: Some(true), message: None });
+        assert!(matches!(classify(400, transient, &HeaderMap::new(), None), FetchError::Transient { .. }));
+        assert!(matches!(
+            classify(400, err(100, Some(33)), &HeaderMap::new(), None),
+            FetchError::Permanent { code: Some(100), .. }
+        ));
+        assert!(matches!(classify(404, None, &HeaderMap::new(), None), FetchError::Permanent { code: None, .. }));
+    }
+
+    #[test]
+    fn the_message_text_never_decides() {
+        let misleading = Some(GraphError {
+            code: Some(100),
+            error_subcode: None,
+            is_transient: None,
+            message: Some("Error validating access token: Session has expired".into()),
+        });
+        assert!(matches!(classify(400, misleading, &HeaderMap::new(), None), FetchError::Permanent { .. }));
+    }
+
+    #[test]
+    fn backoff_stays_within_its_cap() {
+        let policy = RetryPolicy { attempts: 10, base: Duration::from_millis(100), cap: Duration::from_millis(800) };
+        for attempt in 1..10 {
+            assert!(backoff(&policy, attempt) <= Duration::from_millis(800));
+        }
+    }
+}

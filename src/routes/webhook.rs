@@ -1,0 +1,112 @@
+//! Meta webhooks: the verification GET and the delivery POST (SPEC §4).
+//!
+//! The POST path, in order: a declared length over the limit is refused (413) before
+//! a byte is read; the signature headers must be present and well formed (401); the
+//! body is read up to the limit (413 past it); the signature is checked on those raw
+//! bytes (401); only then is JSON parsed (400). A delivery for the `page` object is
+//! handed to the PageWriterActor, which answers once it is durable in the inbox; the
+//! Graph API is never called here.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::BytesMut;
+use futures_util::StreamExt as _;
+use pagesync_actors::messages::{AcceptDelivery, InboxError};
+
+use super::AppState;
+use crate::delivery::{self, Delivery};
+use crate::error::ApiError;
+use crate::verify::{MetaSignatures, Verified, constant_time_eq};
+
+/// How long a request waits for the writer's mailbox and the inbox commit before it
+/// answers 503 (Meta retries). Far below Meta's 5 s answer budget for Messenger.
+const ACCEPT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// `GET /facebook/webhook`: Meta's verification request.
+#[tracing::instrument(skip_all)]
+pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let Ok(query) = web::Query::<HashMap<String, String>>::from_query(req.query_string()) else {
+        return HttpResponse::Forbidden().finish();
+    };
+    let mode_ok = query.get("hub.mode").is_some_and(|m| m == "subscribe");
+    let token_ok = query
+        .get("hub.verify_token")
+        .is_some_and(|t| constant_time_eq(t, state.settings.facebook.verify_token.expose()));
+    match query.get("hub.challenge") {
+        Some(challenge) if mode_ok && token_ok && !challenge.is_empty() => {
+            tracing::info!("webhook verification accepted");
+            HttpResponse::Ok().content_type("text/plain").body(challenge.clone())
+        }
+        _ => {
+            tracing::warn!(mode_ok, token_ok, "webhook verification refused");
+            HttpResponse::Forbidden().finish()
+        }
+    }
+}
+
+/// `POST /facebook/webhook`: a delivery.
+#[tracing::instrument(skip_all)]
+pub async fn receive(
+    req: HttpRequest,
+    mut payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let max = state.settings.webhook_max_bytes;
+    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(ApiError::PayloadTooLarge(max));
+    }
+    let signatures = MetaSignatures::from_headers(req.headers()).map_err(|e| {
+        tracing::warn!(error = %e, "delivery refused");
+        ApiError::Unauthorized("invalid signature")
+    })?;
+
+    let mut body = BytesMut::with_capacity(declared.map_or(1024, |n| n as usize));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
+        if body.len() + chunk.len() > max {
+            return Err(ApiError::PayloadTooLarge(max));
+        }
+        body.extend_from_slice(&chunk);
+    }
+
+    let verified = signatures.verify(&state.settings.facebook.app_secret, body.freeze()).map_err(|e| {
+        tracing::warn!(error = %e, "delivery refused");
+        ApiError::Unauthorized("invalid signature")
+    })?;
+    let parsed = delivery::parse(verified).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    match parsed.into_delivery() {
+        None => {
+            tracing::debug!("delivery for another object ignored");
+            Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ignored" })))
+        }
+        Some(delivery) => {
+            accept(&state, delivery).await?;
+            Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "success" })))
+        }
+    }
+}
+
+/// Hands a verified delivery to the writer and waits until it is durable.
+async fn accept(state: &AppState, delivery: Verified<Delivery>) -> Result<(), ApiError> {
+    let delivery = delivery.into_inner();
+    if delivery.rejected > 0 {
+        tracing::warn!(rejected = delivery.rejected, "entries with invalid Page ids skipped");
+    }
+    let sent = state.actors.page_writer.send(AcceptDelivery { pages: delivery.pages }).timeout(ACCEPT_TIMEOUT).await;
+    match sent {
+        Ok(Ok(receipt)) => {
+            tracing::debug!(seq = ?receipt.seq, pages = receipt.pages, "delivery stored");
+            Ok(())
+        }
+        Ok(Err(InboxError::ShuttingDown)) => Err(ApiError::Unavailable("shutting down")),
+        Ok(Err(InboxError::Store(e))) => Err(ApiError::Unexpected(e.into())),
+        Err(e) => {
+            tracing::warn!(error = %e, "page writer did not take the delivery in time");
+            Err(ApiError::Unavailable("busy, try again"))
+        }
+    }
+}

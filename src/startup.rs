@@ -1,0 +1,140 @@
+//! Building and running the application: open the store, start the actors, bind,
+//! serve; on stop, drain HTTP, stop the actors and flush the store.
+//!
+//! `main` and every integration test go through [`Application::build`], so tests run
+//! the same wiring as production.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+use pagesync_actors::messages::Shutdown;
+use pagesync_actors::{Actors, Sealer, Store, StoreConfig, WriterConfig};
+
+use crate::clients::graph::{self, GraphClient, RetryPolicy};
+use crate::config::Settings;
+use crate::routes::{self, AppState};
+
+/// Internal knobs that are not configuration variables; tests shorten the pauses.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    pub graph_retry: RetryPolicy,
+    /// First back-off of a Page after a rate limit or a failed refresh.
+    pub refresh_backoff_base: Duration,
+    /// Longest such back-off.
+    pub refresh_backoff_cap: Duration,
+    /// HTTP worker threads; `None`: actix's default (one per core).
+    pub workers: Option<usize>,
+    /// How long a graceful stop lets requests in flight finish.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            graph_retry: RetryPolicy::default(),
+            refresh_backoff_base: Duration::from_secs(60),
+            refresh_backoff_cap: Duration::from_secs(3600),
+            workers: None,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A built, bound, not yet running pagesync.
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    store: Store,
+    actors: Actors,
+}
+
+impl Application {
+    /// Opens the store below `PAGESYNC_DATA_DIR`, starts the actors and binds
+    /// `PAGESYNC_BIND` (port 0 picks a free port). Must run inside an actix `System`.
+    pub fn build(settings: Settings, tuning: Tuning) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(settings.bind).with_context(|| format!("cannot bind {}", settings.bind))?;
+        Application::build_on(settings, tuning, listener)
+    }
+
+    /// Like [`Application::build`], on a listener the caller already bound.
+    pub fn build_on(settings: Settings, tuning: Tuning, listener: TcpListener) -> anyhow::Result<Application> {
+        let data_dir = settings.data_dir.clone();
+        create_private_dir(&data_dir)?;
+        let pages_dir = data_dir.join("facebook");
+        create_private_dir(&pages_dir)?;
+        let store = Store::open(&StoreConfig::new(data_dir.join("db")))?;
+
+        let http = graph::http_client().context("cannot build the HTTP client")?;
+        let graph = GraphClient::new(&settings.facebook, http, tuning.graph_retry.clone());
+        let mut writer = WriterConfig::new(pages_dir);
+        writer.backoff_base = tuning.refresh_backoff_base;
+        writer.backoff_cap = tuning.refresh_backoff_cap;
+        let actors = pagesync_actors::start(&store, Sealer::new(&settings.encryption_key), Arc::new(graph), writer)?;
+
+        let port = listener.local_addr()?.port();
+        let state = AppState { settings: Arc::new(settings), actors: actors.clone(), store: store.clone() };
+        let mut server =
+            HttpServer::new(move || App::new().app_data(web::Data::new(state.clone())).configure(routes::configure))
+                // Signals are ours: SIGTERM and SIGINT both stop gracefully (see main.rs).
+                .disable_signals()
+                .shutdown_timeout(tuning.shutdown_timeout.as_secs());
+        if let Some(workers) = tuning.workers {
+            server = server.workers(workers);
+        }
+        let server = server.listen(listener)?.run();
+        tracing::info!(port, "pagesync listening");
+        Ok(Application { port, server, store, actors })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The actors' addresses (tests fill the vault through them).
+    pub fn actors(&self) -> &Actors {
+        &self.actors
+    }
+
+    /// Serves until `shutdown` resolves (or the server fails), then stops in order:
+    /// stop accepting and let requests in flight finish (up to the shutdown timeout),
+    /// stop the actors (unfinished deliveries stay in the inbox), flush and close the
+    /// store.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Application { server, store, actors, .. } = self;
+        let handle = server.handle();
+        let mut server = std::pin::pin!(server);
+        let served = tokio::select! {
+            result = &mut server => result,
+            () = shutdown => {
+                tracing::info!("stopping: draining HTTP requests");
+                // The server future itself carries out the stop, so keep polling it while
+                // the stop command is sent from a separate task.
+                actix_web::rt::spawn(async move { handle.stop(true).await });
+                server.await
+            }
+        };
+        let _ = actors.page_writer.send(Shutdown).await;
+        let _ = actors.vault.send(Shutdown).await;
+        drop(actors);
+        let closed = tokio::task::spawn_blocking(move || store.close()).await;
+        served.context("HTTP server failed")?;
+        closed.context("store closer panicked")?.context("final store flush failed")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Creates a folder readable by its owner only (tokens live below it, sealed).
+fn create_private_dir(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .with_context(|| format!("cannot create {}", path.display()))
+}

@@ -1,0 +1,267 @@
+//! Signature checks on raw bytes, turning them into [`Verified`] values.
+//!
+//! Only this module can make a `Verified<T>`, so a body whose signature was not checked
+//! cannot travel further by mistake: the webhook route can hand a delivery to the
+//! actors only as a `Verified<Delivery>`. Every comparison of a MAC is constant-time
+//! (`Mac::verify_slice`), and the algorithm is fixed per header, never taken from it.
+
+use actix_web::http::header::HeaderMap;
+use bytes::Bytes;
+use hmac::{Hmac, KeyInit, Mac};
+use pagesync_actors::Secret;
+use sha1::Sha1;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+type HmacSha256 = Hmac<Sha256>;
+type HmacSha1 = Hmac<Sha1>;
+
+/// The header Meta signs deliveries with today.
+pub const SIGNATURE_256: &str = "x-hub-signature-256";
+/// The legacy SHA-1 header, still checked when present.
+pub const SIGNATURE_1: &str = "x-hub-signature";
+
+/// A value derived only from bytes whose signature checked out.
+#[derive(Debug, Clone)]
+pub struct Verified<T>(T);
+
+impl<T> Verified<T> {
+    pub fn get(&self) -> &T {
+        &self.0
+    }
+
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+
+    /// Derives a value from verified content (parsing); crate-private so that nothing
+    /// outside can wrap arbitrary data.
+    pub(crate) fn try_map<U, E>(self, f: impl FnOnce(T) -> Result<U, E>) -> Result<Verified<U>, E> {
+        f(self.0).map(Verified)
+    }
+}
+
+/// Why a signature was refused. Deliberately coarse: the client learns nothing about
+/// which part failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("no signature header")]
+    Missing,
+    #[error("malformed signature header")]
+    Malformed,
+    #[error("signature does not match")]
+    Mismatch,
+}
+
+/// The signature headers of a Meta delivery, parsed but not yet checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaSignatures {
+    sha256: Option<Vec<u8>>,
+    sha1: Option<Vec<u8>>,
+}
+
+impl MetaSignatures {
+    /// Reads `X-Hub-Signature-256: sha256=<hex>` and `X-Hub-Signature: sha1=<hex>`.
+    /// At least one must be present; each present one must be well formed (exact
+    /// prefix, hex of the right length, one value only).
+    pub fn from_headers(headers: &HeaderMap) -> Result<Self, SignatureError> {
+        let sha256 = header_digest(headers, SIGNATURE_256, "sha256=", 32)?;
+        let sha1 = header_digest(headers, SIGNATURE_1, "sha1=", 20)?;
+        if sha256.is_none() && sha1.is_none() {
+            return Err(SignatureError::Missing);
+        }
+        Ok(MetaSignatures { sha256, sha1 })
+    }
+
+    /// Checks every present signature over `body` under `secret`.
+    pub fn verify(&self, secret: &Secret, body: Bytes) -> Result<Verified<Bytes>, SignatureError> {
+        let key = secret.expose().as_bytes();
+        if let Some(expected) = &self.sha256 {
+            let mut mac = HmacSha256::new_from_slice(key).map_err(|_| SignatureError::Mismatch)?;
+            mac.update(&body);
+            mac.verify_slice(expected).map_err(|_| SignatureError::Mismatch)?;
+        }
+        if let Some(expected) = &self.sha1 {
+            let mut mac = HmacSha1::new_from_slice(key).map_err(|_| SignatureError::Mismatch)?;
+            mac.update(&body);
+            mac.verify_slice(expected).map_err(|_| SignatureError::Mismatch)?;
+        }
+        Ok(Verified(body))
+    }
+}
+
+fn header_digest(headers: &HeaderMap, name: &str, prefix: &str, len: usize) -> Result<Option<Vec<u8>>, SignatureError> {
+    let mut values = headers.get_all(name);
+    let Some(value) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(SignatureError::Malformed);
+    }
+    let text = value.to_str().map_err(|_| SignatureError::Malformed)?;
+    let hex_part = text.strip_prefix(prefix).ok_or(SignatureError::Malformed)?;
+    if hex_part.len() != len * 2 {
+        return Err(SignatureError::Malformed);
+    }
+    hex::decode(hex_part).map(Some).map_err(|_| SignatureError::Malformed)
+}
+
+/// `sha256=<hex>` for `body` under `secret`, as Meta sends it.
+pub fn sign_sha256(secret: &str, body: &[u8]) -> String {
+    format!("sha256={}", hex::encode(hmac_sha256(secret.as_bytes(), body)))
+}
+
+/// `sha1=<hex>` for `body` under `secret` (legacy header).
+pub fn sign_sha1(secret: &str, body: &[u8]) -> String {
+    let mut mac = <HmacSha1 as KeyInit>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable_hmac());
+    mac.update(body);
+    format!("sha1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// HMAC-SHA256 of `message` under `key`.
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable_hmac());
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
+/// HMAC accepts keys of any length, so `new_from_slice` cannot fail; this keeps the
+/// signature of the helpers infallible without an `unwrap`.
+fn unreachable_hmac<T>() -> T {
+    unreachable!("HMAC takes keys of any length")
+}
+
+/// `appsecret_proof` for a Graph call: hex HMAC-SHA256 of `token|time` under the app
+/// secret (PLATFORM §2.8, the timed form; `time` goes along as `appsecret_time`).
+pub fn appsecret_proof(app_secret: &Secret, token: &Secret, time: u64) -> String {
+    let message = format!("{}|{time}", token.expose());
+    hex::encode(hmac_sha256(app_secret.expose().as_bytes(), message.as_bytes()))
+}
+
+/// Constant-time equality of two strings (lengths may leak, contents do not).
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::{HeaderName, HeaderValue};
+
+    const SECRET: &str = "test_app_secret_0123456789abcdef";
+    const A: &str = r#"{"object":"page","entry":[{"id":"104857600012345","time":1767225600,"changes":[{"field":"name","value":"Maple & Oak Candle Co."}]}]}"#;
+    const B: &str = r#"{"object":"page","entry":[{"id":"104857600012345","time":1767225660,"changes":[{"field":"category","value":"Home Decor"}]},{"id":"209715200067890","time":1767225661,"changes":[{"field":"name","value":"Northwind Outfitters"},{"field":"category","value":"Sporting Goods Store"}]}]}"#;
+    const C: &str = r#"{"object":"page","entry":[{"id":"314572800098765","time":1767225720,"changes":[{"field":"name","value":"Caf\u00e9 Lumi\u00e8re \/ Bakery"}]}]}"#;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_static(k), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn check(pairs: &[(&'static str, &str)], body: &str) -> Result<Verified<Bytes>, SignatureError> {
+        MetaSignatures::from_headers(&headers(pairs))?
+            .verify(&Secret::new(SECRET), Bytes::copy_from_slice(body.as_bytes()))
+    }
+
+    #[test]
+    fn githubs_published_vector() {
+        assert_eq!(
+            sign_sha256("It's a Secret to Everybody", b"Hello, World!"),
+            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+        );
+    }
+
+    #[test]
+    fn platform_vectors_a_b_c_verify_with_both_headers() {
+        let cases = [
+            (
+                A,
+                132,
+                "sha256=825261f18092a12fbe96d6e7b51025ab57db4ebd8b5e1ad8f39817dfda851da5",
+                "sha1=ea3c8dac0736bcaab2a9918415ffb838caeb9647",
+            ),
+            (
+                B,
+                279,
+                "sha256=633f79183428fcab45fa23b21201d701c5c96c73cb2d44930cf26bdb5703d2b8",
+                "sha1=5dfe5b5361e1d5d2717ac39246c68af638a77989",
+            ),
+            (
+                C,
+                142,
+                "sha256=0bcd7b6e3e06d40b62274bda76cf372605a27e0c580610f7e7efe85e4ae91147",
+                "sha1=6d3963d525b93ed92d59d4ccda6e4087aa725f09",
+            ),
+        ];
+        for (body, len, s256, s1) in cases {
+            assert_eq!(body.len(), len);
+            assert_eq!(sign_sha256(SECRET, body.as_bytes()), s256);
+            assert_eq!(sign_sha1(SECRET, body.as_bytes()), s1);
+            assert!(check(&[(SIGNATURE_256, s256)], body).is_ok());
+            assert!(check(&[(SIGNATURE_1, s1)], body).is_ok());
+            assert!(check(&[(SIGNATURE_256, s256), (SIGNATURE_1, s1)], body).is_ok());
+        }
+    }
+
+    #[test]
+    fn re_serialised_unicode_does_not_verify() {
+        let value: serde_json::Value = serde_json::from_str(C).unwrap();
+        let reserialised = serde_json::to_string(&value).unwrap();
+        assert!(reserialised.contains("Café Lumière / Bakery"));
+        assert_eq!(
+            sign_sha256(SECRET, reserialised.as_bytes()),
+            "sha256=3824409e88b7c77fc8591e023aee018b68c961a447239080a46657dec8bf123f"
+        );
+        let header = "sha256=0bcd7b6e3e06d40b62274bda76cf372605a27e0c580610f7e7efe85e4ae91147";
+        assert_eq!(check(&[(SIGNATURE_256, header)], &reserialised).unwrap_err(), SignatureError::Mismatch);
+    }
+
+    #[test]
+    fn every_present_header_must_be_right() {
+        let good256 = sign_sha256(SECRET, A.as_bytes());
+        let bad1 = sign_sha1("other", A.as_bytes());
+        assert_eq!(check(&[(SIGNATURE_256, &good256), (SIGNATURE_1, &bad1)], A).unwrap_err(), SignatureError::Mismatch);
+    }
+
+    #[test]
+    fn malformed_and_missing_headers_are_refused() {
+        let good = sign_sha256(SECRET, A.as_bytes());
+        assert_eq!(check(&[], A).unwrap_err(), SignatureError::Missing);
+        for bad in [
+            good.replacen("sha256=", "sha1=", 1),
+            good.replacen("sha256=", "", 1),
+            format!("{good}00"),
+            good[..good.len() - 2].to_owned(),
+            good.replacen('a', "z", 1),
+        ] {
+            assert_eq!(check(&[(SIGNATURE_256, &bad)], A).unwrap_err(), SignatureError::Malformed, "{bad}");
+        }
+        assert_eq!(check(&[(SIGNATURE_256, &good), (SIGNATURE_256, &good)], A).unwrap_err(), SignatureError::Malformed);
+    }
+
+    #[test]
+    fn a_changed_body_or_secret_does_not_verify() {
+        let good = sign_sha256(SECRET, A.as_bytes());
+        assert_eq!(check(&[(SIGNATURE_256, &good)], &A.replace("Oak", "Elm")).unwrap_err(), SignatureError::Mismatch);
+        let other = MetaSignatures::from_headers(&headers(&[(SIGNATURE_256, &good)]))
+            .unwrap()
+            .verify(&Secret::new("another secret"), Bytes::from_static(A.as_bytes()));
+        assert_eq!(other.unwrap_err(), SignatureError::Mismatch);
+    }
+
+    #[test]
+    fn appsecret_proof_is_hmac_of_token_and_time() {
+        let proof = appsecret_proof(&Secret::new("secret"), &Secret::new("token"), 1_700_000_000);
+        assert_eq!(proof, hex::encode(hmac_sha256(b"secret", b"token|1700000000")));
+        assert_eq!(proof.len(), 64);
+    }
+
+    #[test]
+    fn constant_time_eq_compares_contents() {
+        assert!(constant_time_eq("abc", "abc"));
+        assert!(!constant_time_eq("abc", "abd"));
+        assert!(!constant_time_eq("abc", "ab"));
+        assert!(!constant_time_eq("", "a"));
+    }
+}
