@@ -1,0 +1,272 @@
+//! Start, stop, crash and restart; the command line.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use actix::Actor as _;
+use pagesync_actors::messages::{Shutdown, StorePageToken};
+use pagesync_actors::{EncryptionKey, PageId, Sealer, Secret, Store, StoreConfig, TokenVaultActor, UserId};
+use serde_json::json;
+
+use crate::fake_graph::{FakeGraph, Fault};
+use crate::helpers::{Options, base_env, delivery, fast_tuning, poll_until, spawn_app_with, start_app};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pagesync");
+
+#[actix_web::test]
+async fn deliveries_left_in_the_inbox_are_processed_after_a_restart() {
+    let mut tuning = fast_tuning();
+    // Long enough that the failed refresh is still waiting when we stop.
+    tuning.refresh_backoff_base = Duration::from_secs(600);
+    tuning.refresh_backoff_cap = Duration::from_secs(600);
+    let app = spawn_app_with(Options { tuning, ..Options::default() }).await;
+    app.connect_page("31337", "t", "After restart").await;
+    app.graph.set_sticky_fault("31337", Some(Fault::Status(503, json!("down"))));
+    assert_eq!(app.post_webhook(&delivery(&["31337"])).await.status(), 200);
+    let graph = app.graph.clone();
+    assert!(poll_until(Duration::from_secs(10), || graph.gets("31337") >= 3).await);
+    assert_eq!(app.stats().await.inbox_depth, 1);
+    let (dir, key, graph) = app.stop().await;
+    assert!(!dir.path().join("data/facebook/31337/page_data.json").exists());
+
+    graph.set_sticky_fault("31337", None);
+    let app = start_app(dir, key, graph, Options::default()).await;
+    app.wait_for_name("31337", "After restart").await;
+    assert_eq!(app.wait_idle().await.inbox_depth, 0);
+}
+
+/// Stores a Page token in a data dir with no daemon running, through the vault actor.
+async fn seed_token(data_dir: &Path, key: &EncryptionKey, page: &str, token: &str) {
+    let store = Store::open(&StoreConfig::new(data_dir.join("db"))).unwrap();
+    let vault = TokenVaultActor::new(store.clone(), Sealer::new(key)).unwrap().start();
+    vault
+        .send(StorePageToken { page: PageId::parse(page).unwrap(), owner: UserId::random(), token: Secret::new(token) })
+        .await
+        .unwrap()
+        .unwrap();
+    vault.send(Shutdown).await.unwrap();
+    assert!(poll_until(Duration::from_secs(5), || !vault.connected()).await);
+    drop(vault);
+    store.close().unwrap();
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Daemon {
+    child: Child,
+    address: String,
+}
+
+fn start_daemon(dir: &Path, key: &EncryptionKey, graph: &FakeGraph, log_name: &str) -> Daemon {
+    let port = free_port();
+    let mut env = base_env(&dir.join("data"), &graph.url, key);
+    env.insert("PAGESYNC_BIND".into(), format!("127.0.0.1:{port}"));
+    let log = std::fs::File::create(dir.join(log_name)).unwrap();
+    let child = Command::new(BIN)
+        .arg("serve")
+        .current_dir(dir)
+        .env_clear()
+        .envs(env)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Daemon { child, address: format!("http://127.0.0.1:{port}") }
+}
+
+async fn wait_ready(daemon: &Daemon) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(resp) = client.get(format!("{}/readyz", daemon.address)).send().await
+            && resp.status() == 200
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "daemon never became ready");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn post_signed(address: &str, body: &str) -> reqwest::StatusCode {
+    reqwest::Client::new()
+        .post(format!("{address}/facebook/webhook"))
+        .header("X-Hub-Signature-256", pagesync::verify::sign_sha256(crate::helpers::APP_SECRET, body.as_bytes()))
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[actix_web::test]
+async fn an_acknowledged_delivery_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = EncryptionKey::generate().unwrap();
+    let graph = FakeGraph::start();
+    graph.add_page("424242", "tok", "Durable");
+    seed_token(&dir.path().join("data"), &key, "424242", "tok").await;
+    // Graph hangs, so the refresh is still in flight when the process dies.
+    graph.set_latency(Duration::from_secs(30));
+
+    let mut daemon = start_daemon(dir.path(), &key, &graph, "first.log");
+    wait_ready(&daemon).await;
+    assert_eq!(post_signed(&daemon.address, &delivery(&["424242"])).await, 200);
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+    assert!(!dir.path().join("data/facebook/424242/page_data.json").exists());
+
+    graph.set_latency(Duration::ZERO);
+    let mut daemon = start_daemon(dir.path(), &key, &graph, "second.log");
+    wait_ready(&daemon).await;
+    let file = dir.path().join("data/facebook/424242/page_data.json");
+    let written = poll_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&file).map(|t| t.contains("Durable")).unwrap_or(false)
+    })
+    .await;
+    daemon.child.kill().unwrap();
+    let _ = daemon.child.wait();
+    assert!(
+        written,
+        "the acknowledged delivery was lost; log: {}",
+        std::fs::read_to_string(dir.path().join("second.log")).unwrap_or_default()
+    );
+}
+
+#[actix_web::test]
+async fn sigterm_with_work_in_flight_exits_0_and_the_work_resumes_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = EncryptionKey::generate().unwrap();
+    let graph = FakeGraph::start();
+    graph.add_page("515151", "tok", "Graceful");
+    seed_token(&dir.path().join("data"), &key, "515151", "tok").await;
+    graph.set_latency(Duration::from_secs(30));
+
+    let mut daemon = start_daemon(dir.path(), &key, &graph, "first.log");
+    wait_ready(&daemon).await;
+    assert_eq!(post_signed(&daemon.address, &delivery(&["515151"])).await, 200);
+    let started = Instant::now();
+    let killed = Command::new("kill").args(["-TERM", &daemon.child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let status = wait_exit(&mut daemon.child, Duration::from_secs(15)).await;
+    let log = std::fs::read_to_string(dir.path().join("first.log")).unwrap_or_default();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "log: {log}");
+    assert!(started.elapsed() < Duration::from_secs(12), "stop took {:?}", started.elapsed());
+
+    graph.set_latency(Duration::ZERO);
+    let mut daemon = start_daemon(dir.path(), &key, &graph, "second.log");
+    wait_ready(&daemon).await;
+    let file = dir.path().join("data/facebook/515151/page_data.json");
+    let written = poll_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&file).map(|t| t.contains("Graceful")).unwrap_or(false)
+    })
+    .await;
+    let _ = Command::new("kill").args(["-INT", &daemon.child.id().to_string()]).status();
+    let status = wait_exit(&mut daemon.child, Duration::from_secs(15)).await;
+    assert!(written, "work queued at SIGTERM was not resumed");
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "SIGINT stops gracefully too");
+}
+
+fn run_cli(dir: &Path, args: &[&str], env: &[(String, String)]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).current_dir(dir).env_clear().envs(env.iter().cloned()).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn keygen_prints_a_usable_base64_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, _) = run_cli(dir.path(), &["keygen"], &[]);
+    assert_eq!(code, 0);
+    let key = EncryptionKey::from_base64(out.trim()).unwrap();
+    let (_, again, _) = run_cli(dir.path(), &["keygen"], &[]);
+    assert_ne!(out, again, "every key is new");
+    let _ = key;
+}
+
+#[test]
+fn check_config_exits_0_for_a_valid_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = EncryptionKey::generate().unwrap();
+    let env: Vec<(String, String)> =
+        base_env(&dir.path().join("data"), "http://127.0.0.1:9", &key).into_iter().collect();
+    let (code, out, err) = run_cli(dir.path(), &["check-config"], &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("configuration ok"), "{out}");
+}
+
+#[test]
+fn check_config_lists_every_problem_by_name_without_values_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = EncryptionKey::generate().unwrap();
+    let mut env = base_env(&dir.path().join("data"), "http://127.0.0.1:9", &key);
+    env.remove("FACEBOOK_VERIFY_TOKEN");
+    env.insert("FACEBOOK_APP_ID".into(), "not-digits-SECRETISH".into());
+    env.insert("PAGESYNC_ENCRYPTION_KEY".into(), "dG9vIHNob3J0LVNFQ1JFVElTSA==".into());
+    env.insert("PAGESYNC_SESSION_TTL".into(), "forever".into());
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    let (code, out, err) = run_cli(dir.path(), &["check-config"], &env);
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 4, "{err}");
+    for name in
+        ["FACEBOOK_APP_ID:", "FACEBOOK_VERIFY_TOKEN: missing", "PAGESYNC_ENCRYPTION_KEY:", "PAGESYNC_SESSION_TTL:"]
+    {
+        assert!(lines.iter().any(|l| l.contains(name)), "no line for {name}: {err}");
+    }
+    assert!(!err.contains("SECRETISH") && !err.contains("dG9vIHNob3J0"), "a value leaked: {err}");
+}
+
+#[test]
+fn flags_override_the_environment_and_dotenv_fills_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = EncryptionKey::generate().unwrap();
+    let mut env = base_env(&dir.path().join("data"), "http://127.0.0.1:9", &key);
+    let secret = env.remove("STATE_TOKEN_SECRET").unwrap();
+    std::fs::write(dir.path().join(".env"), format!("STATE_TOKEN_SECRET={secret}\nPAGESYNC_BIND=127.0.0.1:7001\n"))
+        .unwrap();
+    env.insert("PAGESYNC_BIND".into(), "127.0.0.1:7002".into());
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    let (code, out, err) = run_cli(dir.path(), &["check-config", "--bind", "127.0.0.1:7003"], &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("127.0.0.1:7003"), "{out}");
+    let (code, out, _) = run_cli(dir.path(), &["check-config"], &env);
+    assert_eq!(code, 0);
+    assert!(out.contains("127.0.0.1:7002"), "{out}");
+    assert!(out.contains("1 from .env"), "{out}");
+}
+
+#[test]
+fn serve_with_a_bad_configuration_exits_before_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let env = vec![("PAGESYNC_BIND".to_owned(), format!("127.0.0.1:{port}"))];
+    let (code, _, err) = run_cli(dir.path(), &["serve"], &env);
+    assert_eq!(code, 78, "{err}");
+    assert!(err.lines().all(|l| l.starts_with("config error: ")), "{err}");
+    assert!(err.contains("FACEBOOK_APP_SECRET: missing"));
+    // Nothing was bound and no data dir was made.
+    assert!(TcpListener::bind(("127.0.0.1", port)).is_ok());
+    assert!(!dir.path().join("data").exists());
+}
