@@ -12,6 +12,7 @@
 //! so that cannot happen, and the async executors never block on disk.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -81,8 +82,18 @@ pub struct Store {
 
 struct Inner {
     db: sled::Db,
+    /// Queue of the writer thread.
     jobs: mpsc::Sender<Job>,
+    /// The writer thread, joined by `close`.
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Flushes the writer has done, and writes they covered (for stats and tests).
+    counters: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    flushes: AtomicU64,
+    writes: AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -102,11 +113,13 @@ impl Store {
             .map_err(|source| StoreError::Open { path: config.path.clone(), source })?;
         let (jobs, rx) = mpsc::channel();
         let writer_db = db.clone();
+        let counters = Arc::new(Counters::default());
+        let writer_counters = counters.clone();
         let writer = std::thread::Builder::new()
             .name("pagesync-store-writer".into())
-            .spawn(move || writer_loop(writer_db, rx))
+            .spawn(move || writer_loop(writer_db, rx, &writer_counters))
             .map_err(|e| StoreError::Open { path: config.path.clone(), source: sled::Error::Io(e) })?;
-        Ok(Store { inner: Arc::new(Inner { db, jobs, writer: Mutex::new(Some(writer)) }) })
+        Ok(Store { inner: Arc::new(Inner { db, jobs, writer: Mutex::new(Some(writer)), counters }) })
     }
 
     /// Opens one of the project's trees.
@@ -157,6 +170,12 @@ impl Store {
         result.map_err(StoreError::from)
     }
 
+    /// `(flushes, writes)` done by the group-commit writer since the store opened.
+    pub fn commit_stats(&self) -> (u64, u64) {
+        let c = &self.inner.counters;
+        (c.flushes.load(Ordering::Relaxed), c.writes.load(Ordering::Relaxed))
+    }
+
     /// The database folder's size on disk, for reports.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.inner.db.size_on_disk()?)
@@ -173,7 +192,7 @@ async fn wait_for(wait: oneshot::Receiver<Result<(), String>>) -> Result<(), Sto
 
 /// The writer thread: block for one job, take every other job already queued (up to
 /// [`MAX_GROUP`]), apply the writes, flush once, answer everyone.
-fn writer_loop(db: sled::Db, rx: mpsc::Receiver<Job>) {
+fn writer_loop(db: sled::Db, rx: mpsc::Receiver<Job>, counters: &Counters) {
     let mut batch: Vec<Job> = Vec::with_capacity(256);
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -198,6 +217,8 @@ fn writer_loop(db: sled::Db, rx: mpsc::Receiver<Job>) {
             }
         }
         if !waiters.is_empty() {
+            counters.writes.fetch_add(waiters.len() as u64, Ordering::Relaxed);
+            counters.flushes.fetch_add(1, Ordering::Relaxed);
             let flushed = db.flush().map(|_| ()).map_err(|e| e.to_string());
             if let Err(e) = &flushed {
                 tracing::error!(error = %e, "store flush failed");
@@ -250,6 +271,25 @@ mod tests {
             t.await.unwrap().unwrap();
         }
         assert_eq!(tree.len(), 500);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers_share_flushes() {
+        let (_dir, store) = open_temp();
+        let tree = store.tree(trees::INBOX).unwrap();
+        // Keep the writer busy with one large write (tens of milliseconds), then queue
+        // 1000 writes behind it, as 1000 concurrent requests would: they must be
+        // taken together, not flushed one by one.
+        let big = store.commit(&tree, b"big".to_vec(), vec![7; 256 * 1024]);
+        let pending: Vec<_> =
+            (0u32..1000).map(|i| store.commit(&tree, i.to_be_bytes().to_vec(), vec![1])).collect();
+        big.await.unwrap();
+        for p in pending {
+            p.await.unwrap();
+        }
+        let (flushes, writes) = store.commit_stats();
+        assert_eq!(writes, 1001);
+        assert!(flushes <= 3, "1000 queued writes took {flushes} flushes");
     }
 
     #[tokio::test]

@@ -212,3 +212,13 @@ async fn health_and_readiness_answer() {
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 200);
 }
+
+#[actix_web::test]
+async fn readiness_fails_when_an_actor_stops_answering() {
+    let app = spawn_app().await;
+    app.actors.vault.send(pagesync_actors::messages::Shutdown).await.unwrap();
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.text().await.unwrap(), "not ready: token_vault");
+    assert_eq!(app.get("/healthz").await.status(), 200, "liveness is separate");
+}
