@@ -20,6 +20,12 @@ pub enum ApiError {
     /// 413: the body is larger than allowed.
     #[error("body larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// 404: no such thing.
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// 502: Meta or Shopify failed or could not be reached.
+    #[error("{0}")]
+    BadGateway(String),
     /// 503: pagesync is saturated or stopping; try again.
     #[error("{0}")]
     Unavailable(&'static str),
@@ -34,6 +40,8 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -41,9 +49,25 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        self.render(false)
+    }
+}
+
+impl ApiError {
+    /// The error as JSON `{"error": ...}`, or as a small HTML page for browsers.
+    pub fn render(&self, html: bool) -> HttpResponse {
         if let ApiError::Unexpected(cause) = self {
             tracing::error!(error = format!("{cause:#}"), "request failed");
         }
-        HttpResponse::build(self.status_code()).json(serde_json::json!({ "error": self.to_string() }))
+        let status = self.status_code();
+        if html {
+            let body = crate::routes::html_page(
+                "pagesync",
+                &format!("<h1>{}</h1><p>{}</p>", status.as_u16(), crate::routes::escape(&self.to_string())),
+            );
+            HttpResponse::build(status).content_type("text/html; charset=utf-8").body(body)
+        } else {
+            HttpResponse::build(status).json(serde_json::json!({ "error": self.to_string() }))
+        }
     }
 }

@@ -12,5 +12,6 @@ pub mod delivery;
 pub mod error;
 pub mod routes;
 pub mod startup;
+pub mod state;
 pub mod telemetry;
 pub mod verify;

@@ -12,9 +12,11 @@ use std::time::Duration;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use pagesync_actors::messages::Shutdown;
-use pagesync_actors::{Actors, Sealer, Store, StoreConfig, WriterConfig};
+use pagesync_actors::subscription::RetryConfig;
+use pagesync_actors::{Actors, ActorsConfig, Sealer, Store, StoreConfig, WriterConfig};
 
 use crate::clients::graph::{self, GraphClient, RetryPolicy};
+use crate::clients::shopify::ShopifyClient;
 use crate::config::Settings;
 use crate::routes::{self, AppState};
 
@@ -26,6 +28,8 @@ pub struct Tuning {
     pub refresh_backoff_base: Duration,
     /// Longest such back-off.
     pub refresh_backoff_cap: Duration,
+    /// First retry of a failed webhook subscription (doubles, capped at an hour).
+    pub subscription_retry_base: Duration,
     /// HTTP worker threads; `None`: actix's default (one per core).
     pub workers: Option<usize>,
     /// How long a graceful stop lets requests in flight finish.
@@ -38,6 +42,7 @@ impl Default for Tuning {
             graph_retry: RetryPolicy::default(),
             refresh_backoff_base: Duration::from_secs(60),
             refresh_backoff_cap: Duration::from_secs(3600),
+            subscription_retry_base: Duration::from_secs(30),
             workers: None,
             shutdown_timeout: Duration::from_secs(10),
         }
@@ -69,14 +74,27 @@ impl Application {
         let store = Store::open(&StoreConfig::new(data_dir.join("db")))?;
 
         let http = graph::http_client().context("cannot build the HTTP client")?;
-        let graph = GraphClient::new(&settings.facebook, http, tuning.graph_retry.clone());
+        let graph = GraphClient::new(&settings.facebook, http.clone(), tuning.graph_retry.clone());
+        let shopify = ShopifyClient::new(&settings.shopify, http);
         let mut writer = WriterConfig::new(pages_dir);
         writer.backoff_base = tuning.refresh_backoff_base;
         writer.backoff_cap = tuning.refresh_backoff_cap;
-        let actors = pagesync_actors::start(&store, Sealer::new(&settings.encryption_key), Arc::new(graph), writer)?;
+        let subscription_retry = RetryConfig { base: tuning.subscription_retry_base, ..RetryConfig::default() };
+        let actors = pagesync_actors::start(
+            &store,
+            ActorsConfig {
+                sealer: Sealer::new(&settings.encryption_key),
+                source: Arc::new(graph.clone()),
+                subscriptions: Arc::new(graph.clone()),
+                writer,
+                subscription_retry,
+                session_ttl: settings.session_ttl,
+            },
+        )?;
 
         let port = listener.local_addr()?.port();
-        let state = AppState { settings: Arc::new(settings), actors: actors.clone(), store: store.clone() };
+        let state =
+            AppState { settings: Arc::new(settings), actors: actors.clone(), store: store.clone(), graph, shopify };
         let mut server =
             HttpServer::new(move || App::new().app_data(web::Data::new(state.clone())).configure(routes::configure))
                 // Signals are ours: SIGTERM and SIGINT both stop gracefully (see main.rs).
@@ -119,6 +137,8 @@ impl Application {
             }
         };
         let _ = actors.page_writer.send(Shutdown).await;
+        let _ = actors.subscriptions.send(Shutdown).await;
+        let _ = actors.sessions.send(Shutdown).await;
         let _ = actors.vault.send(Shutdown).await;
         drop(actors);
         let closed = tokio::task::spawn_blocking(move || store.close()).await;

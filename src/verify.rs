@@ -104,6 +104,93 @@ fn header_digest(headers: &HeaderMap, name: &str, prefix: &str, len: usize) -> R
     hex::decode(hex_part).map(Some).map_err(|_| SignatureError::Malformed)
 }
 
+/// Checks Shopify's OAuth callback `hmac` (PLATFORM §5.3): every other parameter
+/// (`hmac` and the legacy `signature` removed) sorted by name, re-encoded as a form
+/// with `%20` for spaces, joined `k=v&k=v`, HMAC-SHA256 under the app secret, hex.
+/// Returns the remaining parameters.
+pub fn verify_shopify_query(
+    secret: &Secret,
+    pairs: Vec<(String, String)>,
+) -> Result<Verified<Vec<(String, String)>>, SignatureError> {
+    let mut given = None;
+    let mut rest = Vec::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        match k.as_str() {
+            "hmac" if given.is_some() => return Err(SignatureError::Malformed),
+            "hmac" => given = Some(v),
+            "signature" => {}
+            _ => rest.push((k, v)),
+        }
+    }
+    let given = given.ok_or(SignatureError::Missing)?;
+    let expected = hex::decode(&given).map_err(|_| SignatureError::Malformed)?;
+    if expected.len() != 32 {
+        return Err(SignatureError::Malformed);
+    }
+    rest.sort();
+    let message = shopify_message(&rest);
+    let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes()).map_err(|_| SignatureError::Mismatch)?;
+    mac.update(message.as_bytes());
+    mac.verify_slice(&expected).map_err(|_| SignatureError::Mismatch)?;
+    Ok(Verified(rest))
+}
+
+/// The message Shopify signs: sorted pairs, form-encoded, `+` as `%20`.
+pub fn shopify_message(sorted: &[(String, String)]) -> String {
+    let mut serializer = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in sorted {
+        serializer.append_pair(k, v);
+    }
+    serializer.finish().replace('+', "%20")
+}
+
+/// Checks `X-Shopify-Hmac-Sha256` (base64 HMAC-SHA256 of the raw body).
+pub fn verify_shopify_webhook(
+    secret: &Secret,
+    header: Option<&str>,
+    body: Bytes,
+) -> Result<Verified<Bytes>, SignatureError> {
+    use base64::Engine as _;
+    let header = header.ok_or(SignatureError::Missing)?;
+    let expected =
+        base64::engine::general_purpose::STANDARD.decode(header.trim()).map_err(|_| SignatureError::Malformed)?;
+    let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes()).map_err(|_| SignatureError::Mismatch)?;
+    mac.update(&body);
+    mac.verify_slice(&expected).map_err(|_| SignatureError::Mismatch)?;
+    Ok(Verified(body))
+}
+
+/// The payload of a Meta `signed_request` that we use.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct SignedRequest {
+    pub algorithm: String,
+    pub user_id: String,
+    #[serde(default)]
+    pub issued_at: Option<u64>,
+}
+
+/// Checks a `signed_request` (`base64url(sig).base64url(json)`, sig = HMAC-SHA256 of
+/// the second part under the app secret) and decodes its payload.
+pub fn verify_signed_request(app_secret: &Secret, value: &str) -> Result<Verified<SignedRequest>, SignatureError> {
+    use base64::Engine as _;
+    let (sig, payload) = value.split_once('.').ok_or(SignatureError::Malformed)?;
+    let decode = |part: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part.trim_end_matches('='))
+            .map_err(|_| SignatureError::Malformed)
+    };
+    let expected = decode(sig)?;
+    let mut mac = HmacSha256::new_from_slice(app_secret.expose().as_bytes()).map_err(|_| SignatureError::Mismatch)?;
+    mac.update(payload.as_bytes());
+    mac.verify_slice(&expected).map_err(|_| SignatureError::Mismatch)?;
+    let json = decode(payload)?;
+    let request: SignedRequest = serde_json::from_slice(&json).map_err(|_| SignatureError::Malformed)?;
+    if !request.algorithm.eq_ignore_ascii_case("HMAC-SHA256") {
+        return Err(SignatureError::Malformed);
+    }
+    Ok(Verified(request))
+}
+
 /// `sha256=<hex>` for `body` under `secret`, as Meta sends it.
 pub fn sign_sha256(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(hmac_sha256(secret.as_bytes(), body)))
@@ -251,6 +338,60 @@ mod tests {
             .unwrap()
             .verify(&Secret::new("another secret"), Bytes::from_static(A.as_bytes()));
         assert_eq!(other.unwrap_err(), SignatureError::Mismatch);
+    }
+
+    #[test]
+    fn shopify_legacy_and_current_vectors() {
+        let secret = Secret::new("hush");
+        let legacy = vec![
+            ("code".to_owned(), "0907a61c0c8d55e99db179b68161bc00".to_owned()),
+            ("shop".to_owned(), "some-shop.myshopify.com".to_owned()),
+            ("timestamp".to_owned(), "1337178173".to_owned()),
+            ("hmac".to_owned(), "4712bf92ffc2917d15a2f5a273e39f0116667419aa4b6ac0b3baaf26fa3c4d20".to_owned()),
+        ];
+        assert!(verify_shopify_query(&secret, legacy).is_ok());
+        let current = vec![
+            ("timestamp".to_owned(), "1767225600".to_owned()),
+            ("state".to_owned(), "a1b2c3d4e5f6".to_owned()),
+            ("shop".to_owned(), "example-shop.myshopify.com".to_owned()),
+            ("host".to_owned(), "YWRtaW4uc2hvcGlmeS5jb20vc3RvcmUvZXhhbXBsZS1zaG9w".to_owned()),
+            ("code".to_owned(), "0907a61c0c8d55e99db179b68161bc00".to_owned()),
+            ("hmac".to_owned(), "a49798eb42aa3d1c8473d7b8da808b4b97caf950483ae555bbb8d7d63b540bf3".to_owned()),
+        ];
+        let verified = verify_shopify_query(&secret, current.clone()).unwrap();
+        assert_eq!(verified.get().len(), 5);
+        let mut tampered = current;
+        tampered[0].1 = "1767225601".into();
+        assert_eq!(verify_shopify_query(&secret, tampered).unwrap_err(), SignatureError::Mismatch);
+        assert_eq!(verify_shopify_query(&secret, vec![]).unwrap_err(), SignatureError::Missing);
+    }
+
+    #[test]
+    fn shopify_webhook_vector() {
+        let body = Bytes::from_static(br#"{"shop_id":954889,"shop_domain":"example-shop.myshopify.com"}"#);
+        let secret = Secret::new("hush");
+        assert!(
+            verify_shopify_webhook(&secret, Some("OVK8kCpgNEyCTeB+tgVfdaWynyaIRPUiINfaeWZMUo0="), body.clone()).is_ok()
+        );
+        assert!(
+            verify_shopify_webhook(&secret, Some("OVK8kCpgNEyCTeB+tgVfdaWynyaIRPUiINfaeWZMUo1="), body.clone())
+                .is_err()
+        );
+        assert_eq!(verify_shopify_webhook(&secret, None, body).unwrap_err(), SignatureError::Missing);
+    }
+
+    #[test]
+    fn signed_requests_verify_on_the_payload_part() {
+        use base64::Engine as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let payload = b64(br#"{"algorithm":"HMAC-SHA256","user_id":"1000123","issued_at":1767225600}"#);
+        let sig = b64(&hmac_sha256(b"app-secret", payload.as_bytes()));
+        let secret = Secret::new("app-secret");
+        let request = verify_signed_request(&secret, &format!("{sig}.{payload}")).unwrap();
+        assert_eq!(request.get().user_id, "1000123");
+        assert!(verify_signed_request(&Secret::new("other"), &format!("{sig}.{payload}")).is_err());
+        assert!(verify_signed_request(&secret, &payload).is_err());
+        assert!(verify_signed_request(&secret, &format!("{sig}.{payload}x")).is_err());
     }
 
     #[test]

@@ -60,3 +60,25 @@ impl FetchError {
         }
     }
 }
+
+/// The Graph calls that webhook subscriptions need (implemented by the Graph client).
+pub trait SubscriptionApi: Send + Sync + 'static {
+    /// What the app-level subscription depends on (app id, callback URL, fields, verify
+    /// token), hashed: a change means the subscription must be made again.
+    fn app_fingerprint(&self) -> String;
+
+    /// The Page webhook fields we want.
+    fn wanted_fields(&self) -> Vec<String>;
+
+    /// `POST /{app-id}/subscriptions` with the app token. Meta calls our verification
+    /// GET while this is open.
+    fn subscribe_app(&self) -> BoxFuture<'static, Result<(), FetchError>>;
+
+    /// `GET /{page-id}/subscribed_apps`: the fields our app is subscribed to on the
+    /// Page, or `None` when the app is not installed on it.
+    fn page_fields(&self, page: &PageId, token: &Secret)
+    -> BoxFuture<'static, Result<Option<Vec<String>>, FetchError>>;
+
+    /// `POST /{page-id}/subscribed_apps` with `subscribed_fields`.
+    fn subscribe_page(&self, page: &PageId, token: &Secret) -> BoxFuture<'static, Result<(), FetchError>>;
+}

@@ -15,6 +15,10 @@ pub enum IdError {
     PageId { max: usize },
     #[error("a user id must be a lowercase hyphenated UUID")]
     UserId,
+    #[error("a shop must look like name.myshopify.com (lowercase letters, digits, hyphens)")]
+    Shop,
+    #[error("a Facebook user id must be 1 to 32 ASCII digits")]
+    FacebookUser,
 }
 
 /// A Facebook Page id: ASCII digits only, so it is safe as a folder name and in a URL
@@ -124,6 +128,96 @@ impl fmt::Debug for UserId {
     }
 }
 
+/// A Shopify shop's domain, `^[a-z0-9][a-z0-9-]*\.myshopify\.com$`, anchored at both
+/// ends so that `a.myshopify.com.evil.com` is refused.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ShopDomain(String);
+
+impl ShopDomain {
+    const SUFFIX: &'static str = ".myshopify.com";
+
+    pub fn parse(raw: &str) -> Result<Self, IdError> {
+        let name = raw.strip_suffix(Self::SUFFIX).ok_or(IdError::Shop)?;
+        let mut bytes = name.bytes();
+        let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let rest_ok = bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if first_ok && rest_ok && raw.len() <= 255 { Ok(ShopDomain(raw.to_owned())) } else { Err(IdError::Shop) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ShopDomain {
+    type Error = IdError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        ShopDomain::parse(&value)
+    }
+}
+
+impl From<ShopDomain> for String {
+    fn from(id: ShopDomain) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for ShopDomain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ShopDomain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ShopDomain({})", self.0)
+    }
+}
+
+/// A Facebook (app-scoped) user id: digits only.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct FacebookUserId(String);
+
+impl FacebookUserId {
+    pub fn parse(raw: &str) -> Result<Self, IdError> {
+        if raw.is_empty() || raw.len() > 32 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(IdError::FacebookUser);
+        }
+        Ok(FacebookUserId(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for FacebookUserId {
+    type Error = IdError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        FacebookUserId::parse(&value)
+    }
+}
+
+impl From<FacebookUserId> for String {
+    fn from(id: FacebookUserId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for FacebookUserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for FacebookUserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FacebookUserId({})", self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +247,28 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(UserId::parse(a.as_str()), Ok(a.clone()));
         assert_eq!(&a.as_str()[14..15], "4", "version nibble");
+    }
+
+    #[test]
+    fn shop_domains_are_anchored_at_both_ends() {
+        for good in ["a.myshopify.com", "my-shop-1.myshopify.com", "0.myshopify.com"] {
+            assert!(ShopDomain::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "myshopify.com",
+            ".myshopify.com",
+            "-a.myshopify.com",
+            "A.myshopify.com",
+            "a_b.myshopify.com",
+            "a.b.myshopify.com",
+            "a.myshopify.com.evil.com",
+            "evil.com",
+            "a.myshopify.com/",
+            "a.myshopify.com\n",
+        ] {
+            assert!(ShopDomain::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

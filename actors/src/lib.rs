@@ -4,8 +4,10 @@
 //!
 //! | actor | owns (sled trees, files) | receives from | talks to |
 //! | --- | --- | --- | --- |
-//! | [`TokenVaultActor`] | `page_tokens`, `page_owner` | OAuth routes, PageWriterActor | the store |
-//! | [`PageWriterActor`] | `inbox`, `page_state`, `facebook/<id>/page_data.json` | webhook route, readiness | TokenVaultActor, a [`PageSource`] (Graph) |
+//! | [`SessionActor`](session::SessionActor) | `sessions`, `shopify_states`, `facebook_nonces`, `shops`, `deletions` | Shopify and Facebook routes | nothing |
+//! | [`TokenVaultActor`] | `page_tokens`, `page_owner`, `page_grantor`, `user_tokens`, `shop_tokens` | OAuth and removal routes, PageWriterActor, SubscriptionActor | the store |
+//! | [`SubscriptionActor`](subscription::SubscriptionActor) | `subscriptions` | Facebook callback, removal routes | TokenVaultActor, a [`SubscriptionApi`] (Graph) |
+//! | [`PageWriterActor`] | `inbox`, `page_state`, `facebook/<id>/page_data.json` | webhook route, Facebook callback, removal routes, readiness | TokenVaultActor, a [`PageSource`] (Graph) |
 //!
 //! One [`Store`] holds the sled database; each tree belongs to one actor and no other
 //! code touches it. Durable writes go through the store's group commit (one writer
@@ -24,39 +26,56 @@ pub mod messages;
 pub mod page_writer;
 pub mod seal;
 pub mod secret;
+pub mod session;
 pub mod store;
+pub mod subscription;
 pub mod token_vault;
 
 use std::sync::Arc;
 
 use actix::{Actor, Addr};
 
-pub use graph::{FetchError, LimitScope, PageData, PageSource};
-pub use ids::{IdError, PageId, UserId};
+pub use graph::{FetchError, LimitScope, PageData, PageSource, SubscriptionApi};
+pub use ids::{FacebookUserId, IdError, PageId, ShopDomain, UserId};
 pub use page_writer::{PageWriterActor, WriterConfig};
 pub use seal::{EncryptionKey, SealError, Sealer};
 pub use secret::Secret;
+pub use session::SessionActor;
 pub use store::{Store, StoreConfig, StoreError};
+pub use subscription::SubscriptionActor;
 pub use token_vault::TokenVaultActor;
 
 /// The running actors' addresses; cloned into every HTTP worker.
 #[derive(Clone)]
 pub struct Actors {
+    pub sessions: Addr<SessionActor>,
     pub vault: Addr<TokenVaultActor>,
+    pub subscriptions: Addr<SubscriptionActor>,
     pub page_writer: Addr<PageWriterActor>,
+}
+
+/// What the actors are started with.
+pub struct ActorsConfig {
+    pub sealer: Sealer,
+    /// Fetches Page data (the Graph client).
+    pub source: Arc<dyn PageSource>,
+    /// Makes webhook subscriptions (the Graph client).
+    pub subscriptions: Arc<dyn SubscriptionApi>,
+    pub writer: WriterConfig,
+    pub subscription_retry: subscription::RetryConfig,
+    /// `PAGESYNC_SESSION_TTL`.
+    pub session_ttl: std::time::Duration,
 }
 
 /// Starts every actor on the current arbiter. Call once, inside an actix `System`,
 /// before the HTTP server starts.
-pub fn start(
-    store: &Store,
-    sealer: Sealer,
-    source: Arc<dyn PageSource>,
-    writer: WriterConfig,
-) -> Result<Actors, StoreError> {
-    let vault = TokenVaultActor::new(store.clone(), sealer)?.start();
-    let page_writer = PageWriterActor::new(store.clone(), vault.clone(), source, writer)?.start();
-    Ok(Actors { vault, page_writer })
+pub fn start(store: &Store, config: ActorsConfig) -> Result<Actors, StoreError> {
+    let sessions = SessionActor::new(store.clone(), config.session_ttl)?.start();
+    let vault = TokenVaultActor::new(store.clone(), config.sealer)?.start();
+    let subscriptions =
+        SubscriptionActor::new(store, config.subscriptions, vault.clone(), config.subscription_retry)?.start();
+    let page_writer = PageWriterActor::new(store.clone(), vault.clone(), config.source, config.writer)?.start();
+    Ok(Actors { sessions, vault, subscriptions, page_writer })
 }
 
 /// Lowercase hex of `bytes`.

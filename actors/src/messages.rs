@@ -6,7 +6,7 @@
 use actix::Message;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{PageId, UserId};
+use crate::ids::{FacebookUserId, PageId, ShopDomain, UserId};
 use crate::seal::SealError;
 use crate::secret::Secret;
 use crate::store::StoreError;
@@ -64,6 +64,76 @@ pub struct ForgetPage {
     pub page: PageId,
 }
 
+/// Stores what a Facebook connect brought: the long-lived user token and every Page
+/// token, each Page bound to `owner` and remembered as granted by `fb_user`. Pages
+/// that belonged to another merchant are re-bound. Durable before the reply.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), VaultError>")]
+pub struct ConnectPages {
+    pub owner: UserId,
+    pub fb_user: FacebookUserId,
+    pub user_token: Secret,
+    pub pages: Vec<(PageId, Secret)>,
+}
+
+/// A shop's Shopify access token (and, for expiring offline tokens, the refresh token).
+#[derive(Debug, Clone)]
+pub struct ShopToken {
+    pub access_token: Secret,
+    pub scope: String,
+    pub refresh_token: Option<Secret>,
+    /// Unix seconds when the access token expires; `None` for non-expiring tokens.
+    pub expires_at: Option<u64>,
+    /// Unix seconds when the refresh token expires.
+    pub refresh_expires_at: Option<u64>,
+}
+
+/// Seals and stores a shop's token. Durable before the reply.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), VaultError>")]
+pub struct StoreShopToken {
+    pub shop: ShopDomain,
+    pub token: ShopToken,
+}
+
+/// Whether a shop has a stored token (its tokens are never handed out here).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<bool, VaultError>")]
+pub struct HasShopToken {
+    pub shop: ShopDomain,
+}
+
+/// Forgets a shop's Shopify token. Idempotent.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), VaultError>")]
+pub struct ForgetShopToken {
+    pub shop: ShopDomain,
+}
+
+/// Forgets everything of a merchant: its Facebook user token and every Page it owns
+/// (tokens, ownership, grantor). Returns those Pages. Idempotent.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<PageId>, VaultError>")]
+pub struct ForgetOwner {
+    pub owner: UserId,
+}
+
+/// Forgets the tokens a Facebook user granted (deauthorize, data deletion): the Page
+/// tokens of the Pages they granted and any user token of theirs. Ownership stays, so
+/// the merchant still sees the Pages (disconnected). Returns those Pages.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<PageId>, VaultError>")]
+pub struct ForgetFacebookUser {
+    pub fb_user: FacebookUserId,
+}
+
+/// The Pages a merchant owns, in id order.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<PageId>, VaultError>")]
+pub struct PagesOfOwner {
+    pub owner: UserId,
+}
+
 /// Every connected Page with its owner, in Page id order.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Vec<(PageId, UserId)>, VaultError>")]
@@ -97,6 +167,38 @@ pub struct Receipt {
     pub seq: Option<u64>,
     /// Distinct Pages queued for a refresh.
     pub pages: usize,
+}
+
+/// Refresh a Page now, through the same per-Page queue as webhook deliveries (so a
+/// webhook and this never write one Page at once). Replies `true` once the refresh
+/// wrote `page_data.json`, `false` if it failed (a retry may follow in the background).
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct SyncNow {
+    pub page: PageId,
+}
+
+/// The Page was (re)connected: clears `needs_reauth` / `disconnected` so it is fetched
+/// again, and lifts a deletion tombstone.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct PageConnected {
+    pub page: PageId,
+}
+
+/// Marks Pages `disconnected` (their tokens are gone); they are no longer fetched.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct MarkDisconnected {
+    pub pages: Vec<PageId>,
+}
+
+/// Deletes Pages' sync state and `facebook/<id>/` folders; a refresh still running
+/// for one of them has its result discarded. Replies once the folders are gone.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct DeletePages {
+    pub pages: Vec<PageId>,
 }
 
 /// A Page's sync state, or `None` if it was never seen.

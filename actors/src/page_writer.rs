@@ -79,6 +79,10 @@ struct PageWork {
     scheduled: bool,
     /// Consecutive rate-limit or transient failures, for the back-off.
     streak: u32,
+    /// `SyncNow` callers waiting for the next refresh.
+    waiters: Vec<tokio::sync::oneshot::Sender<bool>>,
+    /// `SyncNow` callers waiting for the refresh running now.
+    running_waiters: Vec<tokio::sync::oneshot::Sender<bool>>,
 }
 
 /// How one refresh ended.
@@ -117,6 +121,9 @@ pub struct PageWriterActor {
     stats: WriterStats,
     /// Deliveries found in the inbox at start-up, queued in `started`.
     replay: Vec<(u64, Vec<PageId>)>,
+    /// Pages deleted while a refresh for them may still be running: whatever that
+    /// refresh writes is removed again. Lifted when the Page is connected again.
+    tombstones: HashSet<PageId>,
 }
 
 impl PageWriterActor {
@@ -167,6 +174,7 @@ impl PageWriterActor {
             draining: false,
             stats: WriterStats::default(),
             replay,
+            tombstones: HashSet::new(),
         })
     }
 
@@ -213,6 +221,7 @@ impl PageWriterActor {
         let Some(work) = self.pages.get_mut(&page) else { return };
         work.scheduled = false;
         work.running = Some(std::mem::take(&mut work.waiting));
+        work.running_waiters = std::mem::take(&mut work.waiters);
         self.running += 1;
 
         let state = self.load_state(&page);
@@ -297,11 +306,20 @@ impl PageWriterActor {
                 tracing::error!(page_id = %page, error = %detail, "refresh failed inside pagesync");
             }
         }
-        if known {
+        let deleted = self.tombstones.contains(&page);
+        if deleted && matches!(outcome, Outcome::Written) {
+            // Deleted while this refresh ran: take back what it wrote.
+            let dir = self.config.pages_dir.join(page.as_str());
+            tokio::task::spawn_blocking(move || remove_page_dir(&dir));
+        } else if known && !deleted {
             self.save_state(&page, &st);
         }
 
         let Some(work) = self.pages.get_mut(&page) else { return };
+        let written = matches!(outcome, Outcome::Written) && !deleted;
+        for waiter in work.running_waiters.drain(..) {
+            let _ = waiter.send(written);
+        }
         let covered = work.running.take().unwrap_or_default();
         if let Some(delay) = retry_after {
             work.streak = work.streak.saturating_add(1);
@@ -319,7 +337,7 @@ impl PageWriterActor {
             }
         } else {
             work.streak = 0;
-            let more = !work.waiting.is_empty();
+            let more = !work.waiting.is_empty() || !work.waiters.is_empty();
             if more && !work.scheduled {
                 work.scheduled = true;
                 self.ready.push_back(page.clone());
@@ -458,6 +476,14 @@ pub fn write_page_file(pages_dir: &Path, page: &PageId, mut data: PageData) -> s
     result
 }
 
+/// Removes a Page's folder; a folder that is already gone is fine.
+fn remove_page_dir(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 fn encode_pages(pages: &[PageId]) -> Vec<u8> {
     pages.iter().map(PageId::as_str).collect::<Vec<_>>().join(",").into_bytes()
 }
@@ -527,6 +553,90 @@ impl Handler<AcceptDelivery> for PageWriterActor {
             act.enqueue(seq, pages, ctx);
             Ok(Receipt { seq: Some(seq), pages: count })
         }))
+    }
+}
+
+/// Queues a refresh of one Page and replies when it has run.
+impl Handler<SyncNow> for PageWriterActor {
+    type Result = ResponseFuture<bool>;
+
+    fn handle(&mut self, msg: SyncNow, ctx: &mut Self::Context) -> Self::Result {
+        if self.draining {
+            return Box::pin(async { false });
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let work = self.pages.entry(msg.page.clone()).or_default();
+        work.waiters.push(tx);
+        if work.running.is_none() && !work.scheduled {
+            work.scheduled = true;
+            self.ready.push_back(msg.page);
+        }
+        self.pump(ctx);
+        Box::pin(async move { rx.await.unwrap_or(false) })
+    }
+}
+
+/// Clears `needs_reauth` / `disconnected` and any tombstone.
+impl Handler<PageConnected> for PageWriterActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: PageConnected, _: &mut Self::Context) {
+        self.tombstones.remove(&msg.page);
+        if let Some(mut state) = self.load_state(&msg.page)
+            && matches!(state.status, SyncStatus::NeedsReauth | SyncStatus::Disconnected)
+        {
+            state.status = SyncStatus::Pending;
+            self.save_state(&msg.page, &state);
+        }
+    }
+}
+
+/// Marks Pages disconnected.
+impl Handler<MarkDisconnected> for PageWriterActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: MarkDisconnected, _: &mut Self::Context) {
+        for page in msg.pages {
+            let mut state = self.load_state(&page).unwrap_or_default();
+            state.status = SyncStatus::Disconnected;
+            self.save_state(&page, &state);
+        }
+    }
+}
+
+/// Deletes Pages' state and folders.
+impl Handler<DeletePages> for PageWriterActor {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, msg: DeletePages, _: &mut Self::Context) -> Self::Result {
+        let mut dirs = Vec::new();
+        for page in &msg.pages {
+            if let Err(e) = self.states.remove(page.as_str()) {
+                return Box::pin(async move { Err(StoreError::from(e)) });
+            }
+            self.tombstones.insert(page.clone());
+            if let Some(work) = self.pages.get_mut(page) {
+                // Nothing queued for a deleted Page runs; its deliveries are done.
+                let waiting = std::mem::take(&mut work.waiting);
+                for waiter in work.waiters.drain(..) {
+                    let _ = waiter.send(false);
+                }
+                for seq in waiting {
+                    self.page_done(seq);
+                }
+            }
+            dirs.push(self.config.pages_dir.join(page.as_str()));
+        }
+        let flush = self.store.flush();
+        Box::pin(async move {
+            let removed = tokio::task::spawn_blocking(move || dirs.iter().try_for_each(|d| remove_page_dir(d))).await;
+            match removed {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(StoreError::Corrupt { tree: "page files", detail: e.to_string() }),
+                Err(e) => return Err(StoreError::Corrupt { tree: "page files", detail: e.to_string() }),
+            }
+            flush.await
+        })
     }
 }
 

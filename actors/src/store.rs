@@ -29,6 +29,24 @@ pub mod trees {
     pub const PAGE_TOKENS: &str = "page_tokens";
     /// Page id -> owning user UUID (TokenVaultActor).
     pub const PAGE_OWNER: &str = "page_owner";
+    /// Page id -> Facebook user id that granted the Page token (TokenVaultActor).
+    pub const PAGE_GRANTOR: &str = "page_grantor";
+    /// User UUID -> sealed long-lived Facebook user token (TokenVaultActor).
+    pub const USER_TOKENS: &str = "user_tokens";
+    /// Shop domain -> sealed Shopify token (TokenVaultActor).
+    pub const SHOP_TOKENS: &str = "shop_tokens";
+    /// SHA-256 of a session id -> session (SessionActor).
+    pub const SESSIONS: &str = "sessions";
+    /// Shopify OAuth state nonce -> shop and expiry (SessionActor).
+    pub const SHOPIFY_STATES: &str = "shopify_states";
+    /// Facebook state nonce -> user and expiry (SessionActor).
+    pub const FACEBOOK_NONCES: &str = "facebook_nonces";
+    /// Shop domain -> user UUID (SessionActor).
+    pub const SHOPS: &str = "shops";
+    /// Data-deletion confirmation code -> status (SessionActor).
+    pub const DELETIONS: &str = "deletions";
+    /// "app" and "page/<id>" -> webhook subscription state (SubscriptionActor).
+    pub const SUBSCRIPTIONS: &str = "subscriptions";
 }
 
 /// How many queued writes one flush may cover at most. Large enough that a flush is
@@ -281,8 +299,7 @@ mod tests {
         // 1000 writes behind it, as 1000 concurrent requests would: they must be
         // taken together, not flushed one by one.
         let big = store.commit(&tree, b"big".to_vec(), vec![7; 256 * 1024]);
-        let pending: Vec<_> =
-            (0u32..1000).map(|i| store.commit(&tree, i.to_be_bytes().to_vec(), vec![1])).collect();
+        let pending: Vec<_> = (0u32..1000).map(|i| store.commit(&tree, i.to_be_bytes().to_vec(), vec![1])).collect();
         big.await.unwrap();
         for p in pending {
             p.await.unwrap();

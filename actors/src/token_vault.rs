@@ -1,8 +1,10 @@
 //! TokenVaultActor: owns the Page tokens and which merchant each Page belongs to.
 //!
 //! Trees: `page_tokens` (Page id -> token sealed with AES-256-GCM, the record key
-//! `page_token/<id>` as associated data) and `page_owner` (Page id -> user UUID).
-//! Nothing else reads or writes them. Tokens leave the vault only as [`Secret`]s, in
+//! `page_token/<id>` as associated data), `page_owner` (Page id -> user UUID),
+//! `page_grantor` (Page id -> the Facebook user who granted its token),
+//! `user_tokens` (user UUID -> sealed long-lived Facebook user token) and
+//! `shop_tokens` (shop -> sealed Shopify token). Nothing else reads or writes them. Tokens leave the vault only as [`Secret`]s, in
 //! replies to the actor that makes the Graph call.
 //!
 //! The vault makes no network calls: every message is a sled point operation plus an
@@ -29,6 +31,27 @@ pub struct TokenVaultActor {
     tokens: sled::Tree,
     /// Page id -> owner UUID.
     owners: sled::Tree,
+    /// Page id -> Facebook user id that granted the token.
+    grantors: sled::Tree,
+    /// User UUID -> sealed `{fb_user, token}`.
+    user_tokens: sled::Tree,
+    /// Shop -> sealed Shopify token JSON.
+    shop_tokens: sled::Tree,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SealedUserToken {
+    fb_user: String,
+    token: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SealedShopToken {
+    access_token: String,
+    scope: String,
+    refresh_token: Option<String>,
+    expires_at: Option<u64>,
+    refresh_expires_at: Option<u64>,
 }
 
 impl TokenVaultActor {
@@ -36,6 +59,9 @@ impl TokenVaultActor {
         Ok(TokenVaultActor {
             tokens: store.tree(trees::PAGE_TOKENS)?,
             owners: store.tree(trees::PAGE_OWNER)?,
+            grantors: store.tree(trees::PAGE_GRANTOR)?,
+            user_tokens: store.tree(trees::USER_TOKENS)?,
+            shop_tokens: store.tree(trees::SHOP_TOKENS)?,
             store,
             sealer,
         })
@@ -59,6 +85,46 @@ impl TokenVaultActor {
                 sled::transaction::TransactionError::Abort(()) => StoreError::Closed,
             })?;
         Ok(())
+    }
+
+    fn connect(&self, msg: &ConnectPages) -> Result<(), VaultError> {
+        let user_record = serde_json::to_vec(&SealedUserToken {
+            fb_user: msg.fb_user.to_string(),
+            token: msg.user_token.expose().to_owned(),
+        })
+        .map_err(|e| StoreError::Corrupt { tree: trees::USER_TOKENS, detail: e.to_string() })?;
+        let user_key = format!("user_token/{}", msg.owner);
+        let sealed_user = self.sealer.seal(user_key.as_bytes(), &user_record)?;
+        self.user_tokens.insert(msg.owner.as_str(), sealed_user).map_err(StoreError::from)?;
+        for (page, token) in &msg.pages {
+            let previous = self.owners.get(page.as_str()).map_err(StoreError::from)?;
+            if let Some(prev) = previous.as_ref().filter(|p| p.as_ref() != msg.owner.as_str().as_bytes()) {
+                tracing::info!(page_id = %page, from = %String::from_utf8_lossy(prev), to = %msg.owner, "Page re-bound to another merchant");
+            }
+            self.put(&StorePageToken { page: page.clone(), owner: msg.owner.clone(), token: token.clone() })?;
+            self.grantors.insert(page.as_str(), msg.fb_user.as_str()).map_err(StoreError::from)?;
+        }
+        Ok(())
+    }
+
+    fn remove_page(&self, page: &[u8]) -> Result<(), StoreError> {
+        self.tokens.remove(page)?;
+        self.owners.remove(page)?;
+        self.grantors.remove(page)?;
+        Ok(())
+    }
+
+    fn pages_where(&self, tree: &sled::Tree, value: &[u8]) -> Result<Vec<PageId>, StoreError> {
+        let mut out = Vec::new();
+        for item in tree.iter() {
+            let (k, v) = item?;
+            if v.as_ref() == value
+                && let Some(page) = std::str::from_utf8(&k).ok().and_then(|s| PageId::parse(s).ok())
+            {
+                out.push(page);
+            }
+        }
+        Ok(out)
     }
 
     fn get(&self, page: &PageId) -> Result<Option<PageCredentials>, VaultError> {
@@ -133,10 +199,139 @@ impl Handler<ForgetPage> for TokenVaultActor {
     type Result = Result<(), VaultError>;
 
     fn handle(&mut self, msg: ForgetPage, _: &mut Self::Context) -> Self::Result {
-        let key = msg.page.as_str().as_bytes();
-        self.tokens.remove(key).map_err(StoreError::from)?;
-        self.owners.remove(key).map_err(StoreError::from)?;
+        self.remove_page(msg.page.as_str().as_bytes())?;
         Ok(())
+    }
+}
+
+/// Stores a Facebook connect's tokens.
+impl Handler<ConnectPages> for TokenVaultActor {
+    type Result = ResponseFuture<Result<(), VaultError>>;
+
+    fn handle(&mut self, msg: ConnectPages, _: &mut Self::Context) -> Self::Result {
+        let stored = self.connect(&msg);
+        let flush = self.store.flush();
+        Box::pin(async move {
+            stored?;
+            flush.await?;
+            Ok(())
+        })
+    }
+}
+
+/// Seals and stores a Shopify token.
+impl Handler<StoreShopToken> for TokenVaultActor {
+    type Result = ResponseFuture<Result<(), VaultError>>;
+
+    fn handle(&mut self, msg: StoreShopToken, _: &mut Self::Context) -> Self::Result {
+        let t = &msg.token;
+        let record = SealedShopToken {
+            access_token: t.access_token.expose().to_owned(),
+            scope: t.scope.clone(),
+            refresh_token: t.refresh_token.as_ref().map(|r| r.expose().to_owned()),
+            expires_at: t.expires_at,
+            refresh_expires_at: t.refresh_expires_at,
+        };
+        let stored = serde_json::to_vec(&record)
+            .map_err(|e| VaultError::Store(StoreError::Corrupt { tree: trees::SHOP_TOKENS, detail: e.to_string() }))
+            .and_then(|plain| {
+                let key = format!("shop_token/{}", msg.shop);
+                Ok(self.sealer.seal(key.as_bytes(), &plain)?)
+            })
+            .and_then(|sealed| {
+                self.shop_tokens.insert(msg.shop.as_str(), sealed).map_err(|e| VaultError::Store(e.into()))
+            });
+        let flush = self.store.flush();
+        Box::pin(async move {
+            stored?;
+            flush.await?;
+            Ok(())
+        })
+    }
+}
+
+/// Whether a shop token is stored.
+impl Handler<HasShopToken> for TokenVaultActor {
+    type Result = Result<bool, VaultError>;
+
+    fn handle(&mut self, msg: HasShopToken, _: &mut Self::Context) -> Self::Result {
+        Ok(self.shop_tokens.contains_key(msg.shop.as_str()).map_err(StoreError::from)?)
+    }
+}
+
+/// Removes a shop's token.
+impl Handler<ForgetShopToken> for TokenVaultActor {
+    type Result = Result<(), VaultError>;
+
+    fn handle(&mut self, msg: ForgetShopToken, _: &mut Self::Context) -> Self::Result {
+        self.shop_tokens.remove(msg.shop.as_str()).map_err(StoreError::from)?;
+        Ok(())
+    }
+}
+
+/// Removes a merchant's user token and Pages.
+impl Handler<ForgetOwner> for TokenVaultActor {
+    type Result = ResponseFuture<Result<Vec<PageId>, VaultError>>;
+
+    fn handle(&mut self, msg: ForgetOwner, _: &mut Self::Context) -> Self::Result {
+        let result = (|| {
+            let pages = self.pages_where(&self.owners, msg.owner.as_str().as_bytes())?;
+            for page in &pages {
+                self.remove_page(page.as_str().as_bytes())?;
+            }
+            self.user_tokens.remove(msg.owner.as_str())?;
+            Ok::<_, StoreError>(pages)
+        })();
+        let flush = self.store.flush();
+        Box::pin(async move {
+            let pages = result?;
+            flush.await?;
+            Ok(pages)
+        })
+    }
+}
+
+/// Removes the tokens a Facebook user granted.
+impl Handler<ForgetFacebookUser> for TokenVaultActor {
+    type Result = ResponseFuture<Result<Vec<PageId>, VaultError>>;
+
+    fn handle(&mut self, msg: ForgetFacebookUser, _: &mut Self::Context) -> Self::Result {
+        let result = (|| {
+            let pages = self.pages_where(&self.grantors, msg.fb_user.as_str().as_bytes())?;
+            for page in &pages {
+                self.tokens.remove(page.as_str())?;
+                self.grantors.remove(page.as_str())?;
+            }
+            for item in self.user_tokens.iter() {
+                let (owner, sealed) = item?;
+                let key = format!("user_token/{}", String::from_utf8_lossy(&owner));
+                let theirs = self
+                    .sealer
+                    .open(key.as_bytes(), &sealed)
+                    .ok()
+                    .and_then(|plain| serde_json::from_slice::<SealedUserToken>(&plain).ok())
+                    .is_some_and(|t| t.fb_user == msg.fb_user.as_str());
+                if theirs {
+                    self.user_tokens.remove(owner)?;
+                }
+            }
+            Ok::<_, StoreError>(pages)
+        })();
+        let flush = self.store.flush();
+        Box::pin(async move {
+            let pages = result?;
+            flush.await?;
+            Ok(pages)
+        })
+    }
+}
+
+/// Lists a merchant's Pages.
+impl Handler<PagesOfOwner> for TokenVaultActor {
+    type Result = Result<Vec<PageId>, VaultError>;
+
+    fn handle(&mut self, msg: PagesOfOwner, _: &mut Self::Context) -> Self::Result {
+        Ok(self.pages_where(&self.owners, msg.owner.as_str().as_bytes())?)
     }
 }
 
@@ -162,6 +357,7 @@ impl Handler<ListPages> for TokenVaultActor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::{FacebookUserId, ShopDomain};
     use crate::seal::EncryptionKey;
     use crate::store::StoreConfig;
 
@@ -224,6 +420,55 @@ mod tests {
         tree.insert(b"42", raw).unwrap();
         let err = vault.send(GetPageToken { page }).await.unwrap().unwrap_err();
         assert!(matches!(err, VaultError::Seal(_)), "{err:?}");
+    }
+
+    #[actix::test]
+    async fn forgetting_a_facebook_user_removes_only_the_tokens_they_granted() {
+        let (_dir, _store, vault) = vault();
+        let (a, b) = (UserId::random(), UserId::random());
+        let page = |s: &str| PageId::parse(s).unwrap();
+        for (owner, fb, pages) in [(&a, "100", vec!["1", "2"]), (&b, "200", vec!["3"])] {
+            vault
+                .send(ConnectPages {
+                    owner: owner.clone(),
+                    fb_user: FacebookUserId::parse(fb).unwrap(),
+                    user_token: Secret::new(format!("user-{fb}")),
+                    pages: pages.iter().map(|p| (page(p), Secret::new(format!("page-{p}")))).collect(),
+                })
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        let gone =
+            vault.send(ForgetFacebookUser { fb_user: FacebookUserId::parse("100").unwrap() }).await.unwrap().unwrap();
+        assert_eq!(gone, vec![page("1"), page("2")]);
+        assert!(vault.send(GetPageToken { page: page("1") }).await.unwrap().unwrap().is_none());
+        assert!(vault.send(GetPageToken { page: page("3") }).await.unwrap().unwrap().is_some());
+        // Ownership stays: the merchant still sees the Pages.
+        assert_eq!(vault.send(PagesOfOwner { owner: a.clone() }).await.unwrap().unwrap(), vec![page("1"), page("2")]);
+        let all = vault.send(ForgetOwner { owner: a.clone() }).await.unwrap().unwrap();
+        assert_eq!(all, vec![page("1"), page("2")]);
+        assert!(vault.send(PagesOfOwner { owner: a }).await.unwrap().unwrap().is_empty());
+        assert_eq!(vault.send(PagesOfOwner { owner: b }).await.unwrap().unwrap(), vec![page("3")]);
+    }
+
+    #[actix::test]
+    async fn shop_tokens_are_sealed_and_forgettable() {
+        let (_dir, store, vault) = vault();
+        let shop = ShopDomain::parse("a.myshopify.com").unwrap();
+        let token = ShopToken {
+            access_token: Secret::new("shpat_secret_value"),
+            scope: "read_products".into(),
+            refresh_token: Some(Secret::new("shprt_secret_value")),
+            expires_at: Some(1),
+            refresh_expires_at: Some(2),
+        };
+        vault.send(StoreShopToken { shop: shop.clone(), token }).await.unwrap().unwrap();
+        assert!(vault.send(HasShopToken { shop: shop.clone() }).await.unwrap().unwrap());
+        let raw = store.tree(trees::SHOP_TOKENS).unwrap().get(shop.as_str()).unwrap().unwrap();
+        assert!(!raw.windows(6).any(|w| w == b"shpat_" || w == b"shprt_"));
+        vault.send(ForgetShopToken { shop: shop.clone() }).await.unwrap().unwrap();
+        assert!(!vault.send(HasShopToken { shop }).await.unwrap().unwrap());
     }
 
     #[actix::test]

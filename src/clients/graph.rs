@@ -15,11 +15,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
-use pagesync_actors::{FetchError, LimitScope, PageData, PageId, PageSource, Secret};
+use pagesync_actors::{FacebookUserId, FetchError, LimitScope, PageData, PageId, PageSource, Secret, SubscriptionApi};
+use reqwest::Method;
 use serde::Deserialize;
 
 use crate::config::FacebookSettings;
-use crate::verify::appsecret_proof;
+use crate::verify::{appsecret_proof, hmac_sha256};
 
 /// Retry policy for transient failures.
 #[derive(Debug, Clone)]
@@ -49,9 +50,18 @@ pub struct GraphClient {
 
 struct Inner {
     http: reqwest::Client,
+    /// `FACEBOOK_GRAPH_URL`: `paging.next` links must stay on its origin.
+    graph_url: String,
     /// `{FACEBOOK_GRAPH_URL}/{FACEBOOK_GRAPH_VERSION}`.
     base: String,
+    app_id: String,
     app_secret: Secret,
+    /// Must equal the dialog's `redirect_uri` byte for byte in the code exchange.
+    redirect_uri: String,
+    /// The app subscription's `callback_url`.
+    webhook_address: String,
+    verify_token: Secret,
+    subscribed_fields: Vec<String>,
     page_fields: String,
     retry: RetryPolicy,
 }
@@ -85,8 +95,14 @@ impl GraphClient {
         GraphClient {
             inner: Arc::new(Inner {
                 http,
+                graph_url: settings.graph_url.clone(),
                 base: format!("{}/{}", settings.graph_url, settings.graph_version),
+                app_id: settings.app_id.clone(),
                 app_secret: settings.app_secret.clone(),
+                redirect_uri: settings.redirect_uri.clone(),
+                webhook_address: settings.webhook_address.clone(),
+                verify_token: settings.verify_token.clone(),
+                subscribed_fields: settings.subscribed_fields.clone(),
                 page_fields: settings.page_fields.clone(),
                 retry,
             }),
@@ -96,31 +112,127 @@ impl GraphClient {
     /// `GET /{page-id}?fields=...` with the Page token.
     pub async fn page(&self, page: &PageId, token: &Secret) -> Result<PageData, FetchError> {
         let url = format!("{}/{}", self.inner.base, page);
-        let (data, _) = self.get_with_token(&url, token, &[("fields", &self.inner.page_fields)], Some(page)).await?;
-        Ok(data)
+        let query = vec![("fields".to_owned(), self.inner.page_fields.clone())];
+        Ok(self.call(Method::GET, &url, query, Some(token), Some(page)).await?.0)
     }
 
-    /// A GET with a user or Page token, retried while transient.
-    async fn get_with_token(
+    /// Code from the Login dialog -> short-lived user token (PLATFORM §2.2).
+    pub async fn exchange_code(&self, code: &str) -> Result<Secret, FetchError> {
+        let url = format!("{}/oauth/access_token", self.inner.base);
+        let query = vec![
+            ("client_id".to_owned(), self.inner.app_id.clone()),
+            ("redirect_uri".to_owned(), self.inner.redirect_uri.clone()),
+            ("client_secret".to_owned(), self.inner.app_secret.expose().to_owned()),
+            ("code".to_owned(), code.to_owned()),
+        ];
+        let (body, _) = self.call(Method::GET, &url, query, None, None).await?;
+        access_token(&body)
+    }
+
+    /// Short-lived -> long-lived user token (PLATFORM §2.3).
+    pub async fn long_lived(&self, short: &Secret) -> Result<Secret, FetchError> {
+        let url = format!("{}/oauth/access_token", self.inner.base);
+        let query = vec![
+            ("grant_type".to_owned(), "fb_exchange_token".to_owned()),
+            ("client_id".to_owned(), self.inner.app_id.clone()),
+            ("client_secret".to_owned(), self.inner.app_secret.expose().to_owned()),
+            ("fb_exchange_token".to_owned(), short.expose().to_owned()),
+        ];
+        let (body, _) = self.call(Method::GET, &url, query, None, None).await?;
+        access_token(&body)
+    }
+
+    /// `GET /me?fields=id,name` with a user token: who connected.
+    pub async fn me(&self, user_token: &Secret) -> Result<FacebookUser, FetchError> {
+        let url = format!("{}/me", self.inner.base);
+        let query = vec![("fields".to_owned(), "id,name".to_owned())];
+        let (body, _) = self.call(Method::GET, &url, query, Some(user_token), None).await?;
+        let id =
+            body.get("id").and_then(|v| v.as_str()).and_then(|s| FacebookUserId::parse(s).ok()).ok_or_else(|| {
+                FetchError::Permanent { code: None, detail: "/me answered without a valid id".into() }
+            })?;
+        let name = body.get("name").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+        Ok(FacebookUser { id, name })
+    }
+
+    /// Every Page of `/me/accounts`, following cursor paging (PLATFORM §2.4). A `next`
+    /// link that leaves the configured Graph origin is not followed.
+    pub async fn accounts(&self, user_token: &Secret) -> Result<Vec<AccountPage>, FetchError> {
+        const MAX_PAGES: usize = 100;
+        let mut url = format!("{}/me/accounts", self.inner.base);
+        let mut query = vec![
+            ("fields".to_owned(), "id,name,category,access_token,tasks".to_owned()),
+            ("limit".to_owned(), "100".to_owned()),
+        ];
+        let mut out = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let (body, _) = self.call(Method::GET, &url, query, Some(user_token), None).await?;
+            let listed: Accounts = serde_json::from_value(serde_json::Value::Object(body)).map_err(|e| {
+                FetchError::Permanent { code: None, detail: format!("unexpected /me/accounts answer: {e}") }
+            })?;
+            for entry in listed.data {
+                match (PageId::parse(&entry.id), entry.access_token) {
+                    (Ok(id), Some(token)) => out.push(AccountPage {
+                        id,
+                        name: entry.name.unwrap_or_default(),
+                        category: entry.category.unwrap_or_default(),
+                        token: Secret::new(token),
+                    }),
+                    _ => tracing::warn!("skipping a /me/accounts entry without a valid id or token"),
+                }
+            }
+            let Some(next) = listed.paging.and_then(|p| p.next) else { return Ok(out) };
+            let Some((next_url, next_query)) = self.same_origin(&next) else {
+                return Err(FetchError::Permanent { code: None, detail: "paging.next leaves the Graph API".into() });
+            };
+            url = next_url;
+            query = next_query;
+        }
+        Err(FetchError::Permanent { code: None, detail: format!("more than {MAX_PAGES} pages of /me/accounts") })
+    }
+
+    /// Splits a `paging.next` URL into its base and query, if it points at the
+    /// configured Graph origin. The token and proof in it are replaced by fresh ones.
+    fn same_origin(&self, next: &str) -> Option<(String, Vec<(String, String)>)> {
+        let parsed = reqwest::Url::parse(next).ok()?;
+        let ours = reqwest::Url::parse(&self.inner.graph_url).ok()?;
+        if parsed.scheme() != ours.scheme() || parsed.host() != ours.host() || parsed.port() != ours.port() {
+            return None;
+        }
+        let query = parsed
+            .query_pairs()
+            .filter(|(k, _)| !matches!(k.as_ref(), "access_token" | "appsecret_proof" | "appsecret_time"))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let mut base = parsed;
+        base.set_query(None);
+        Some((base.to_string(), query))
+    }
+
+    /// A Graph call, retried while transient. With `token`, `access_token`,
+    /// `appsecret_proof` and `appsecret_time` are added.
+    async fn call(
         &self,
+        method: Method,
         url: &str,
-        token: &Secret,
-        query: &[(&str, &str)],
+        query: Vec<(String, String)>,
+        token: Option<&Secret>,
         page: Option<&PageId>,
     ) -> Result<(PageData, reqwest::header::HeaderMap), FetchError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let time = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            let proof = appsecret_proof(&self.inner.app_secret, token, time);
-            let time = time.to_string();
-            let request = self.inner.http.get(url).query(query).query(&[
-                ("access_token", token.expose()),
-                ("appsecret_proof", &proof),
-                ("appsecret_time", &time),
-            ]);
-            let result = send(request, page).await;
-            match result {
+            let mut request = self.inner.http.request(method.clone(), url).query(&query);
+            if let Some(token) = token {
+                let time = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                let proof = appsecret_proof(&self.inner.app_secret, token, time);
+                request = request.query(&[
+                    ("access_token", token.expose()),
+                    ("appsecret_proof", &proof),
+                    ("appsecret_time", &time.to_string()),
+                ]);
+            }
+            match send(request, page).await {
                 Err(FetchError::Transient { detail }) if attempt < self.inner.retry.attempts => {
                     let pause = backoff(&self.inner.retry, attempt);
                     tracing::debug!(attempt, pause_ms = pause.as_millis() as u64, error = %detail, "Graph call failed; retrying");
@@ -132,12 +244,140 @@ impl GraphClient {
     }
 }
 
+/// Who connected, from `/me`.
+#[derive(Debug, Clone)]
+pub struct FacebookUser {
+    pub id: FacebookUserId,
+    pub name: String,
+}
+
+/// One Page of `/me/accounts`.
+#[derive(Debug, Clone)]
+pub struct AccountPage {
+    pub id: PageId,
+    pub name: String,
+    pub category: String,
+    pub token: Secret,
+}
+
+#[derive(Deserialize)]
+struct Accounts {
+    #[serde(default)]
+    data: Vec<AccountEntry>,
+    #[serde(default)]
+    paging: Option<Paging>,
+}
+
+#[derive(Deserialize)]
+struct AccountEntry {
+    id: String,
+    name: Option<String>,
+    category: Option<String>,
+    access_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Paging {
+    next: Option<String>,
+}
+
+fn access_token(body: &PageData) -> Result<Secret, FetchError> {
+    body.get("access_token")
+        .and_then(|v| v.as_str())
+        .filter(|t| !t.is_empty())
+        .map(Secret::new)
+        .ok_or_else(|| FetchError::Permanent { code: None, detail: "token answer without access_token".into() })
+}
+
 impl PageSource for GraphClient {
     fn fetch_page(&self, page: &PageId, token: &Secret) -> BoxFuture<'static, Result<PageData, FetchError>> {
         let client = self.clone();
         let page = page.clone();
         let token = token.clone();
         Box::pin(async move { client.page(&page, &token).await })
+    }
+}
+
+impl SubscriptionApi for GraphClient {
+    fn app_fingerprint(&self) -> String {
+        // Keyed with the app secret: the verify token is part of it and must not be
+        // guessable from what is stored.
+        let i = &self.inner;
+        let material = format!(
+            "{}|{}|{}|{}|{}",
+            i.app_id,
+            i.webhook_address,
+            i.subscribed_fields.join(","),
+            i.verify_token.expose(),
+            i.base
+        );
+        hex::encode(hmac_sha256(i.app_secret.expose().as_bytes(), material.as_bytes()))
+    }
+
+    fn wanted_fields(&self) -> Vec<String> {
+        self.inner.subscribed_fields.clone()
+    }
+
+    fn subscribe_app(&self) -> BoxFuture<'static, Result<(), FetchError>> {
+        let client = self.clone();
+        Box::pin(async move {
+            let i = &client.inner;
+            let url = format!("{}/{}/subscriptions", i.base, i.app_id);
+            let query = vec![
+                ("object".to_owned(), "page".to_owned()),
+                ("callback_url".to_owned(), i.webhook_address.clone()),
+                ("fields".to_owned(), i.subscribed_fields.join(",")),
+                ("verify_token".to_owned(), i.verify_token.expose().to_owned()),
+                ("include_values".to_owned(), "true".to_owned()),
+                ("access_token".to_owned(), format!("{}|{}", i.app_id, i.app_secret.expose())),
+            ];
+            let (body, _) = client.call(Method::POST, &url, query, None, None).await?;
+            success(&body)
+        })
+    }
+
+    fn page_fields(
+        &self,
+        page: &PageId,
+        token: &Secret,
+    ) -> BoxFuture<'static, Result<Option<Vec<String>>, FetchError>> {
+        let client = self.clone();
+        let page = page.clone();
+        let token = token.clone();
+        Box::pin(async move {
+            let url = format!("{}/{}/subscribed_apps", client.inner.base, page);
+            let (body, _) = client.call(Method::GET, &url, Vec::new(), Some(&token), Some(&page)).await?;
+            let apps = body.get("data").and_then(|d| d.as_array()).cloned().unwrap_or_default();
+            let ours =
+                apps.iter().find(|app| app.get("id").and_then(|v| v.as_str()) == Some(client.inner.app_id.as_str()));
+            Ok(ours.map(|app| {
+                app.get("subscribed_fields")
+                    .and_then(|f| f.as_array())
+                    .map(|fields| fields.iter().filter_map(|f| f.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default()
+            }))
+        })
+    }
+
+    fn subscribe_page(&self, page: &PageId, token: &Secret) -> BoxFuture<'static, Result<(), FetchError>> {
+        let client = self.clone();
+        let page = page.clone();
+        let token = token.clone();
+        Box::pin(async move {
+            let url = format!("{}/{}/subscribed_apps", client.inner.base, page);
+            let query = vec![("subscribed_fields".to_owned(), client.inner.subscribed_fields.join(","))];
+            let (body, _) = client.call(Method::POST, &url, query, Some(&token), Some(&page)).await?;
+            success(&body)
+        })
+    }
+}
+
+/// `{"success": true}` (the docs also show `"true"` as a string: both accepted).
+fn success(body: &PageData) -> Result<(), FetchError> {
+    match body.get("success") {
+        Some(serde_json::Value::Bool(true)) => Ok(()),
+        Some(serde_json::Value::String(s)) if s == "true" => Ok(()),
+        _ => Err(FetchError::Permanent { code: None, detail: "Graph did not confirm success".into() }),
     }
 }
 

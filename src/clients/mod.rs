@@ -1,3 +1,4 @@
-//! Clients of the platforms pagesync talks to. One shared `reqwest::Client` each.
+//! Clients of the platforms pagesync talks to, sharing one `reqwest::Client`.
 
 pub mod graph;
+pub mod shopify;

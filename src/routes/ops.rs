@@ -25,6 +25,12 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if !matches!(state.actors.vault.send(Ping).timeout(PING_TIMEOUT).await, Ok(())) {
         not_ready.push("token_vault");
     }
+    if !matches!(state.actors.sessions.send(Ping).timeout(PING_TIMEOUT).await, Ok(())) {
+        not_ready.push("sessions");
+    }
+    if !matches!(state.actors.subscriptions.send(Ping).timeout(PING_TIMEOUT).await, Ok(())) {
+        not_ready.push("subscriptions");
+    }
     if !matches!(state.actors.page_writer.send(Ping).timeout(PING_TIMEOUT).await, Ok(())) {
         not_ready.push("page_writer");
     }

@@ -1,0 +1,291 @@
+//! Facebook: Login (connecting a merchant's Pages) and Meta's removal callbacks.
+//!
+//! `GET /facebook/login` needs a live session and redirects to the Login dialog with
+//! a signed `state`. `GET /facebook/callback` turns the code into a long-lived user
+//! token, lists every Page of `/me/accounts`, seals each Page token in the vault bound
+//! to the merchant, makes sure of the webhook subscriptions (the app-level one in the
+//! background, never waited on here), syncs each Page once through the
+//! PageWriterActor, and rotates the session.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::future::join_all;
+use pagesync_actors::messages::{
+    ConnectPages, DeletePages, ForgetFacebookUser, ForgetPage, MarkDisconnected, PageConnected, SyncNow,
+};
+use pagesync_actors::session::{
+    CheckSession, ConsumeFacebookNonce, DeletionRecord, DeletionStatus, IssueFacebookNonce, RecordDeletion,
+    RotateSession,
+};
+use pagesync_actors::subscription::{EnsureAppSubscription, EnsurePageSubscription, ForgetSubscriptions};
+use pagesync_actors::{FacebookUserId, FetchError, PageId};
+
+use super::{AppState, ask, escape, html_page, session_cookie, session_cookie_header, unix_now, wants_html};
+use crate::error::ApiError;
+use crate::state::{self, FacebookState, STATE_LIFETIME_SECS};
+use crate::verify::verify_signed_request;
+
+/// Permissions asked in the Login dialog (SPEC §4).
+pub const SCOPES: &str = "pages_messaging,pages_show_list,pages_manage_metadata";
+
+/// How long the callback waits for each Page's subscription and first sync before
+/// answering; what is not done by then carries on in the background.
+const PER_PAGE_WAIT: Duration = Duration::from_secs(20);
+
+/// `GET /facebook/login`.
+#[tracing::instrument(skip_all)]
+pub async fn login(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    login_inner(&req, &state).await.unwrap_or_else(|e| e.render(wants_html(&req)))
+}
+
+async fn login_inner(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiError> {
+    let id = session_cookie(req).ok_or(ApiError::Unauthorized("install the app from Shopify first"))?;
+    let session = ask(&state.actors.sessions, CheckSession { id })
+        .await?
+        .map_err(|e| ApiError::Unexpected(e.into()))?
+        .ok_or(ApiError::Unauthorized("your session has expired; open the app from Shopify again"))?;
+    let nonce = ask(&state.actors.sessions, IssueFacebookNonce { user: session.user.clone() })
+        .await?
+        .map_err(|e| ApiError::Unexpected(e.into()))?;
+    let signed = state::sign(
+        &state.settings.state_token_secret,
+        &FacebookState { user: session.user, nonce, expires_at: unix_now() + STATE_LIFETIME_SECS },
+    );
+    let fb = &state.settings.facebook;
+    let params = form_urlencoded::Serializer::new(String::new())
+        .append_pair("client_id", &fb.app_id)
+        .append_pair("redirect_uri", &fb.redirect_uri)
+        .append_pair("scope", SCOPES)
+        .append_pair("response_type", "code")
+        .append_pair("state", &signed)
+        .finish();
+    let location = format!("{}/{}/dialog/oauth?{params}", fb.dialog_url, fb.graph_version);
+    Ok(HttpResponse::Found().insert_header((header::LOCATION, location)).finish())
+}
+
+/// One row of the callback's answer.
+#[derive(Debug, serde::Serialize)]
+struct PageRow {
+    id: PageId,
+    name: String,
+    category: String,
+    subscribed: bool,
+    synced: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// `GET /facebook/callback?code&state` (or `?error=...` when the user said no).
+#[tracing::instrument(skip_all)]
+pub async fn callback(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    callback_inner(&req, &state).await.unwrap_or_else(|e| e.render(wants_html(&req)))
+}
+
+fn graph_error(step: &str, e: FetchError) -> ApiError {
+    tracing::warn!(step, error = %e, "Facebook connect failed");
+    match e {
+        FetchError::Transient { .. } | FetchError::RateLimited { .. } => {
+            ApiError::BadGateway("Facebook could not be reached; please try again in a moment".into())
+        }
+        FetchError::Auth { .. } | FetchError::Permanent { .. } => {
+            ApiError::BadRequest("Facebook did not accept this login; please connect again".into())
+        }
+    }
+}
+
+async fn callback_inner(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiError> {
+    let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map_err(|_| ApiError::BadRequest("malformed query".into()))?;
+    if let Some(error) = query.get("error") {
+        tracing::info!(error, reason = query.get("error_reason").map(String::as_str), "Facebook login declined");
+        return Err(ApiError::BadRequest(
+            "Facebook connection was cancelled: pagesync needs access to your Pages to keep them in sync. \
+             Connect again and choose Continue to allow it."
+                .into(),
+        ));
+    }
+    let raw_state = query.get("state").ok_or_else(|| ApiError::BadRequest("state missing".into()))?;
+    let fb_state = state::verify(&state.settings.state_token_secret, raw_state, unix_now()).map_err(|e| {
+        tracing::warn!(error = %e, "Facebook state refused");
+        ApiError::BadRequest("invalid or expired state; please connect again".into())
+    })?;
+    ask(&state.actors.sessions, ConsumeFacebookNonce { user: fb_state.user.clone(), nonce: fb_state.nonce.clone() })
+        .await?
+        .map_err(|e| {
+            tracing::warn!(error = %e, "Facebook state nonce refused");
+            ApiError::BadRequest("this connection link was already used or has expired; please connect again".into())
+        })?;
+    let code =
+        query.get("code").filter(|c| !c.is_empty()).ok_or_else(|| ApiError::BadRequest("code missing".into()))?;
+    let user = fb_state.user;
+
+    let short = state.graph.exchange_code(code).await.map_err(|e| graph_error("code exchange", e))?;
+    let long = state.graph.long_lived(&short).await.map_err(|e| graph_error("long-lived exchange", e))?;
+    let me = state.graph.me(&long).await.map_err(|e| graph_error("/me", e))?;
+    let accounts = state.graph.accounts(&long).await.map_err(|e| graph_error("/me/accounts", e))?;
+
+    ask(
+        &state.actors.vault,
+        ConnectPages {
+            owner: user.clone(),
+            fb_user: me.id.clone(),
+            user_token: long,
+            pages: accounts.iter().map(|p| (p.id.clone(), p.token.clone())).collect(),
+        },
+    )
+    .await?
+    .map_err(|e| ApiError::Unexpected(e.into()))?;
+    tracing::info!(user = %user, pages = accounts.len(), "Facebook Pages connected");
+
+    // The app-level subscription: fire and forget (Meta calls our verification GET
+    // while it runs; nothing here may wait for it).
+    state.actors.subscriptions.do_send(EnsureAppSubscription);
+
+    let rows = join_all(accounts.iter().map(|page| {
+        let actors = state.actors.clone();
+        let page_id = page.id.clone();
+        async move {
+            actors.page_writer.do_send(PageConnected { page: page_id.clone() });
+            let subscribe =
+                actors.subscriptions.send(EnsurePageSubscription { page: page_id.clone() }).timeout(PER_PAGE_WAIT);
+            let sync = actors.page_writer.send(SyncNow { page: page_id.clone() }).timeout(PER_PAGE_WAIT);
+            let (subscription, synced) = tokio::join!(subscribe, sync);
+            let (subscribed, error) = match subscription {
+                Ok(s) => (s.subscribed, s.last_error),
+                Err(e) => (false, Some(format!("subscription still pending: {e}"))),
+            };
+            (subscribed, synced.unwrap_or(false), error)
+        }
+    }))
+    .await;
+    let rows: Vec<PageRow> = accounts
+        .iter()
+        .zip(rows)
+        .map(|(page, (subscribed, synced, error))| PageRow {
+            id: page.id.clone(),
+            name: page.name.clone(),
+            category: page.category.clone(),
+            subscribed,
+            synced,
+            error,
+        })
+        .collect();
+
+    let shop = ask(&state.actors.sessions, pagesync_actors::session::ShopOfUser { user: user.clone() })
+        .await?
+        .map_err(|e| ApiError::Unexpected(e.into()))?
+        .ok_or(ApiError::BadRequest("this shop is no longer installed; install the app again".into()))?;
+    let new_session = ask(&state.actors.sessions, RotateSession { old: session_cookie(req), user: user.clone(), shop })
+        .await?
+        .map_err(|e| ApiError::Unexpected(e.into()))?;
+    let secure = state.settings.facebook.redirect_uri.starts_with("https://");
+    let mut response = HttpResponse::Ok();
+    response
+        .insert_header((header::SET_COOKIE, session_cookie_header(&new_session, state.settings.session_ttl, secure)));
+
+    if wants_html(req) {
+        let mut table = String::from("<table><tr><th>Page</th><th>Category</th><th>Webhooks</th><th>Synced</th></tr>");
+        for row in &rows {
+            table.push_str(&format!(
+                "<tr><td>{} <small>({})</small></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&row.name),
+                row.id,
+                escape(&row.category),
+                if row.subscribed { "subscribed" } else { "pending (retrying)" },
+                if row.synced { "yes" } else { "not yet" },
+            ));
+        }
+        table.push_str("</table>");
+        let body = html_page(
+            "pagesync: Pages connected",
+            &format!("<h1>{} Facebook Page(s) connected</h1>{table}", rows.len()),
+        );
+        Ok(response.content_type("text/html; charset=utf-8").body(body))
+    } else {
+        Ok(response.json(serde_json::json!({ "user_uuid": user, "pages": rows })))
+    }
+}
+
+/// The form Meta posts to the removal callbacks.
+#[derive(serde::Deserialize)]
+pub struct SignedForm {
+    signed_request: String,
+}
+
+/// Verifies the form's `signed_request` and returns the Facebook user it names.
+fn signed_user(state: &AppState, form: &SignedForm) -> Result<FacebookUserId, ApiError> {
+    let request = verify_signed_request(&state.settings.facebook.app_secret, &form.signed_request).map_err(|e| {
+        tracing::warn!(error = %e, "signed_request refused");
+        ApiError::BadRequest("invalid signed_request".into())
+    })?;
+    FacebookUserId::parse(&request.get().user_id).map_err(|_| ApiError::BadRequest("invalid signed_request".into()))
+}
+
+/// Forgets a Facebook user's tokens and marks their Pages disconnected.
+async fn disconnect(state: &AppState, fb_user: FacebookUserId) -> Result<Vec<PageId>, ApiError> {
+    let pages =
+        ask(&state.actors.vault, ForgetFacebookUser { fb_user }).await?.map_err(|e| ApiError::Unexpected(e.into()))?;
+    ask(&state.actors.page_writer, MarkDisconnected { pages: pages.clone() }).await?;
+    ask(&state.actors.subscriptions, ForgetSubscriptions { pages: pages.clone() }).await?;
+    Ok(pages)
+}
+
+/// `POST /facebook/deauthorize`: the user removed the app.
+#[tracing::instrument(skip_all)]
+pub async fn deauthorize(form: web::Form<SignedForm>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let fb_user = signed_user(&state, &form)?;
+    let pages = disconnect(&state, fb_user).await?;
+    tracing::info!(pages = pages.len(), "Facebook user deauthorized the app; Pages disconnected");
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ok" })))
+}
+
+/// `POST /facebook/data-deletion`: the user asked for their data to be deleted.
+#[tracing::instrument(skip_all)]
+pub async fn data_deletion(form: web::Form<SignedForm>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let fb_user = signed_user(&state, &form)?;
+    let pages = disconnect(&state, fb_user).await?;
+    for page in &pages {
+        ask(&state.actors.vault, ForgetPage { page: page.clone() })
+            .await?
+            .map_err(|e| ApiError::Unexpected(e.into()))?;
+    }
+    ask(&state.actors.page_writer, DeletePages { pages: pages.clone() })
+        .await?
+        .map_err(|e| ApiError::Unexpected(e.into()))?;
+    let code = pagesync_actors::hex(&rand::random::<[u8; 16]>());
+    let record = DeletionRecord { status: "done".into(), pages: pages.len(), completed_at: unix_now() };
+    ask(&state.actors.sessions, RecordDeletion { code: code.clone(), record })
+        .await?
+        .map_err(|e| ApiError::Unexpected(e.into()))?;
+    tracing::info!(pages = pages.len(), "Facebook data deletion done");
+    let url =
+        format!("{}/facebook/data-deletion/status?code={code}", public_origin(&state.settings.facebook.redirect_uri));
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "url": url, "confirmation_code": code })))
+}
+
+/// `GET /facebook/data-deletion/status?code=C`.
+pub async fn deletion_status(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map_err(|_| ApiError::BadRequest("malformed query".into()))?;
+    let code = query.get("code").filter(|c| c.len() == 32 && c.bytes().all(|b| b.is_ascii_hexdigit()));
+    let Some(code) = code else { return Err(ApiError::NotFound("unknown confirmation code")) };
+    let record = ask(&state.actors.sessions, DeletionStatus { code: code.clone() })
+        .await?
+        .map_err(|e| ApiError::Unexpected(e.into()))?
+        .ok_or(ApiError::NotFound("unknown confirmation code"))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "confirmation_code": code,
+        "status": record.status,
+        "pages_deleted": record.pages,
+        "completed_at": record.completed_at,
+    })))
+}
+
+/// `scheme://host[:port]` of a URL (the public base of this app, taken from its
+/// Facebook redirect URI).
+fn public_origin(url: &str) -> String {
+    reqwest::Url::parse(url).map(|u| u.origin().ascii_serialization()).unwrap_or_default()
+}
