@@ -27,7 +27,12 @@ fn serve(sources: Sources) -> ExitCode {
     };
     telemetry::init(&settings.log, settings.log_format);
     let result = actix_web::rt::System::new().block_on(async move {
-        let app = Application::build(settings, Tuning::default())?;
+        let tuning = Tuning {
+            notifier: pagesync::systemd::Notifier::from_env().map(std::sync::Arc::new),
+            watchdog: pagesync::systemd::watchdog_from_env(),
+            ..Tuning::default()
+        };
+        let app = Application::build(settings, tuning)?;
         app.run_until_stopped(stop_signal()).await
     });
     match result {

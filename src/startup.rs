@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
-use pagesync_actors::messages::Shutdown;
+use pagesync_actors::messages::{GetWriterStats, Shutdown};
 use pagesync_actors::subscription::RetryConfig;
 use pagesync_actors::{Actors, ActorsConfig, Sealer, Store, StoreConfig, WriterConfig};
 
@@ -19,6 +19,7 @@ use crate::clients::graph::{self, GraphClient, RetryPolicy};
 use crate::clients::shopify::ShopifyClient;
 use crate::config::Settings;
 use crate::routes::{self, AppState};
+use crate::systemd::Notifier;
 
 /// Internal knobs that are not configuration variables; tests shorten the pauses.
 #[derive(Debug, Clone)]
@@ -34,6 +35,10 @@ pub struct Tuning {
     pub workers: Option<usize>,
     /// How long a graceful stop lets requests in flight finish.
     pub shutdown_timeout: Duration,
+    /// systemd's notify socket (`main` reads `$NOTIFY_SOCKET`).
+    pub notifier: Option<Arc<Notifier>>,
+    /// systemd's watchdog period (`$WATCHDOG_USEC`); pings go out at half of it.
+    pub watchdog: Option<Duration>,
 }
 
 impl Default for Tuning {
@@ -45,6 +50,8 @@ impl Default for Tuning {
             subscription_retry_base: Duration::from_secs(30),
             workers: None,
             shutdown_timeout: Duration::from_secs(10),
+            notifier: None,
+            watchdog: None,
         }
     }
 }
@@ -55,6 +62,8 @@ pub struct Application {
     server: actix_web::dev::Server,
     store: Store,
     actors: Actors,
+    notifier: Option<Arc<Notifier>>,
+    watchdog: Option<Duration>,
 }
 
 impl Application {
@@ -105,7 +114,7 @@ impl Application {
         }
         let server = server.listen(listener)?.run();
         tracing::info!(port, "pagesync listening");
-        Ok(Application { port, server, store, actors })
+        Ok(Application { port, server, store, actors, notifier: tuning.notifier, watchdog: tuning.watchdog })
     }
 
     /// The bound port.
@@ -123,19 +132,30 @@ impl Application {
     /// stop the actors (unfinished deliveries stay in the inbox), flush and close the
     /// store.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Application { server, store, actors, .. } = self;
+        let Application { server, store, actors, notifier, watchdog, port } = self;
         let handle = server.handle();
+        let watchdog_task = notifier.clone().map(|notifier| {
+            notifier.notify(&["READY=1", &format!("STATUS=serving on port {port}")]);
+            tracing::info!("told systemd we are ready");
+            actix_web::rt::spawn(keep_alive(notifier, watchdog, store.clone(), actors.clone()))
+        });
         let mut server = std::pin::pin!(server);
         let served = tokio::select! {
             result = &mut server => result,
             () = shutdown => {
                 tracing::info!("stopping: draining HTTP requests");
+                if let Some(notifier) = &notifier {
+                    notifier.notify(&["STOPPING=1", "STATUS=stopping: draining requests"]);
+                }
                 // The server future itself carries out the stop, so keep polling it while
                 // the stop command is sent from a separate task.
                 actix_web::rt::spawn(async move { handle.stop(true).await });
                 server.await
             }
         };
+        if let Some(task) = watchdog_task {
+            task.abort();
+        }
         let _ = actors.page_writer.send(Shutdown).await;
         let _ = actors.subscriptions.send(Shutdown).await;
         let _ = actors.sessions.send(Shutdown).await;
@@ -146,6 +166,34 @@ impl Application {
         closed.context("store closer panicked")?.context("final store flush failed")?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Sends `WATCHDOG=1` at half the watchdog period while every actor answers, and a
+/// `STATUS=` line with the writer's figures. Without a watchdog, only the status.
+async fn keep_alive(notifier: Arc<Notifier>, watchdog: Option<Duration>, store: Store, actors: Actors) {
+    let period = watchdog.map_or(Duration::from_secs(30), |w| w / 2);
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        // An actor has a quarter of the period to answer; a wedged one stops the pings.
+        let missing = routes::ops::not_ready(&store, &actors, period / 2).await;
+        if !missing.is_empty() {
+            tracing::error!(not_answering = ?missing, "withholding the systemd watchdog ping");
+            notifier.notify(&[&format!("STATUS=not answering: {}", missing.join(", "))]);
+            continue;
+        }
+        let stats = actors.page_writer.send(GetWriterStats).await.unwrap_or_default();
+        let status = format!(
+            "STATUS=inbox {} | refreshing {} | pages written {} | refresh errors {}",
+            stats.inbox_depth, stats.running, stats.pages_written, stats.refresh_errors
+        );
+        if watchdog.is_some() {
+            notifier.notify(&["WATCHDOG=1", &status]);
+        } else {
+            notifier.notify(&[&status]);
+        }
     }
 }
 
