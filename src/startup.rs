@@ -12,6 +12,7 @@ use std::time::Duration;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use pagesync_actors::messages::{GetWriterStats, Shutdown};
+use pagesync_actors::poller::PollConfig;
 use pagesync_actors::subscription::RetryConfig;
 use pagesync_actors::{Actors, ActorsConfig, Sealer, Store, StoreConfig, WriterConfig};
 
@@ -98,6 +99,8 @@ impl Application {
                 writer,
                 subscription_retry,
                 session_ttl: settings.session_ttl,
+                poll: PollConfig { interval: settings.poll_interval, concurrency: 4 },
+                usage: graph.usage(),
             },
         )?;
 
@@ -156,6 +159,7 @@ impl Application {
         if let Some(task) = watchdog_task {
             task.abort();
         }
+        let _ = actors.poller.send(Shutdown).await;
         let _ = actors.page_writer.send(Shutdown).await;
         let _ = actors.subscriptions.send(Shutdown).await;
         let _ = actors.sessions.send(Shutdown).await;

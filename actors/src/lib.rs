@@ -7,6 +7,7 @@
 //! | [`SessionActor`](session::SessionActor) | `sessions`, `shopify_states`, `facebook_nonces`, `shops`, `deletions` | Shopify and Facebook routes | nothing |
 //! | [`TokenVaultActor`] | `page_tokens`, `page_owner`, `page_grantor`, `user_tokens`, `shop_tokens` | OAuth and removal routes, PageWriterActor, SubscriptionActor | the store |
 //! | [`SubscriptionActor`](subscription::SubscriptionActor) | `subscriptions` | Facebook callback, removal routes | TokenVaultActor, a [`SubscriptionApi`] (Graph) |
+//! | [`PollerActor`](poller::PollerActor) | nothing (counters) | a timer, the operator CLI | TokenVaultActor, PageWriterActor |
 //! | [`PageWriterActor`] | `inbox`, `page_state`, `facebook/<id>/page_data.json` | webhook route, Facebook callback, removal routes, readiness | TokenVaultActor, a [`PageSource`] (Graph) |
 //!
 //! One [`Store`] holds the sled database; each tree belongs to one actor and no other
@@ -24,6 +25,7 @@ pub mod graph;
 pub mod ids;
 pub mod messages;
 pub mod page_writer;
+pub mod poller;
 pub mod seal;
 pub mod secret;
 pub mod session;
@@ -52,6 +54,7 @@ pub struct Actors {
     pub vault: Addr<TokenVaultActor>,
     pub subscriptions: Addr<SubscriptionActor>,
     pub page_writer: Addr<PageWriterActor>,
+    pub poller: Addr<poller::PollerActor>,
 }
 
 /// What the actors are started with.
@@ -65,6 +68,9 @@ pub struct ActorsConfig {
     pub subscription_retry: subscription::RetryConfig,
     /// `PAGESYNC_SESSION_TTL`.
     pub session_ttl: std::time::Duration,
+    pub poll: poller::PollConfig,
+    /// Graph usage as the Graph client last saw it; slows the poll.
+    pub usage: poller::UsageGauge,
 }
 
 /// Starts every actor on the current arbiter. Call once, inside an actix `System`,
@@ -75,7 +81,8 @@ pub fn start(store: &Store, config: ActorsConfig) -> Result<Actors, StoreError> 
     let subscriptions =
         SubscriptionActor::new(store, config.subscriptions, vault.clone(), config.subscription_retry)?.start();
     let page_writer = PageWriterActor::new(store.clone(), vault.clone(), config.source, config.writer)?.start();
-    Ok(Actors { sessions, vault, subscriptions, page_writer })
+    let poller = poller::PollerActor::new(vault.clone(), page_writer.clone(), config.poll, config.usage).start();
+    Ok(Actors { sessions, vault, subscriptions, page_writer, poller })
 }
 
 /// Lowercase hex of `bytes`.

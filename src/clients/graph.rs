@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
+use pagesync_actors::poller::UsageGauge;
 use pagesync_actors::{FacebookUserId, FetchError, LimitScope, PageData, PageId, PageSource, Secret, SubscriptionApi};
 use reqwest::Method;
 use serde::Deserialize;
@@ -64,6 +65,8 @@ struct Inner {
     subscribed_fields: Vec<String>,
     page_fields: String,
     retry: RetryPolicy,
+    /// Highest usage percentage of the last answer that carried usage headers.
+    usage: UsageGauge,
 }
 
 impl std::fmt::Debug for GraphClient {
@@ -105,8 +108,14 @@ impl GraphClient {
                 subscribed_fields: settings.subscribed_fields.clone(),
                 page_fields: settings.page_fields.clone(),
                 retry,
+                usage: UsageGauge::default(),
             }),
         }
+    }
+
+    /// The usage gauge this client updates from Meta's usage headers.
+    pub fn usage(&self) -> UsageGauge {
+        self.inner.usage.clone()
     }
 
     /// `GET /{page-id}?fields=...` with the Page token.
@@ -232,7 +241,14 @@ impl GraphClient {
                     ("appsecret_time", &time.to_string()),
                 ]);
             }
-            match send(request, page).await {
+            let result = send(request, page).await;
+            if let Some(percent) = match &result {
+                Ok((_, headers)) => usage_percent(headers),
+                Err(_) => None,
+            } {
+                self.inner.usage.record(percent);
+            }
+            match result {
                 Err(FetchError::Transient { detail }) if attempt < self.inner.retry.attempts => {
                     let pause = backoff(&self.inner.retry, attempt);
                     tracing::debug!(attempt, pause_ms = pause.as_millis() as u64, error = %detail, "Graph call failed; retrying");
@@ -378,6 +394,35 @@ fn success(body: &PageData) -> Result<(), FetchError> {
         Some(serde_json::Value::Bool(true)) => Ok(()),
         Some(serde_json::Value::String(s)) if s == "true" => Ok(()),
         _ => Err(FetchError::Permanent { code: None, detail: "Graph did not confirm success".into() }),
+    }
+}
+
+/// The highest percentage in `X-App-Usage` and `X-Business-Use-Case-Usage`
+/// (`call_count`, `total_time`, `total_cputime`), when either header is present.
+pub fn usage_percent(headers: &reqwest::header::HeaderMap) -> Option<u32> {
+    #[derive(Deserialize, Default)]
+    struct Usage {
+        #[serde(default)]
+        call_count: u32,
+        #[serde(default)]
+        total_time: u32,
+        #[serde(default)]
+        total_cputime: u32,
+    }
+    let max = |u: &Usage| u.call_count.max(u.total_time).max(u.total_cputime);
+    let app = headers
+        .get("x-app-usage")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| serde_json::from_str::<Usage>(v).ok())
+        .map(|u| max(&u));
+    let business = headers
+        .get("x-business-use-case-usage")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| serde_json::from_str::<std::collections::HashMap<String, Vec<Usage>>>(v).ok())
+        .and_then(|m| m.values().flatten().map(max).max());
+    match (app, business) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0).max(b.unwrap_or(0))),
     }
 }
 
@@ -574,6 +619,16 @@ mod tests {
             message: Some("Error validating access token: Session has expired".into()),
         });
         assert!(matches!(classify(400, misleading, &HeaderMap::new(), None), FetchError::Permanent { .. }));
+    }
+
+    #[test]
+    fn usage_headers_give_the_highest_percentage() {
+        let mut h = HeaderMap::new();
+        assert_eq!(usage_percent(&h), None);
+        h.insert("x-app-usage", HeaderValue::from_static(r#"{"call_count":28,"total_time":25,"total_cputime":25}"#));
+        assert_eq!(usage_percent(&h), Some(28));
+        h.insert("x-business-use-case-usage", HeaderValue::from_static(r#"{"42":[{"type":"pages","call_count":97}]}"#));
+        assert_eq!(usage_percent(&h), Some(97));
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub async fn not_ready(store: &Store, actors: &Actors, timeout: Duration) -> Vec
     if !matches!(actors.page_writer.send(Ping).timeout(timeout).await, Ok(())) {
         not_ready.push("page_writer");
     }
+    if !matches!(actors.poller.send(Ping).timeout(timeout).await, Ok(())) {
+        not_ready.push("poller");
+    }
     not_ready
 }
 
