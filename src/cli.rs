@@ -13,6 +13,16 @@ use crate::config::{self, Origin, Sources};
 /// a unit can say `RestartPreventExitStatus=78` instead of restarting in a loop.
 pub const EXIT_CONFIG: u8 = 78;
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unix_times_format_as_utc() {
+        assert_eq!(super::format_unix(0), "1970-01-01 00:00:00");
+        assert_eq!(super::format_unix(1_767_225_600), "2026-01-01 00:00:00");
+        assert_eq!(super::format_unix(951_782_400), "2000-02-29 00:00:00");
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "pagesync", version, about = "Keeps Facebook Page data in sync for Messenger sales bots")]
 pub struct Cli {
@@ -30,6 +40,42 @@ pub enum Command {
     CheckConfig,
     /// Print a new base64 encryption key for PAGESYNC_ENCRYPTION_KEY.
     Keygen,
+    /// List Pages: id, name, owner UUID, subscribed, last sync, status.
+    Pages {
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refresh Pages now (through the running daemon when there is one).
+    Resync {
+        /// Page ids to refresh.
+        pages: Vec<String>,
+        /// Refresh every connected Page.
+        #[arg(long, conflicts_with = "pages")]
+        all: bool,
+    },
+    /// Webhook tools.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Send a correctly signed sample delivery (both signature headers) and print the answer.
+    Send {
+        /// The Page id the delivery names.
+        #[arg(long)]
+        page: String,
+        /// The changed field.
+        #[arg(long, default_value = "name")]
+        field: String,
+        /// The field's new value (omitted from the delivery when not given).
+        #[arg(long)]
+        value: Option<String>,
+        /// Where to send it (default: FACEBOOK_WEBHOOK_ADDRESS).
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 /// Values given as flags, keyed by variable name.
@@ -113,6 +159,105 @@ pub fn check_config(sources: &Sources) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `pagesync webhook send`: signs with FACEBOOK_APP_SECRET, posts, prints the answer.
+pub fn webhook_send(sources: &Sources, page: &str, field: &str, value: Option<&str>, url: Option<&str>) -> ExitCode {
+    let page = match pagesync_actors::PageId::parse(page) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: --page: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some((secret, _)) = sources.get("FACEBOOK_APP_SECRET").filter(|(s, _)| !s.is_empty()) else {
+        eprintln!("config error: FACEBOOK_APP_SECRET: missing (needed to sign the delivery)");
+        return ExitCode::FAILURE;
+    };
+    let target = match url.map(str::to_owned).or_else(|| sources.get("FACEBOOK_WEBHOOK_ADDRESS").map(|(v, _)| v)) {
+        Some(t) => t,
+        None => {
+            eprintln!("config error: FACEBOOK_WEBHOOK_ADDRESS: missing (or pass --url)");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut change = serde_json::json!({ "field": field });
+    if let Some(value) = value {
+        change["value"] = serde_json::json!(value);
+    }
+    let time = crate::routes::unix_now();
+    let body = serde_json::json!({
+        "object": "page",
+        "entry": [{ "id": page.as_str(), "time": time, "changes": [change] }],
+    })
+    .to_string();
+    let sha256 = crate::verify::sign_sha256(&secret, body.as_bytes());
+    let sha1 = crate::verify::sign_sha1(&secret, body.as_bytes());
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let client = crate::clients::graph::http_client()?;
+        let response = client
+            .post(&target)
+            .header("Content-Type", "application/json")
+            .header("X-Hub-Signature-256", sha256)
+            .header("X-Hub-Signature", sha1)
+            .body(body)
+            .send()
+            .await?;
+        let status = response.status();
+        let text = response.text().await?;
+        Ok::<_, reqwest::Error>((status, text))
+    });
+    match result {
+        Ok((status, text)) => {
+            println!("HTTP {}", status.as_u16());
+            println!("{text}");
+            if status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Err(e) => {
+            eprintln!("error: could not deliver to {target}: {}", e.without_url());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints `pages` rows as a table.
+pub fn print_pages(rows: &[crate::control::PageRow]) {
+    println!("{:<20} {:<30} {:<36} {:<10} {:<20} STATUS", "PAGE", "NAME", "OWNER", "SUBSCRIBED", "LAST SYNC (UTC)");
+    for row in rows {
+        println!(
+            "{:<20} {:<30} {:<36} {:<10} {:<20} {}",
+            row.id,
+            row.name.as_deref().unwrap_or("-"),
+            row.owner,
+            if row.subscribed { "yes" } else { "no" },
+            row.last_sync.map(format_unix).unwrap_or_else(|| "never".into()),
+            row.status
+        );
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` for Unix seconds (UTC), without a date library.
+pub fn format_unix(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Prints configuration problems, one per line, on stderr.

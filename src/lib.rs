@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod clients;
 pub mod config;
+pub mod control;
 pub mod delivery;
 pub mod error;
 pub mod routes;

@@ -3,9 +3,10 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use pagesync::cli::{self, Cli, Command};
+use pagesync::cli::{self, Cli, Command, WebhookCommand};
 use pagesync::config::{self, Sources};
-use pagesync::startup::{Application, Tuning};
+use pagesync::control::{self, Request, Response};
+use pagesync::startup::{Application, Offline, Tuning};
 use pagesync::telemetry;
 
 fn main() -> ExitCode {
@@ -14,7 +15,87 @@ fn main() -> ExitCode {
         Command::Keygen => cli::keygen(),
         Command::CheckConfig => cli::check_config(&Sources::gather(cli.config.0)),
         Command::Serve => serve(Sources::gather(cli.config.0)),
+        Command::Webhook(WebhookCommand::Send { page, field, value, url }) => {
+            cli::webhook_send(&Sources::gather(cli.config.0), &page, &field, value.as_deref(), url.as_deref())
+        }
+        Command::Pages { json } => operate(Sources::gather(cli.config.0), Request::Pages, json),
+        Command::Resync { pages, all } => {
+            if pages.is_empty() && !all {
+                eprintln!("error: name Page ids, or pass --all");
+                return ExitCode::from(2);
+            }
+            operate(Sources::gather(cli.config.0), Request::Resync { pages, all }, false)
+        }
     }
+}
+
+/// `pages` and `resync`: ask the running daemon over its control socket; without one,
+/// open the store and run the same request against actors of our own.
+fn operate(sources: Sources, request: Request, json: bool) -> ExitCode {
+    let data_dir = sources.get("PAGESYNC_DATA_DIR").map(|(d, _)| std::path::PathBuf::from(d)).unwrap_or_default();
+    let socket = control::socket_path(&data_dir);
+    let runtime = actix_web::rt::System::new();
+    let asked = runtime.block_on(control::ask(&socket, &request));
+    let response = match asked {
+        Ok(response) => response,
+        Err(_) => {
+            // No daemon answers: do it ourselves, which needs the whole configuration.
+            let settings = match config::load(&sources) {
+                Ok(s) => s,
+                Err(problems) => {
+                    cli::report(&problems);
+                    return ExitCode::FAILURE;
+                }
+            };
+            telemetry::init("warn", settings.log_format);
+            match runtime.block_on(offline(settings, request)) {
+                Ok(response) => response,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
+    match response {
+        Response::Pages { pages } if json => match serde_json::to_string_pretty(&pages) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Response::Pages { pages } => cli::print_pages(&pages),
+        Response::Resync { pages } => {
+            for row in &pages {
+                println!("{} {} ({})", row.id, if row.written { "refreshed" } else { "not refreshed" }, row.status);
+            }
+            if pages.iter().any(|r| !r.written) {
+                return ExitCode::FAILURE;
+            }
+        }
+        Response::Error { message } => {
+            eprintln!("error: {message}");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+async fn offline(settings: pagesync::config::Settings, request: Request) -> anyhow::Result<Response> {
+    use anyhow::Context as _;
+    let app = Offline::open(settings, Tuning::default()).with_context(
+        || "the store is in use by a running pagesync that does not answer on its control socket, or cannot be opened",
+    )?;
+    let response = match request {
+        Request::Pages => control::list_pages(app.actors()).await.map(|pages| Response::Pages { pages }),
+        Request::Resync { pages, all } => {
+            control::resync(app.actors(), &pages, all).await.map(|pages| Response::Resync { pages })
+        }
+    }
+    .unwrap_or_else(|message| Response::Error { message });
+    app.close().await?;
+    Ok(response)
 }
 
 fn serve(sources: Sources) -> ExitCode {

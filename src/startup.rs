@@ -65,6 +65,8 @@ pub struct Application {
     actors: Actors,
     notifier: Option<Arc<Notifier>>,
     watchdog: Option<Duration>,
+    /// The control socket's server task and path (removed at stop).
+    control: (actix_web::rt::task::JoinHandle<()>, std::path::PathBuf),
 }
 
 impl Application {
@@ -77,6 +79,96 @@ impl Application {
 
     /// Like [`Application::build`], on a listener the caller already bound.
     pub fn build_on(settings: Settings, tuning: Tuning, listener: TcpListener) -> anyhow::Result<Application> {
+        let data_dir = settings.data_dir.clone();
+        let Core { store, actors, graph, shopify } = Core::start(&settings, &tuning)?;
+        let control_path = crate::control::socket_path(&data_dir);
+        let control_task = crate::control::serve(&control_path, actors.clone())
+            .with_context(|| format!("cannot create the control socket {}", control_path.display()))?;
+        let port = listener.local_addr()?.port();
+        let state =
+            AppState { settings: Arc::new(settings), actors: actors.clone(), store: store.clone(), graph, shopify };
+        let mut server =
+            HttpServer::new(move || App::new().app_data(web::Data::new(state.clone())).configure(routes::configure))
+                // Signals are ours: SIGTERM and SIGINT both stop gracefully (see main.rs).
+                .disable_signals()
+                .shutdown_timeout(tuning.shutdown_timeout.as_secs());
+        if let Some(workers) = tuning.workers {
+            server = server.workers(workers);
+        }
+        let server = server.listen(listener)?.run();
+        tracing::info!(port, "pagesync listening");
+        Ok(Application {
+            port,
+            server,
+            store,
+            actors,
+            notifier: tuning.notifier,
+            watchdog: tuning.watchdog,
+            control: (control_task, control_path),
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The actors' addresses (tests fill the vault through them).
+    pub fn actors(&self) -> &Actors {
+        &self.actors
+    }
+
+    /// Serves until `shutdown` resolves (or the server fails), then stops in order:
+    /// stop accepting and let requests in flight finish (up to the shutdown timeout),
+    /// stop the actors (unfinished deliveries stay in the inbox), flush and close the
+    /// store.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Application { server, store, actors, notifier, watchdog, port, control } = self;
+        let handle = server.handle();
+        let watchdog_task = notifier.clone().map(|notifier| {
+            notifier.notify(&["READY=1", &format!("STATUS=serving on port {port}")]);
+            tracing::info!("told systemd we are ready");
+            actix_web::rt::spawn(keep_alive(notifier, watchdog, store.clone(), actors.clone()))
+        });
+        let mut server = std::pin::pin!(server);
+        let served = tokio::select! {
+            result = &mut server => result,
+            () = shutdown => {
+                tracing::info!("stopping: draining HTTP requests");
+                if let Some(notifier) = &notifier {
+                    notifier.notify(&["STOPPING=1", "STATUS=stopping: draining requests"]);
+                }
+                // The server future itself carries out the stop, so keep polling it while
+                // the stop command is sent from a separate task.
+                actix_web::rt::spawn(async move { handle.stop(true).await });
+                server.await
+            }
+        };
+        if let Some(task) = watchdog_task {
+            task.abort();
+        }
+        control.0.abort();
+        let _ = std::fs::remove_file(&control.1);
+        stop_actors(&actors).await;
+        drop(actors);
+        let closed = tokio::task::spawn_blocking(move || store.close()).await;
+        served.context("HTTP server failed")?;
+        closed.context("store closer panicked")?.context("final store flush failed")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The store, the actors and the clients: everything but HTTP.
+struct Core {
+    store: Store,
+    actors: Actors,
+    graph: GraphClient,
+    shopify: ShopifyClient,
+}
+
+impl Core {
+    fn start(settings: &Settings, tuning: &Tuning) -> anyhow::Result<Core> {
         let data_dir = settings.data_dir.clone();
         create_private_dir(&data_dir)?;
         let pages_dir = data_dir.join("facebook");
@@ -104,73 +196,46 @@ impl Application {
             },
         )?;
 
-        let port = listener.local_addr()?.port();
-        let state =
-            AppState { settings: Arc::new(settings), actors: actors.clone(), store: store.clone(), graph, shopify };
-        let mut server =
-            HttpServer::new(move || App::new().app_data(web::Data::new(state.clone())).configure(routes::configure))
-                // Signals are ours: SIGTERM and SIGINT both stop gracefully (see main.rs).
-                .disable_signals()
-                .shutdown_timeout(tuning.shutdown_timeout.as_secs());
-        if let Some(workers) = tuning.workers {
-            server = server.workers(workers);
-        }
-        let server = server.listen(listener)?.run();
-        tracing::info!(port, "pagesync listening");
-        Ok(Application { port, server, store, actors, notifier: tuning.notifier, watchdog: tuning.watchdog })
+        Ok(Core { store, actors, graph, shopify })
+    }
+}
+
+/// The actors on an open store, without HTTP: what `pagesync pages` and `pagesync
+/// resync` use when no daemon runs. Polling is off.
+pub struct Offline {
+    store: Store,
+    actors: Actors,
+}
+
+impl Offline {
+    /// Opens the store (fails while a daemon holds it) and starts the actors.
+    pub fn open(mut settings: Settings, tuning: Tuning) -> anyhow::Result<Offline> {
+        settings.poll_interval = None;
+        let Core { store, actors, .. } = Core::start(&settings, &tuning)?;
+        Ok(Offline { store, actors })
     }
 
-    /// The bound port.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The actors' addresses (tests fill the vault through them).
     pub fn actors(&self) -> &Actors {
         &self.actors
     }
 
-    /// Serves until `shutdown` resolves (or the server fails), then stops in order:
-    /// stop accepting and let requests in flight finish (up to the shutdown timeout),
-    /// stop the actors (unfinished deliveries stay in the inbox), flush and close the
-    /// store.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Application { server, store, actors, notifier, watchdog, port } = self;
-        let handle = server.handle();
-        let watchdog_task = notifier.clone().map(|notifier| {
-            notifier.notify(&["READY=1", &format!("STATUS=serving on port {port}")]);
-            tracing::info!("told systemd we are ready");
-            actix_web::rt::spawn(keep_alive(notifier, watchdog, store.clone(), actors.clone()))
-        });
-        let mut server = std::pin::pin!(server);
-        let served = tokio::select! {
-            result = &mut server => result,
-            () = shutdown => {
-                tracing::info!("stopping: draining HTTP requests");
-                if let Some(notifier) = &notifier {
-                    notifier.notify(&["STOPPING=1", "STATUS=stopping: draining requests"]);
-                }
-                // The server future itself carries out the stop, so keep polling it while
-                // the stop command is sent from a separate task.
-                actix_web::rt::spawn(async move { handle.stop(true).await });
-                server.await
-            }
-        };
-        if let Some(task) = watchdog_task {
-            task.abort();
-        }
-        let _ = actors.poller.send(Shutdown).await;
-        let _ = actors.page_writer.send(Shutdown).await;
-        let _ = actors.subscriptions.send(Shutdown).await;
-        let _ = actors.sessions.send(Shutdown).await;
-        let _ = actors.vault.send(Shutdown).await;
-        drop(actors);
-        let closed = tokio::task::spawn_blocking(move || store.close()).await;
-        served.context("HTTP server failed")?;
-        closed.context("store closer panicked")?.context("final store flush failed")?;
-        tracing::info!("stopped");
+    /// Stops the actors and closes the store.
+    pub async fn close(self) -> anyhow::Result<()> {
+        stop_actors(&self.actors).await;
+        drop(self.actors);
+        let store = self.store;
+        tokio::task::spawn_blocking(move || store.close()).await.context("store closer panicked")??;
         Ok(())
     }
+}
+
+/// Sends `Shutdown` to every actor, the writer first.
+async fn stop_actors(actors: &Actors) {
+    let _ = actors.poller.send(Shutdown).await;
+    let _ = actors.page_writer.send(Shutdown).await;
+    let _ = actors.subscriptions.send(Shutdown).await;
+    let _ = actors.sessions.send(Shutdown).await;
+    let _ = actors.vault.send(Shutdown).await;
 }
 
 /// Sends `WATCHDOG=1` at half the watchdog period while every actor answers, and a
