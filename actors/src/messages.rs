@@ -201,6 +201,21 @@ pub struct DeletePages {
     pub pages: Vec<PageId>,
 }
 
+/// A Page's sync state and the `name` in its `page_data.json` (for `pagesync pages`).
+#[derive(Debug, Message)]
+#[rtype(result = "PageSummary")]
+pub struct DescribePage {
+    pub page: PageId,
+}
+
+/// What `DescribePage` answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PageSummary {
+    pub state: Option<PageState>,
+    /// `name` from `page_data.json`, when the file exists.
+    pub name: Option<String>,
+}
+
 /// A Page's sync state, or `None` if it was never seen.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Option<PageState>, StoreError>")]

@@ -654,6 +654,27 @@ impl Handler<GetPageState> for PageWriterActor {
     }
 }
 
+/// A Page's state and the name in its file.
+impl Handler<DescribePage> for PageWriterActor {
+    type Result = ResponseFuture<PageSummary>;
+
+    fn handle(&mut self, msg: DescribePage, _: &mut Self::Context) -> Self::Result {
+        let state = self.load_state(&msg.page);
+        let path = self.config.pages_dir.join(msg.page.as_str()).join("page_data.json");
+        Box::pin(async move {
+            let name = tokio::task::spawn_blocking(move || {
+                let bytes = std::fs::read(path).ok()?;
+                let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+                value.get("name")?.as_str().map(str::to_owned)
+            })
+            .await
+            .ok()
+            .flatten();
+            PageSummary { state, name }
+        })
+    }
+}
+
 /// A snapshot of counters and queues.
 impl Handler<GetWriterStats> for PageWriterActor {
     type Result = MessageResult<GetWriterStats>;
