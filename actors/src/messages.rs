@@ -241,6 +241,8 @@ pub struct WriterStats {
     pub accepted: u64,
     /// `page_data.json` files written since start.
     pub pages_written: u64,
+    /// Refreshes whose answer equalled the file already on disk (left untouched).
+    pub pages_unchanged: u64,
     /// Refreshes that ended in an error since start.
     pub refresh_errors: u64,
     /// Page mentions skipped because no token is stored for the Page.

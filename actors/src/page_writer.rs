@@ -88,7 +88,9 @@ struct PageWork {
 /// How one refresh ended.
 #[derive(Debug)]
 enum Outcome {
-    Written,
+    /// The Page's data is current on disk; `true` when the file changed (an identical
+    /// answer leaves the file untouched: no write, no fsync).
+    Written(bool),
     UnknownPage,
     Skipped(SyncStatus),
     Failed(FetchError),
@@ -248,8 +250,12 @@ impl PageWriterActor {
         // `Some(delay)`: keep the deliveries and try this Page again after `delay`.
         let mut retry_after: Option<Duration> = None;
         match &outcome {
-            Outcome::Written => {
-                self.stats.pages_written += 1;
+            Outcome::Written(changed) => {
+                if *changed {
+                    self.stats.pages_written += 1;
+                } else {
+                    self.stats.pages_unchanged += 1;
+                }
                 st.status = SyncStatus::Synced;
                 st.last_attempt = Some(now);
                 st.last_success = Some(now);
@@ -307,7 +313,7 @@ impl PageWriterActor {
             }
         }
         let deleted = self.tombstones.contains(&page);
-        if deleted && matches!(outcome, Outcome::Written) {
+        if deleted && matches!(outcome, Outcome::Written(_)) {
             // Deleted while this refresh ran: take back what it wrote.
             let dir = self.config.pages_dir.join(page.as_str());
             tokio::task::spawn_blocking(move || remove_page_dir(&dir));
@@ -316,7 +322,7 @@ impl PageWriterActor {
         }
 
         let Some(work) = self.pages.get_mut(&page) else { return };
-        let written = matches!(outcome, Outcome::Written) && !deleted;
+        let written = matches!(outcome, Outcome::Written(_)) && !deleted;
         for waiter in work.running_waiters.drain(..) {
             let _ = waiter.send(written);
         }
@@ -445,7 +451,7 @@ async fn refresh(
     };
     let written = tokio::task::spawn_blocking(move || write_page_file(&pages_dir, &page, data)).await;
     match written {
-        Ok(Ok(())) => Outcome::Written,
+        Ok(Ok(changed)) => Outcome::Written(changed),
         Ok(Err(e)) => Outcome::Internal(format!("cannot write page_data.json: {e}")),
         Err(e) => Outcome::Internal(format!("page file writer failed: {e}")),
     }
@@ -454,13 +460,17 @@ async fn refresh(
 /// Writes `<pages_dir>/<page>/page_data.json` atomically: a temporary file in the same
 /// folder, fsync, rename over the old file, fsync the folder. A reader sees the old
 /// file or the new one, never a torn one. Any `access_token` key is dropped first, so
-/// a misconfigured field list cannot put a token on disk.
-pub fn write_page_file(pages_dir: &Path, page: &PageId, mut data: PageData) -> std::io::Result<()> {
+/// a misconfigured field list cannot put a token on disk. When the file already holds
+/// exactly these bytes nothing is written and `false` is returned.
+pub fn write_page_file(pages_dir: &Path, page: &PageId, mut data: PageData) -> std::io::Result<bool> {
     data.remove("access_token");
     let dir = pages_dir.join(page.as_str());
     std::fs::create_dir_all(&dir)?;
     let mut body = serde_json::to_vec_pretty(&data).map_err(std::io::Error::other)?;
     body.push(b'\n');
+    if std::fs::read(dir.join("page_data.json")).is_ok_and(|current| current == body) {
+        return Ok(false);
+    }
     let tmp = dir.join(format!(".page_data.json.{}.tmp", rand::random::<u64>()));
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;
@@ -473,7 +483,7 @@ pub fn write_page_file(pages_dir: &Path, page: &PageId, mut data: PageData) -> s
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result
+    result.map(|()| true)
 }
 
 /// Removes a Page's folder; a folder that is already gone is fine.
@@ -709,9 +719,10 @@ mod tests {
         data.insert("id".into(), "42".into());
         data.insert("name".into(), "Old".into());
         data.insert("access_token".into(), "EAAG-leak".into());
-        write_page_file(dir.path(), &page, data.clone()).unwrap();
+        assert!(write_page_file(dir.path(), &page, data.clone()).unwrap());
+        assert!(!write_page_file(dir.path(), &page, data.clone()).unwrap(), "identical data is not rewritten");
         data.insert("name".into(), "New".into());
-        write_page_file(dir.path(), &page, data).unwrap();
+        assert!(write_page_file(dir.path(), &page, data).unwrap());
         let text = std::fs::read_to_string(dir.path().join("42/page_data.json")).unwrap();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["name"], "New");
