@@ -399,7 +399,7 @@ pub fn load(sources: &Sources) -> Result<Settings, Vec<String>> {
         if !s.contains("{shop}") {
             return Err("must contain {shop}".into());
         }
-        http_url(&s.replace("{shop}", "example.myshopify.com"))
+        http_url(&s.replace("{shop}", "example.myshopify.com")).map(|_| s.to_owned())
     });
     let state_secret = v.required("STATE_TOKEN_SECRET", |s| {
         if s.len() >= 32 { Ok(Secret::new(s)) } else { Err("must be at least 32 bytes".into()) }

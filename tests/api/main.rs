@@ -1,10 +1,17 @@
 //! pagesync's API tests: one binary, every test on its own app, data dir and fake
-//! Graph server, all on 127.0.0.1.
+//! Meta + Shopify server, all on 127.0.0.1.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cli;
+mod facebook;
 mod fake_graph;
 mod helpers;
 mod lifecycle;
+mod poll;
+mod removal;
+mod secrets;
+mod shopify;
 mod sync;
+mod systemd;
 mod webhook;

@@ -32,8 +32,7 @@ async fn a_delivery_for_a_known_page_writes_its_data_without_the_token() {
     assert!(seen[0].query["appsecret_time"].parse::<u64>().is_ok());
     assert_eq!(seen[0].query["appsecret_proof"].len(), 64);
 
-    let state = app.page_state("104857600012345").await.unwrap();
-    assert_eq!(state.status, SyncStatus::Synced);
+    let state = app.wait_for_status("104857600012345", SyncStatus::Synced).await;
     assert!(state.last_success.is_some());
     app.wait_idle().await;
 }
