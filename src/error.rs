@@ -63,7 +63,11 @@ impl ApiError {
         if html {
             let body = crate::routes::html_page(
                 "pagesync",
-                &format!("<h1>{}</h1><p>{}</p>", status.as_u16(), crate::routes::escape(&self.to_string())),
+                &format!(
+                    "<h1>{}</h1><p id=\"error\">{}</p><p><a href=\"/\">Back to pagesync</a></p>",
+                    status.as_u16(),
+                    crate::routes::escape(&self.to_string())
+                ),
             );
             HttpResponse::build(status).content_type("text/html; charset=utf-8").body(body)
         } else {

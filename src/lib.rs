@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 pub mod delivery;
 pub mod error;
+pub mod metrics;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -19,6 +19,7 @@ use pagesync_actors::{Actors, ActorsConfig, Sealer, Store, StoreConfig, WriterCo
 use crate::clients::graph::{self, GraphClient, RetryPolicy};
 use crate::clients::shopify::ShopifyClient;
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
 use crate::systemd::Notifier;
 
@@ -80,18 +81,29 @@ impl Application {
     /// Like [`Application::build`], on a listener the caller already bound.
     pub fn build_on(settings: Settings, tuning: Tuning, listener: TcpListener) -> anyhow::Result<Application> {
         let data_dir = settings.data_dir.clone();
-        let Core { store, actors, graph, shopify } = Core::start(&settings, &tuning)?;
+        let Core { store, actors, graph, shopify, metrics } = Core::start(&settings, &tuning)?;
         let control_path = crate::control::socket_path(&data_dir);
         let control_task = crate::control::serve(&control_path, actors.clone())
             .with_context(|| format!("cannot create the control socket {}", control_path.display()))?;
         let port = listener.local_addr()?.port();
-        let state =
-            AppState { settings: Arc::new(settings), actors: actors.clone(), store: store.clone(), graph, shopify };
-        let mut server =
-            HttpServer::new(move || App::new().app_data(web::Data::new(state.clone())).configure(routes::configure))
-                // Signals are ours: SIGTERM and SIGINT both stop gracefully (see main.rs).
-                .disable_signals()
-                .shutdown_timeout(tuning.shutdown_timeout.as_secs());
+        let state = AppState {
+            settings: Arc::new(settings),
+            actors: actors.clone(),
+            store: store.clone(),
+            graph,
+            shopify,
+            metrics: metrics.clone(),
+        };
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(state.clone()))
+                .app_data(web::Data::new(metrics.clone()))
+                .wrap(actix_web::middleware::from_fn(crate::metrics::observe))
+                .configure(routes::configure)
+        })
+        // Signals are ours: SIGTERM and SIGINT both stop gracefully (see main.rs).
+        .disable_signals()
+        .shutdown_timeout(tuning.shutdown_timeout.as_secs());
         if let Some(workers) = tuning.workers {
             server = server.workers(workers);
         }
@@ -165,6 +177,7 @@ struct Core {
     actors: Actors,
     graph: GraphClient,
     shopify: ShopifyClient,
+    metrics: Metrics,
 }
 
 impl Core {
@@ -176,7 +189,8 @@ impl Core {
         let store = Store::open(&StoreConfig::new(data_dir.join("db")))?;
 
         let http = graph::http_client().context("cannot build the HTTP client")?;
-        let graph = GraphClient::new(&settings.facebook, http.clone(), tuning.graph_retry.clone());
+        let metrics = Metrics::new();
+        let graph = GraphClient::new(&settings.facebook, http.clone(), tuning.graph_retry.clone(), metrics.clone());
         let shopify = ShopifyClient::new(&settings.shopify, http);
         let mut writer = WriterConfig::new(pages_dir);
         writer.backoff_base = tuning.refresh_backoff_base;
@@ -196,7 +210,7 @@ impl Core {
             },
         )?;
 
-        Ok(Core { store, actors, graph, shopify })
+        Ok(Core { store, actors, graph, shopify, metrics })
     }
 }
 

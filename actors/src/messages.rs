@@ -214,6 +214,8 @@ pub struct PageSummary {
     pub state: Option<PageState>,
     /// `name` from `page_data.json`, when the file exists.
     pub name: Option<String>,
+    /// `category` from `page_data.json`, when the file has one.
+    pub category: Option<String>,
 }
 
 /// A Page's sync state, or `None` if it was never seen.
@@ -266,6 +268,35 @@ pub enum SyncStatus {
     /// The owner removed the app; the Page is kept but not fetched.
     Disconnected,
 }
+
+impl SyncStatus {
+    /// Every status, in the order dashboards and metrics list them.
+    pub const ALL: [SyncStatus; 6] = [
+        SyncStatus::Pending,
+        SyncStatus::Synced,
+        SyncStatus::Error,
+        SyncStatus::RateLimited,
+        SyncStatus::NeedsReauth,
+        SyncStatus::Disconnected,
+    ];
+
+    /// The name used in JSON, metrics labels and the dashboard.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncStatus::Pending => "pending",
+            SyncStatus::Synced => "synced",
+            SyncStatus::Error => "error",
+            SyncStatus::RateLimited => "rate_limited",
+            SyncStatus::NeedsReauth => "needs_reauth",
+            SyncStatus::Disconnected => "disconnected",
+        }
+    }
+}
+
+/// How many Pages have a sync state in each status (for `/metrics`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<(SyncStatus, u64)>, StoreError>")]
+pub struct CountPagesByStatus;
 
 /// Per-Page sync state, kept in the `page_state` tree as JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -672,15 +672,44 @@ impl Handler<DescribePage> for PageWriterActor {
         let state = self.load_state(&msg.page);
         let path = self.config.pages_dir.join(msg.page.as_str()).join("page_data.json");
         Box::pin(async move {
-            let name = tokio::task::spawn_blocking(move || {
-                let bytes = std::fs::read(path).ok()?;
-                let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-                value.get("name")?.as_str().map(str::to_owned)
+            let (name, category) = tokio::task::spawn_blocking(move || {
+                let Some(value) =
+                    std::fs::read(path).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                else {
+                    return (None, None);
+                };
+                let text = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+                (text("name"), text("category"))
             })
             .await
-            .ok()
-            .flatten();
-            PageSummary { state, name }
+            .unwrap_or_default();
+            PageSummary { state, name, category }
+        })
+    }
+}
+
+/// Counts the `page_state` tree by status, off the actor's thread.
+impl Handler<CountPagesByStatus> for PageWriterActor {
+    type Result = ResponseFuture<Result<Vec<(SyncStatus, u64)>, StoreError>>;
+
+    fn handle(&mut self, _: CountPagesByStatus, _: &mut Self::Context) -> Self::Result {
+        let states = self.states.clone();
+        Box::pin(async move {
+            let counted = tokio::task::spawn_blocking(move || {
+                let mut counts = [0u64; SyncStatus::ALL.len()];
+                for entry in states.iter() {
+                    let (_, raw) = entry?;
+                    // An unreadable record is reported by the Page's next refresh; skip it here.
+                    if let Ok(state) = serde_json::from_slice::<PageState>(&raw)
+                        && let Some(i) = SyncStatus::ALL.iter().position(|s| *s == state.status)
+                    {
+                        counts[i] += 1;
+                    }
+                }
+                Ok::<_, StoreError>(SyncStatus::ALL.iter().copied().zip(counts).collect())
+            })
+            .await;
+            counted.unwrap_or(Err(StoreError::Closed))
         })
     }
 }

@@ -21,6 +21,7 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use crate::config::FacebookSettings;
+use crate::metrics::Metrics;
 use crate::verify::{appsecret_proof, hmac_sha256};
 
 /// Retry policy for transient failures.
@@ -67,6 +68,7 @@ struct Inner {
     retry: RetryPolicy,
     /// Highest usage percentage of the last answer that carried usage headers.
     usage: UsageGauge,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for GraphClient {
@@ -94,7 +96,7 @@ pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
 }
 
 impl GraphClient {
-    pub fn new(settings: &FacebookSettings, http: reqwest::Client, retry: RetryPolicy) -> Self {
+    pub fn new(settings: &FacebookSettings, http: reqwest::Client, retry: RetryPolicy, metrics: Metrics) -> Self {
         GraphClient {
             inner: Arc::new(Inner {
                 http,
@@ -109,6 +111,7 @@ impl GraphClient {
                 page_fields: settings.page_fields.clone(),
                 retry,
                 usage: UsageGauge::default(),
+                metrics,
             }),
         }
     }
@@ -122,7 +125,7 @@ impl GraphClient {
     pub async fn page(&self, page: &PageId, token: &Secret) -> Result<PageData, FetchError> {
         let url = format!("{}/{}", self.inner.base, page);
         let query = vec![("fields".to_owned(), self.inner.page_fields.clone())];
-        Ok(self.call(Method::GET, &url, query, Some(token), Some(page)).await?.0)
+        Ok(self.call("page", Method::GET, &url, query, Some(token), Some(page)).await?.0)
     }
 
     /// Code from the Login dialog -> short-lived user token (PLATFORM §2.2).
@@ -134,7 +137,7 @@ impl GraphClient {
             ("client_secret".to_owned(), self.inner.app_secret.expose().to_owned()),
             ("code".to_owned(), code.to_owned()),
         ];
-        let (body, _) = self.call(Method::GET, &url, query, None, None).await?;
+        let (body, _) = self.call("oauth_code", Method::GET, &url, query, None, None).await?;
         access_token(&body)
     }
 
@@ -147,7 +150,7 @@ impl GraphClient {
             ("client_secret".to_owned(), self.inner.app_secret.expose().to_owned()),
             ("fb_exchange_token".to_owned(), short.expose().to_owned()),
         ];
-        let (body, _) = self.call(Method::GET, &url, query, None, None).await?;
+        let (body, _) = self.call("oauth_long_lived", Method::GET, &url, query, None, None).await?;
         access_token(&body)
     }
 
@@ -155,7 +158,7 @@ impl GraphClient {
     pub async fn me(&self, user_token: &Secret) -> Result<FacebookUser, FetchError> {
         let url = format!("{}/me", self.inner.base);
         let query = vec![("fields".to_owned(), "id,name".to_owned())];
-        let (body, _) = self.call(Method::GET, &url, query, Some(user_token), None).await?;
+        let (body, _) = self.call("me", Method::GET, &url, query, Some(user_token), None).await?;
         let id =
             body.get("id").and_then(|v| v.as_str()).and_then(|s| FacebookUserId::parse(s).ok()).ok_or_else(|| {
                 FetchError::Permanent { code: None, detail: "/me answered without a valid id".into() }
@@ -175,7 +178,7 @@ impl GraphClient {
         ];
         let mut out = Vec::new();
         for _ in 0..MAX_PAGES {
-            let (body, _) = self.call(Method::GET, &url, query, Some(user_token), None).await?;
+            let (body, _) = self.call("me_accounts", Method::GET, &url, query, Some(user_token), None).await?;
             let listed: Accounts = serde_json::from_value(serde_json::Value::Object(body)).map_err(|e| {
                 FetchError::Permanent { code: None, detail: format!("unexpected /me/accounts answer: {e}") }
             })?;
@@ -222,6 +225,7 @@ impl GraphClient {
     /// `appsecret_proof` and `appsecret_time` are added.
     async fn call(
         &self,
+        endpoint: &'static str,
         method: Method,
         url: &str,
         query: Vec<(String, String)>,
@@ -241,7 +245,9 @@ impl GraphClient {
                     ("appsecret_time", &time.to_string()),
                 ]);
             }
+            let started = std::time::Instant::now();
             let result = send(request, page).await;
+            self.inner.metrics.graph_request(endpoint, outcome(&result), started.elapsed());
             if let Some(percent) = match &result {
                 Ok((_, headers)) => usage_percent(headers),
                 Err(_) => None,
@@ -347,7 +353,7 @@ impl SubscriptionApi for GraphClient {
                 ("include_values".to_owned(), "true".to_owned()),
                 ("access_token".to_owned(), format!("{}|{}", i.app_id, i.app_secret.expose())),
             ];
-            let (body, _) = client.call(Method::POST, &url, query, None, None).await?;
+            let (body, _) = client.call("app_subscriptions", Method::POST, &url, query, None, None).await?;
             success(&body)
         })
     }
@@ -362,7 +368,8 @@ impl SubscriptionApi for GraphClient {
         let token = token.clone();
         Box::pin(async move {
             let url = format!("{}/{}/subscribed_apps", client.inner.base, page);
-            let (body, _) = client.call(Method::GET, &url, Vec::new(), Some(&token), Some(&page)).await?;
+            let (body, _) =
+                client.call("subscribed_apps_get", Method::GET, &url, Vec::new(), Some(&token), Some(&page)).await?;
             let apps = body.get("data").and_then(|d| d.as_array()).cloned().unwrap_or_default();
             let ours =
                 apps.iter().find(|app| app.get("id").and_then(|v| v.as_str()) == Some(client.inner.app_id.as_str()));
@@ -382,7 +389,8 @@ impl SubscriptionApi for GraphClient {
         Box::pin(async move {
             let url = format!("{}/{}/subscribed_apps", client.inner.base, page);
             let query = vec![("subscribed_fields".to_owned(), client.inner.subscribed_fields.join(","))];
-            let (body, _) = client.call(Method::POST, &url, query, Some(&token), Some(&page)).await?;
+            let (body, _) =
+                client.call("subscribed_apps_post", Method::POST, &url, query, Some(&token), Some(&page)).await?;
             success(&body)
         })
     }
@@ -458,6 +466,17 @@ async fn send(
     }
     let error = serde_json::from_slice::<ErrorEnvelope>(&body).ok().map(|e| e.error);
     Err(classify(status.as_u16(), error, &headers, page))
+}
+
+/// The `outcome` label of a finished request.
+fn outcome<T>(result: &Result<T, FetchError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(FetchError::Auth { .. }) => "auth",
+        Err(FetchError::RateLimited { .. }) => "rate_limited",
+        Err(FetchError::Transient { .. }) => "transient",
+        Err(FetchError::Permanent { .. }) => "permanent",
+    }
 }
 
 fn transport_error(e: reqwest::Error) -> FetchError {

@@ -187,10 +187,13 @@ async fn callback_inner(req: &HttpRequest, state: &AppState) -> Result<HttpRespo
         .insert_header((header::SET_COOKIE, session_cookie_header(&new_session, state.settings.session_ttl, secure)));
 
     if wants_html(req) {
-        let mut table = String::from("<table><tr><th>Page</th><th>Category</th><th>Webhooks</th><th>Synced</th></tr>");
+        let mut table = String::from(
+            "<table id=\"pages\"><tr><th>Page</th><th>Id</th><th>Category</th><th>Webhooks</th><th>Synced</th></tr>",
+        );
         for row in &rows {
             table.push_str(&format!(
-                "<tr><td>{} <small>({})</small></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr data-page-id=\"{1}\"><td class=\"name\">{0}</td><td class=\"id\">{1}</td><td \
+                 class=\"category\">{2}</td><td class=\"subscribed\">{3}</td><td class=\"synced\">{4}</td></tr>",
                 escape(&row.name),
                 row.id,
                 escape(&row.category),
@@ -201,7 +204,11 @@ async fn callback_inner(req: &HttpRequest, state: &AppState) -> Result<HttpRespo
         table.push_str("</table>");
         let body = html_page(
             "pagesync: Pages connected",
-            &format!("<h1>{} Facebook Page(s) connected</h1>{table}", rows.len()),
+            &format!(
+                "<h1>{} Facebook Page(s) connected</h1>{table}<p><a id=\"dashboard\" href=\"/\">Go to the \
+                 dashboard</a></p>",
+                rows.len()
+            ),
         );
         Ok(response.content_type("text/html; charset=utf-8").body(body))
     } else {

@@ -1,6 +1,7 @@
 //! HTTP surfaces, one file each. Handlers parse and verify input, then talk to the
 //! actors through messages; they own no state.
 
+pub mod dashboard;
 pub mod facebook;
 pub mod ops;
 pub mod shopify;
@@ -18,6 +19,7 @@ use crate::clients::graph::GraphClient;
 use crate::clients::shopify::ShopifyClient;
 use crate::config::Settings;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 
 /// What every handler can reach; cloned into each HTTP worker.
 #[derive(Clone)]
@@ -28,6 +30,7 @@ pub struct AppState {
     pub store: Store,
     pub graph: GraphClient,
     pub shopify: ShopifyClient,
+    pub metrics: Metrics,
 }
 
 /// Name of the session cookie.
@@ -116,8 +119,10 @@ pub fn unix_now() -> u64 {
 /// Registers every route.
 pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
     use actix_web::web;
-    cfg.route("/healthz", web::get().to(ops::healthz))
+    cfg.route("/", web::get().to(dashboard::index))
+        .route("/healthz", web::get().to(ops::healthz))
         .route("/readyz", web::get().to(ops::readyz))
+        .route("/metrics", web::get().to(ops::metrics))
         .route("/facebook/webhook", web::get().to(webhook::verify))
         .route("/facebook/webhook", web::post().to(webhook::receive))
         .route("/shopify/login", web::get().to(shopify::login))

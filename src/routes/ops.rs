@@ -3,10 +3,12 @@
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
-use pagesync_actors::messages::Ping;
+use pagesync_actors::messages::{CountPagesByStatus, GetWriterStats, Ping};
+use pagesync_actors::poller::GetPollStats;
 use pagesync_actors::{Actors, Store};
 
 use super::AppState;
+use crate::metrics::{CONTENT_TYPE, Snapshot};
 
 /// How long an actor may take to answer a readiness ping.
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
@@ -51,5 +53,48 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         HttpResponse::ServiceUnavailable()
             .content_type("text/plain; charset=utf-8")
             .body(format!("not ready: {}", not_ready.join(", ")))
+    }
+}
+
+/// `GET /metrics`: the OpenMetrics exposition (see crate::metrics and
+/// docs/operations.md). Figures an actor cannot give in time are left out rather
+/// than reported wrong, and the failure is logged.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let actors = &state.actors;
+    let (writer, counts, poll) = tokio::join!(
+        actors.page_writer.send(GetWriterStats).timeout(PING_TIMEOUT),
+        actors.page_writer.send(CountPagesByStatus).timeout(PING_TIMEOUT),
+        actors.poller.send(GetPollStats).timeout(PING_TIMEOUT),
+    );
+    let mut snapshot = Snapshot::default();
+    match writer {
+        Ok(w) => {
+            snapshot.inbox_depth = w.inbox_depth as u64;
+            snapshot.refreshes_running = w.running as u64;
+            snapshot.pages_written = w.pages_written;
+            snapshot.pages_unchanged = w.pages_unchanged;
+            snapshot.refresh_errors = w.refresh_errors;
+            snapshot.unknown_pages = w.unknown_pages;
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: the page writer did not answer"),
+    }
+    match counts {
+        Ok(Ok(counts)) => snapshot.pages_by_status = counts.into_iter().map(|(s, n)| (s.as_str(), n)).collect(),
+        Ok(Err(e)) => tracing::warn!(error = %e, "metrics: cannot count Pages by status"),
+        Err(e) => tracing::warn!(error = %e, "metrics: the page writer did not answer"),
+    }
+    match poll {
+        Ok(p) => {
+            snapshot.poll_runs = p.runs;
+            snapshot.poll_refreshes = p.refreshes;
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: the poller did not answer"),
+    }
+    match state.metrics.render(&snapshot) {
+        Ok(text) => HttpResponse::Ok().content_type(CONTENT_TYPE).body(text),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics: cannot encode");
+            HttpResponse::InternalServerError().finish()
+        }
     }
 }

@@ -116,7 +116,7 @@ async fn callback_inner(req: &HttpRequest, state: &AppState) -> Result<HttpRespo
             "pagesync: installed",
             &format!(
                 "<h1>pagesync is installed on {}</h1><p>Next, connect the Facebook Pages your sales bot \
-                 answers for.</p><p><a href=\"/facebook/login\">Connect Facebook</a></p>",
+                 answers for.</p><p><a id=\"connect-facebook\" href=\"/facebook/login\">Connect Facebook</a></p>",
                 escape(shop.as_str())
             ),
         );

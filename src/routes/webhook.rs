@@ -19,6 +19,7 @@ use pagesync_actors::messages::{AcceptDelivery, InboxError};
 use super::AppState;
 use crate::delivery::{self, Delivery};
 use crate::error::ApiError;
+use crate::metrics::DeliveryResult;
 use crate::verify::{MetaSignatures, Verified, constant_time_eq};
 
 /// How long a request waits for the writer's mailbox and the inbox commit before it
@@ -51,9 +52,26 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
 #[tracing::instrument(skip_all)]
 pub async fn receive(
     req: HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let answer = receive_inner(&req, payload, &state).await;
+    state.metrics.delivery(match &answer {
+        Ok((_, result)) => *result,
+        Err(ApiError::PayloadTooLarge(_)) => DeliveryResult::TooLarge,
+        Err(ApiError::Unauthorized(_)) => DeliveryResult::Unauthorized,
+        Err(ApiError::BadRequest(_)) => DeliveryResult::BadRequest,
+        Err(ApiError::Unavailable(_)) => DeliveryResult::Unavailable,
+        Err(_) => DeliveryResult::Error,
+    });
+    answer.map(|(response, _)| response)
+}
+
+async fn receive_inner(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    state: &AppState,
+) -> Result<(HttpResponse, DeliveryResult), ApiError> {
     let max = state.settings.webhook_max_bytes;
     let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
@@ -81,11 +99,11 @@ pub async fn receive(
     match parsed.into_delivery() {
         None => {
             tracing::debug!("delivery for another object ignored");
-            Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ignored" })))
+            Ok((HttpResponse::Ok().json(serde_json::json!({ "status": "ignored" })), DeliveryResult::Ignored))
         }
         Some(delivery) => {
-            accept(&state, delivery).await?;
-            Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "success" })))
+            accept(state, delivery).await?;
+            Ok((HttpResponse::Ok().json(serde_json::json!({ "status": "success" })), DeliveryResult::Success))
         }
     }
 }

@@ -62,9 +62,20 @@ struct Daemon {
 }
 
 fn start_daemon(dir: &Path, key: &EncryptionKey, graph: &FakeGraph, log_name: &str) -> Daemon {
+    start_daemon_with(dir, key, graph, log_name, &[])
+}
+
+fn start_daemon_with(
+    dir: &Path,
+    key: &EncryptionKey,
+    graph: &FakeGraph,
+    log_name: &str,
+    extra: &[(&str, &str)],
+) -> Daemon {
     let port = free_port();
     let mut env = base_env(&dir.join("data"), &graph.url, key);
     env.insert("PAGESYNC_BIND".into(), format!("127.0.0.1:{port}"));
+    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     let log = std::fs::File::create(dir.join(log_name)).unwrap();
     let child = Command::new(BIN)
         .arg("serve")
@@ -182,6 +193,45 @@ async fn sigterm_with_work_in_flight_exits_0_and_the_work_resumes_on_restart() {
     let status = wait_exit(&mut daemon.child, Duration::from_secs(15)).await;
     assert!(written, "work queued at SIGTERM was not resumed");
     assert_eq!(status.and_then(|s| s.code()), Some(0), "SIGINT stops gracefully too");
+}
+
+#[actix_web::test]
+async fn json_logs_are_one_object_per_line_with_the_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = EncryptionKey::generate().unwrap();
+    let graph = FakeGraph::start();
+    let extra = [("PAGESYNC_LOG_FORMAT", "json"), ("PAGESYNC_LOG", "info")];
+    let mut daemon = start_daemon_with(dir.path(), &key, &graph, "json.log", &extra);
+    wait_ready(&daemon).await;
+    // A delivery with a wrong signature is logged (a warning) inside its request.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/facebook/webhook", daemon.address))
+        .header("X-Hub-Signature-256", format!("sha256={}", "0".repeat(64)))
+        .header("X-Request-Id", "req-json-1")
+        .body(delivery(&["42"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers()["x-request-id"], "req-json-1");
+    let _ = Command::new("kill").args(["-TERM", &daemon.child.id().to_string()]).status();
+    let status = wait_exit(&mut daemon.child, Duration::from_secs(15)).await;
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+
+    let log = std::fs::read_to_string(dir.path().join("json.log")).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}")))
+        .collect();
+    assert!(lines.iter().all(|l| l["level"].is_string() && l["timestamp"].is_string() && l["message"].is_string()));
+    let refused = lines
+        .iter()
+        .find(|l| l["message"] == "delivery refused")
+        .unwrap_or_else(|| panic!("no \"delivery refused\" line in {log}"));
+    assert_eq!(refused["level"], "WARN");
+    let spans = refused["spans"].as_array().expect("the span list");
+    assert!(spans.iter().any(|s| s["request_id"] == "req-json-1"), "{refused}");
+    assert!(lines.iter().any(|l| l["message"] == "pagesync listening"));
 }
 
 fn run_cli(dir: &Path, args: &[&str], env: &[(String, String)]) -> (i32, String, String) {

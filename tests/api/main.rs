@@ -4,10 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
+mod dashboard;
 mod facebook;
 mod fake_graph;
 mod helpers;
 mod lifecycle;
+mod metrics;
 mod poll;
 mod removal;
 mod secrets;

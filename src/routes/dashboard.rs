@@ -1,0 +1,115 @@
+//! `GET /`: the merchant's dashboard, plain server-rendered HTML that works without
+//! JavaScript. Without a live session it is the start page (install on a shop);
+//! with one it lists the merchant's Pages with their subscription and sync state, and
+//! a reconnect link where Meta refused a token.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::future::join_all;
+use pagesync_actors::messages::{DescribePage, PageSummary, PagesOfOwner, SyncStatus};
+use pagesync_actors::session::{CheckSession, SessionInfo};
+use pagesync_actors::subscription::{GetSubscription, SubscriptionState};
+use pagesync_actors::{Actors, PageId};
+
+use super::{AppState, ask, escape, html_page, session_cookie};
+use crate::cli::format_unix;
+use crate::error::ApiError;
+
+/// `GET /`.
+#[tracing::instrument(skip_all)]
+pub async fn index(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    match render(&req, &state).await {
+        Ok(body) => HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body),
+        Err(e) => e.render(true),
+    }
+}
+
+async fn render(req: &HttpRequest, state: &AppState) -> Result<String, ApiError> {
+    let session = match session_cookie(req) {
+        Some(id) => {
+            ask(&state.actors.sessions, CheckSession { id }).await?.map_err(|e| ApiError::Unexpected(e.into()))?
+        }
+        None => None,
+    };
+    let Some(session) = session else { return Ok(start_page()) };
+    let pages = ask(&state.actors.vault, PagesOfOwner { owner: session.user.clone() })
+        .await?
+        .map_err(|e| ApiError::Unexpected(e.into()))?;
+    let rows = join_all(pages.into_iter().map(|page| describe(state.actors.clone(), page))).await;
+    Ok(dashboard(&session, &rows))
+}
+
+/// One dashboard row.
+struct Row {
+    page: PageId,
+    summary: PageSummary,
+    subscription: Option<SubscriptionState>,
+}
+
+async fn describe(actors: Actors, page: PageId) -> Row {
+    let (summary, subscription) = tokio::join!(
+        actors.page_writer.send(DescribePage { page: page.clone() }),
+        actors.subscriptions.send(GetSubscription { page: Some(page.clone()) }),
+    );
+    Row { page, summary: summary.unwrap_or_default(), subscription: subscription.ok().flatten() }
+}
+
+fn start_page() -> String {
+    html_page(
+        "pagesync",
+        "<h1>pagesync</h1><p>pagesync keeps your Facebook Pages' details current for your sales bot. \
+         Install it on your Shopify store to begin.</p>\
+         <form id=\"install-form\" method=\"get\" action=\"/shopify/login\">\
+         <label for=\"shop\">Shop domain</label> \
+         <input id=\"shop\" name=\"shop\" required placeholder=\"your-shop.myshopify.com\" \
+         pattern=\"[a-z0-9][a-z0-9\\-]*\\.myshopify\\.com\"> \
+         <button id=\"install\" type=\"submit\">Install</button></form>",
+    )
+}
+
+fn status_text(status: Option<SyncStatus>) -> &'static str {
+    status.unwrap_or(SyncStatus::Pending).as_str()
+}
+
+fn dashboard(session: &SessionInfo, rows: &[Row]) -> String {
+    let mut body = format!("<h1>pagesync for {}</h1>", escape(session.shop.as_str()));
+    if rows.is_empty() {
+        body.push_str(
+            "<p>No Facebook Pages are connected yet.</p>\
+             <p><a id=\"connect-facebook\" href=\"/facebook/login\">Connect Facebook</a></p>",
+        );
+        return html_page("pagesync: dashboard", &body);
+    }
+    body.push_str(
+        "<table id=\"pages\"><tr><th>Page</th><th>Id</th><th>Category</th><th>Webhooks</th><th>Status</th>\
+         <th>Last sync (UTC)</th></tr>",
+    );
+    for row in rows {
+        let state = row.summary.state.as_ref();
+        let status = status_text(state.map(|s| s.status));
+        let mut status_cell = escape(status);
+        if status == "needs_reauth" {
+            status_cell.push_str(" <a class=\"reconnect\" href=\"/facebook/login\">Reconnect</a>");
+        } else if let Some(error) = state.and_then(|s| s.last_error.as_deref()).filter(|_| status != "synced") {
+            status_cell.push_str(&format!(" <small>{}</small>", escape(error)));
+        }
+        let subscribed = match &row.subscription {
+            Some(s) if s.subscribed => "subscribed",
+            Some(_) => "pending (retrying)",
+            None => "not yet",
+        };
+        let last_sync = state.and_then(|s| s.last_success).map(format_unix).unwrap_or_else(|| "never".into());
+        body.push_str(&format!(
+            "<tr data-page-id=\"{id}\"><td class=\"name\">{name}</td><td class=\"id\">{id}</td>\
+             <td class=\"category\">{category}</td><td class=\"subscribed\">{subscribed}</td>\
+             <td class=\"status\">{status_cell}</td><td class=\"last-sync\">{last_sync}</td></tr>",
+            id = row.page.as_str(),
+            name = escape(row.summary.name.as_deref().unwrap_or("(not fetched yet)")),
+            category = escape(row.summary.category.as_deref().unwrap_or("")),
+        ));
+    }
+    body.push_str(
+        "</table><p><a id=\"refresh\" href=\"/\">Refresh</a> · \
+         <a id=\"connect-facebook\" href=\"/facebook/login\">Connect more Pages</a></p>",
+    );
+    html_page("pagesync: dashboard", &body)
+}
