@@ -19,6 +19,21 @@ pub trait PageSource: Send + Sync + 'static {
     /// `GET /{version}/{page-id}?fields=...` with the token. Transient failures have
     /// already been retried by the implementation when this resolves to an error.
     fn fetch_page(&self, page: &PageId, token: &Secret) -> BoxFuture<'static, Result<PageData, FetchError>>;
+
+    /// Asks Meta about the Page token (`/debug_token`). Sources that cannot tell
+    /// answer [`TokenCheck::Valid`], and the fetch that follows decides.
+    fn check_token(&self, page: &PageId, token: &Secret) -> BoxFuture<'static, Result<TokenCheck, FetchError>> {
+        let _ = (page, token);
+        Box::pin(async { Ok(TokenCheck::Valid) })
+    }
+}
+
+/// What `/debug_token` says about a stored Page token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenCheck {
+    Valid,
+    /// Not usable, and why (never the token itself).
+    Invalid(String),
 }
 
 /// Which budget a rate limit applies to.

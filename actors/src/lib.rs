@@ -37,7 +37,7 @@ use std::sync::Arc;
 
 use actix::{Actor, Addr};
 
-pub use graph::{FetchError, LimitScope, PageData, PageSource, SubscriptionApi};
+pub use graph::{FetchError, LimitScope, PageData, PageSource, SubscriptionApi, TokenCheck};
 pub use ids::{FacebookUserId, IdError, PageId, ShopDomain, UserId};
 pub use page_writer::{PageWriterActor, WriterConfig};
 pub use seal::{EncryptionKey, SealError, Sealer};

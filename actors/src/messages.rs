@@ -178,6 +178,15 @@ pub struct SyncNow {
     pub page: PageId,
 }
 
+/// The daily re-sync's refresh of one Page: like [`SyncNow`], but the Page token is
+/// first checked with `/debug_token`; a token Meta calls invalid, of another app or
+/// of another Page makes the Page `needs_reauth` without a fetch.
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct PollPage {
+    pub page: PageId,
+}
+
 /// The Page was (re)connected: clears `needs_reauth` / `disconnected` so it is fetched
 /// again, and lifts a deletion tombstone.
 #[derive(Debug, Message)]

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 
-use crate::graph::{FetchError, LimitScope, PageData, PageSource};
+use crate::graph::{FetchError, LimitScope, PageData, PageSource, TokenCheck};
 use crate::ids::PageId;
 use crate::messages::*;
 use crate::store::{Store, StoreError, trees};
@@ -83,6 +83,8 @@ struct PageWork {
     waiters: Vec<tokio::sync::oneshot::Sender<bool>>,
     /// `SyncNow` callers waiting for the refresh running now.
     running_waiters: Vec<tokio::sync::oneshot::Sender<bool>>,
+    /// The next refresh checks the token with `/debug_token` first (a poll asked).
+    check_token: bool,
 }
 
 /// How one refresh ended.
@@ -224,6 +226,7 @@ impl PageWriterActor {
         work.scheduled = false;
         work.running = Some(std::mem::take(&mut work.waiting));
         work.running_waiters = std::mem::take(&mut work.waiters);
+        let check_token = std::mem::take(&mut work.check_token);
         self.running += 1;
 
         let state = self.load_state(&page);
@@ -237,7 +240,7 @@ impl PageWriterActor {
         let vault = self.vault.clone();
         let source = self.source.clone();
         let pages_dir = self.config.pages_dir.clone();
-        let fut = refresh(vault, source, pages_dir, page.clone());
+        let fut = refresh(vault, source, pages_dir, page.clone(), check_token);
         ctx.spawn(fut.into_actor(self).map(move |outcome, act, ctx| act.finish(page, outcome, ctx)));
     }
 
@@ -429,6 +432,7 @@ async fn refresh(
     source: Arc<dyn PageSource>,
     pages_dir: PathBuf,
     page: PageId,
+    check_token: bool,
 ) -> Outcome {
     let creds = match vault.send(GetPageToken { page: page.clone() }).await {
         Ok(Ok(Some(creds))) => creds,
@@ -445,6 +449,16 @@ async fn refresh(
         Ok(Err(e)) => return Outcome::Internal(e.to_string()),
         Err(e) => return Outcome::Internal(format!("token vault unavailable: {e}")),
     };
+    if check_token {
+        match source.check_token(&page, &creds.token).await {
+            Ok(TokenCheck::Valid) => {}
+            Ok(TokenCheck::Invalid(reason)) => {
+                return Outcome::Failed(FetchError::Auth { code: 190, subcode: None, message: reason });
+            }
+            // Meta could not say: the fetch itself will show whether the token works.
+            Err(e) => tracing::debug!(page_id = %page, error = %e, "token check failed; fetching anyway"),
+        }
+    }
     let data = match source.fetch_page(&page, &creds.token).await {
         Ok(data) => data,
         Err(e) => return Outcome::Failed(e),
@@ -571,15 +585,32 @@ impl Handler<SyncNow> for PageWriterActor {
     type Result = ResponseFuture<bool>;
 
     fn handle(&mut self, msg: SyncNow, ctx: &mut Self::Context) -> Self::Result {
+        self.sync_now(msg.page, false, ctx)
+    }
+}
+
+impl Handler<PollPage> for PageWriterActor {
+    type Result = ResponseFuture<bool>;
+
+    fn handle(&mut self, msg: PollPage, ctx: &mut Self::Context) -> Self::Result {
+        self.sync_now(msg.page, true, ctx)
+    }
+}
+
+impl PageWriterActor {
+    /// Queues a refresh of `page` (one that covers it if one is already queued) and
+    /// answers once it is done.
+    fn sync_now(&mut self, page: PageId, check_token: bool, ctx: &mut Context<Self>) -> ResponseFuture<bool> {
         if self.draining {
             return Box::pin(async { false });
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let work = self.pages.entry(msg.page.clone()).or_default();
+        let work = self.pages.entry(page.clone()).or_default();
         work.waiters.push(tx);
+        work.check_token |= check_token;
         if work.running.is_none() && !work.scheduled {
             work.scheduled = true;
-            self.ready.push_back(msg.page);
+            self.ready.push_back(page);
         }
         self.pump(ctx);
         Box::pin(async move { rx.await.unwrap_or(false) })

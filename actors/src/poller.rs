@@ -2,8 +2,10 @@
 //!
 //! Every `PAGESYNC_POLL_INTERVAL` (±10 % jitter, the first run at a random point of the
 //! first interval so that a fleet restarted together does not poll together) it lists
-//! every connected Page from the TokenVaultActor and sends each a [`SyncNow`] through
-//! the PageWriterActor, a few at a time. Going through the writer keeps the per-Page
+//! every connected Page from the TokenVaultActor and sends each a [`PollPage`] through
+//! the PageWriterActor, a few at a time: the Page token is checked with `/debug_token`
+//! (a token Meta no longer honours makes the Page `needs_reauth`), then the Page is
+//! refreshed. Going through the writer keeps the per-Page
 //! order (a webhook refresh and a poll refresh never write one Page at once) and its
 //! rules: `needs_reauth` and `disconnected` Pages are skipped without a Graph call,
 //! rate limits pause the Page or the app.
@@ -15,14 +17,14 @@
 //! Owns no tree; holds only counters.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix::prelude::*;
 use futures_util::StreamExt as _;
 use serde::Serialize;
 
-use crate::messages::{ListPages, Ping, Shutdown, SyncNow};
+use crate::messages::{ListPages, Ping, PollPage, Shutdown};
 use crate::page_writer::PageWriterActor;
 use crate::token_vault::TokenVaultActor;
 
@@ -79,6 +81,8 @@ pub struct PollStats {
     pub written: u64,
     /// A run is in progress.
     pub running: bool,
+    /// Refreshes the poll delayed because Graph usage was high.
+    pub slowed: u64,
 }
 
 /// See the module docs.
@@ -88,6 +92,8 @@ pub struct PollerActor {
     config: PollConfig,
     usage: UsageGauge,
     stats: PollStats,
+    /// Shared with running poll work; copied into `stats.slowed` when asked.
+    slowed: Arc<AtomicU64>,
 }
 
 impl PollerActor {
@@ -97,7 +103,7 @@ impl PollerActor {
         config: PollConfig,
         usage: UsageGauge,
     ) -> Self {
-        PollerActor { vault, writer, config, usage, stats: PollStats::default() }
+        PollerActor { vault, writer, config, usage, stats: PollStats::default(), slowed: Arc::default() }
     }
 
     fn schedule(&mut self, ctx: &mut Context<Self>, first: bool) {
@@ -122,6 +128,7 @@ impl PollerActor {
         let vault = self.vault.clone();
         let writer = self.writer.clone();
         let usage = self.usage.clone();
+        let slowed = self.slowed.clone();
         let concurrency = self.config.concurrency.max(1);
         let work = async move {
             let pages = match vault.send(ListPages).await {
@@ -140,9 +147,11 @@ impl PollerActor {
                 .map(|(page, _owner)| {
                     let writer = writer.clone();
                     let usage = usage.clone();
+                    let slowed = slowed.clone();
                     async move {
                         let pause = usage.pause();
                         if !pause.is_zero() {
+                            slowed.fetch_add(1, Ordering::Relaxed);
                             tracing::info!(
                                 usage = usage.percent(),
                                 pause_s = pause.as_secs(),
@@ -150,7 +159,7 @@ impl PollerActor {
                             );
                             tokio::time::sleep(pause).await;
                         }
-                        writer.send(SyncNow { page }).await.unwrap_or(false)
+                        writer.send(PollPage { page }).await.unwrap_or(false)
                     }
                 })
                 .buffer_unordered(concurrency)
@@ -200,7 +209,9 @@ impl Handler<PollNow> for PollerActor {
 impl Handler<GetPollStats> for PollerActor {
     type Result = MessageResult<GetPollStats>;
     fn handle(&mut self, _: GetPollStats, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.stats.clone())
+        let mut stats = self.stats.clone();
+        stats.slowed = self.slowed.load(Ordering::Relaxed);
+        MessageResult(stats)
     }
 }
 

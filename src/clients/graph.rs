@@ -16,7 +16,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
 use pagesync_actors::poller::UsageGauge;
-use pagesync_actors::{FacebookUserId, FetchError, LimitScope, PageData, PageId, PageSource, Secret, SubscriptionApi};
+use pagesync_actors::{
+    FacebookUserId, FetchError, LimitScope, PageData, PageId, PageSource, Secret, SubscriptionApi, TokenCheck,
+};
 use reqwest::Method;
 use serde::Deserialize;
 
@@ -165,6 +167,23 @@ impl GraphClient {
             })?;
         let name = body.get("name").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
         Ok(FacebookUser { id, name })
+    }
+
+    /// `GET /debug_token` with the app token (PLATFORM §2.9): is this Page token still
+    /// good, for our app and for this Page? `expires_at: 0` means it does not expire.
+    pub async fn debug_token(&self, page: &PageId, token: &Secret) -> Result<TokenCheck, FetchError> {
+        let i = &self.inner;
+        let url = format!("{}/debug_token", i.base);
+        let query = vec![
+            ("input_token".to_owned(), token.expose().to_owned()),
+            ("access_token".to_owned(), format!("{}|{}", i.app_id, i.app_secret.expose())),
+        ];
+        let (body, _) = self.call("debug_token", Method::GET, &url, query, None, None).await?;
+        let data = body
+            .get("data")
+            .and_then(|d| d.as_object())
+            .ok_or_else(|| FetchError::Permanent { code: None, detail: "/debug_token answered without data".into() })?;
+        Ok(judge_token(data, &i.app_id, page, unix_now()))
     }
 
     /// Every Page of `/me/accounts`, following cursor paging (PLATFORM §2.4). A `next`
@@ -318,6 +337,13 @@ impl PageSource for GraphClient {
         let token = token.clone();
         Box::pin(async move { client.page(&page, &token).await })
     }
+
+    fn check_token(&self, page: &PageId, token: &Secret) -> BoxFuture<'static, Result<TokenCheck, FetchError>> {
+        let client = self.clone();
+        let page = page.clone();
+        let token = token.clone();
+        Box::pin(async move { client.debug_token(&page, &token).await })
+    }
 }
 
 impl SubscriptionApi for GraphClient {
@@ -468,6 +494,31 @@ async fn send(
     Err(classify(status.as_u16(), error, &headers, page))
 }
 
+/// Reads a `/debug_token` answer's `data` for a Page token of `page`.
+fn judge_token(data: &PageData, app_id: &str, page: &PageId, now: u64) -> TokenCheck {
+    let text = |key: &str| data.get(key).and_then(|v| v.as_str());
+    if data.get("is_valid").and_then(|v| v.as_bool()) != Some(true) {
+        return TokenCheck::Invalid("Meta reports the Page token is no longer valid (debug_token)".into());
+    }
+    if text("app_id").is_some_and(|id| id != app_id) {
+        return TokenCheck::Invalid("the stored token belongs to another app (debug_token)".into());
+    }
+    if let Some(expires) = data.get("expires_at").and_then(|v| v.as_u64())
+        && expires != 0
+        && expires <= now
+    {
+        return TokenCheck::Invalid("the Page token has expired (debug_token)".into());
+    }
+    if text("profile_id").is_some_and(|id| id != page.as_str()) {
+        return TokenCheck::Invalid("the stored token is for another Page (debug_token)".into());
+    }
+    TokenCheck::Valid
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
 /// The `outcome` label of a finished request.
 fn outcome<T>(result: &Result<T, FetchError>) -> &'static str {
     match result {
@@ -571,6 +622,31 @@ mod tests {
 
     fn err(code: i64, subcode: Option<i64>) -> Option<GraphError> {
         Some(GraphError { code: Some(code), error_subcode: subcode, is_transient: None, message: Some("m".into()) })
+    }
+
+    fn token_data(value: serde_json::Value) -> PageData {
+        value.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn debug_token_answers_are_judged_for_validity_app_expiry_and_page() {
+        let page = PageId::parse("555").unwrap();
+        let judge = |v| judge_token(&token_data(v), "42", &page, 1_000);
+        let good = serde_json::json!({"is_valid": true, "app_id": "42", "expires_at": 0, "profile_id": "555"});
+        assert_eq!(judge(good), TokenCheck::Valid);
+        assert_eq!(
+            judge(serde_json::json!({"is_valid": true, "app_id": "42", "expires_at": 2_000})),
+            TokenCheck::Valid
+        );
+        for bad in [
+            serde_json::json!({"is_valid": false, "app_id": "42"}),
+            serde_json::json!({"app_id": "42"}),
+            serde_json::json!({"is_valid": true, "app_id": "43"}),
+            serde_json::json!({"is_valid": true, "app_id": "42", "expires_at": 999}),
+            serde_json::json!({"is_valid": true, "app_id": "42", "profile_id": "556"}),
+        ] {
+            assert!(matches!(judge(bad.clone()), TokenCheck::Invalid(_)), "{bad}");
+        }
     }
 
     #[test]

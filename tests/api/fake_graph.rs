@@ -194,6 +194,10 @@ struct State {
     shopify_expiring: bool,
     /// Every token and code handed out (for greps).
     issued: Vec<String>,
+    /// Page tokens `/debug_token` calls invalid (while Page GETs still accept them).
+    revoked: Vec<String>,
+    /// `X-App-Usage` sent with every Page GET answer.
+    usage_header: Option<String>,
 }
 
 #[derive(Clone)]
@@ -269,6 +273,17 @@ impl FakeGraph {
             state.pages.entry(id.to_owned()).or_insert_with(|| PageRecord { tokens: Vec::new(), fields: Value::Null });
         record.tokens.push(token.to_owned());
         record.fields = json!({ "id": id, "name": name, "category": category, "fan_count": 12 });
+    }
+
+    /// Makes `/debug_token` call `token` invalid; Page GETs still accept it, so only
+    /// a token check can notice.
+    pub fn revoke_token(&self, token: &str) {
+        self.lock().revoked.push(token.to_owned());
+    }
+
+    /// Sends this `X-App-Usage` with Page answers (`None`: no header).
+    pub fn set_usage_header(&self, value: Option<&str>) {
+        self.lock().usage_header = value.map(str::to_owned);
     }
 
     pub fn set_name(&self, id: &str, name: &str) {
@@ -521,6 +536,7 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
         ("POST", [shop, "admin", "oauth", "access_token"]) => shopify_token(&shared, shop, &params),
         (_, [version, ..]) if *version != "v25.0" => graph_error(400, 2635, "unsupported version"),
         ("GET", [_, "oauth", "access_token"]) => oauth(&shared, &params),
+        ("GET", [_, "debug_token"]) => debug_token(&shared, &params, token.as_deref()),
         ("GET", [_, "me"]) => me(&shared, token.as_deref(), proof_ok),
         ("GET", [_, "me", "accounts"]) => accounts(&shared, &req, &query, token.as_deref(), proof_ok),
         ("GET", [_, page, "subscribed_apps"]) => subscribed_apps_get(&shared, page, token.as_deref(), proof_ok),
@@ -686,6 +702,25 @@ pub fn form_encode(value: &str) -> String {
 }
 
 /// Checks a Page-token call; `Some` is the refusal to answer.
+/// `GET /debug_token` with the app token: what Meta knows about `input_token`.
+fn debug_token(shared: &Shared, params: &HashMap<String, String>, token: Option<&str>) -> HttpResponse {
+    let state = shared.lock();
+    let app_token = format!("{}|{}", state.config.app_id, state.config.app_secret);
+    if token != Some(app_token.as_str()) {
+        return graph_error(400, 190, "Invalid OAuth access token");
+    }
+    let Some(input) = params.get("input_token") else {
+        return graph_error(400, 100, "The parameter input_token is required");
+    };
+    let page = state.pages.iter().find(|(_, record)| record.tokens.iter().any(|t| t == input)).map(|(id, _)| id);
+    let valid = page.is_some() && !state.revoked.contains(input);
+    let mut data = json!({"app_id": state.config.app_id, "type": "PAGE", "is_valid": valid, "expires_at": 0});
+    if let Some(page) = page {
+        data["profile_id"] = json!(page);
+    }
+    HttpResponse::Ok().json(json!({ "data": data }))
+}
+
 fn page_token_refusal(state: &State, page: &str, token: Option<&str>, proof_ok: bool) -> Option<HttpResponse> {
     let Some(record) = state.pages.get(page) else {
         return Some(graph_error(400, 100, "Object does not exist"));
@@ -823,7 +858,11 @@ async fn page_get(req: &HttpRequest, shared: &Shared, id: &str, query: &HashMap<
                     } else if !proof_ok {
                         graph_error(400, 100, "Invalid appsecret_proof provided in the API argument")
                     } else {
-                        HttpResponse::Ok().json(&record.fields)
+                        let mut ok = HttpResponse::Ok();
+                        if let Some(usage) = &st.usage_header {
+                            ok.insert_header(("X-App-Usage", usage.clone()));
+                        }
+                        ok.json(&record.fields)
                     }
                 }
             }

@@ -58,3 +58,50 @@ async fn the_poll_backs_off_on_a_rate_limit_and_resumes() {
     assert!(app.graph.gets("6003") >= 2);
     app.wait_for_status("6003", SyncStatus::Synced).await;
 }
+
+#[actix_web::test]
+async fn the_poll_checks_tokens_with_debug_token_and_marks_revoked_ones() {
+    let app = polling_app().await;
+    app.connect_page("6004", "tok-6004-valid", "Still good").await;
+    app.connect_page("6005", "tok-6005-revoked", "Revoked").await;
+    app.graph.revoke_token("tok-6005-revoked");
+    app.wait_for_status("6005", SyncStatus::NeedsReauth).await;
+    app.wait_for_status("6004", SyncStatus::Synced).await;
+    let state = app.page_state("6005").await.unwrap();
+    assert!(state.last_error.unwrap().contains("debug_token"));
+    assert_eq!(app.graph.gets("6005"), 0, "a revoked token is not used to fetch");
+    let checks = app.graph.calls_to("GET", "/v25.0/debug_token");
+    assert!(checks.len() >= 2, "{checks:?}");
+    let app_token = format!("{}|{}", crate::fake_graph::APP_ID, crate::helpers::APP_SECRET);
+    assert!(checks.iter().all(|c| c.token.as_deref() == Some(app_token.as_str())));
+    assert!(!app.page_file("6005").exists());
+}
+
+#[actix_web::test]
+async fn high_graph_usage_slows_the_poll() {
+    // 95 % in X-App-Usage: before each Page the poller now waits (2 s at 80 %, more
+    // above), and counts the Pages it slowed down for.
+    let app = polling_app().await;
+    app.graph.set_usage_header(Some(r#"{"call_count":95,"total_cputime":10,"total_time":12}"#));
+    app.connect_page("6006", "t6", "Busy app").await;
+    app.connect_page("6007", "t7", "Busy app two").await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let stats = app.actors.poller.send(GetPollStats).await.unwrap();
+        if stats.slowed >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the poll never slowed down: {stats:?}");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[actix_web::test]
+async fn low_graph_usage_does_not_slow_the_poll() {
+    let app = polling_app().await;
+    app.graph.set_usage_header(Some(r#"{"call_count":12,"total_cputime":3,"total_time":4}"#));
+    app.connect_page("6008", "t8", "Quiet app").await;
+    let stats = wait_for_runs(&app, 2).await;
+    assert_eq!(stats.slowed, 0, "{stats:?}");
+    assert!(app.graph.gets("6008") >= 2);
+}
