@@ -57,6 +57,12 @@ pub enum Command {
     /// Webhook tools.
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// Re-seal every stored token under a new encryption key (pagesync stopped).
+    RotateKey {
+        /// File holding the new key (base64, as `pagesync keygen` prints it).
+        #[arg(long, value_name = "PATH")]
+        new_key_file: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,6 +133,69 @@ pub fn keygen() -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `pagesync rotate-key --new-key-file PATH`: with no daemon on the store, re-seals
+/// every token under the new key (see docs/operations.md, "Rotate the encryption key").
+pub fn rotate_key(sources: &Sources, new_key_file: &std::path::Path) -> ExitCode {
+    let settings = match config::load(sources) {
+        Ok(s) => s,
+        Err(problems) => {
+            report(&problems);
+            return ExitCode::FAILURE;
+        }
+    };
+    let new_key = match std::fs::read_to_string(new_key_file) {
+        Ok(text) => match EncryptionKey::from_base64(&text) {
+            Ok(key) => key,
+            Err(e) => {
+                eprintln!("error: --new-key-file {}: {e}", new_key_file.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        Err(e) => {
+            eprintln!("error: --new-key-file {}: cannot be read: {e}", new_key_file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    if new_key.to_base64() == settings.encryption_key.to_base64() {
+        eprintln!("error: the new key is the key in use; generate one with `pagesync keygen`");
+        return ExitCode::FAILURE;
+    }
+    let db = settings.data_dir.join("db");
+    let store = match pagesync_actors::Store::open(&pagesync_actors::StoreConfig::new(&db)) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("error: {e}\n(stop pagesync before rotating the key)");
+            return ExitCode::FAILURE;
+        }
+    };
+    let old = pagesync_actors::Sealer::new(&settings.encryption_key);
+    let new = pagesync_actors::Sealer::new(&new_key);
+    let result = pagesync_actors::reseal_all(&store, &old, &new);
+    let closed = store.close();
+    match (result, closed) {
+        (Ok(count), Ok(())) => {
+            println!(
+                "re-sealed {count} token record(s) under the new key. Install the new key where pagesync \
+                 reads it (PAGESYNC_ENCRYPTION_KEY, PAGESYNC_ENCRYPTION_KEY_FILE or the systemd credential), \
+                 then start pagesync; keep the old key until you have checked it."
+            );
+            ExitCode::SUCCESS
+        }
+        (Err(e @ pagesync_actors::messages::VaultError::Seal(_)), _) => {
+            eprintln!("error: nothing was changed: {e} (is the configured key the one the store was sealed with?)");
+            ExitCode::FAILURE
+        }
+        (Err(e), _) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+        (Ok(_), Err(e)) => {
+            eprintln!("error: the records were re-sealed but the store did not close cleanly: {e}");
             ExitCode::FAILURE
         }
     }

@@ -13,6 +13,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Keygen => cli::keygen(),
+        Command::RotateKey { new_key_file } => cli::rotate_key(&Sources::gather(cli.config.0), &new_key_file),
         Command::CheckConfig => cli::check_config(&Sources::gather(cli.config.0)),
         Command::Serve => serve(Sources::gather(cli.config.0)),
         Command::Webhook(WebhookCommand::Send { page, field, value, url }) => {

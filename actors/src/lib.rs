@@ -45,7 +45,7 @@ pub use secret::Secret;
 pub use session::SessionActor;
 pub use store::{Store, StoreConfig, StoreError};
 pub use subscription::SubscriptionActor;
-pub use token_vault::TokenVaultActor;
+pub use token_vault::{TokenVaultActor, reseal_all};
 
 /// The running actors' addresses; cloned into every HTTP worker.
 #[derive(Clone)]

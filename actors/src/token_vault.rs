@@ -354,6 +354,48 @@ impl Handler<ListPages> for TokenVaultActor {
     }
 }
 
+/// The sealed trees of the vault and the prefix of each record's associated data.
+const SEALED_TREES: [(&str, &str); 3] =
+    [(trees::PAGE_TOKENS, "page_token/"), (trees::USER_TOKENS, "user_token/"), (trees::SHOP_TOKENS, "shop_token/")];
+
+/// Key rotation, run with no daemon on the store: opens every sealed record with
+/// `from` and seals it again with `to`. Every record is opened before anything is
+/// written, so a wrong `from` key changes nothing; the writes are one sled
+/// transaction over the three trees, flushed before this returns, so a crash leaves
+/// every record under the old key or every record under the new one. Returns how many
+/// records were re-sealed.
+pub fn reseal_all(store: &Store, from: &Sealer, to: &Sealer) -> Result<usize, VaultError> {
+    let [pages, users, shops] = SEALED_TREES.map(|(name, _)| store.tree(name));
+    let trees = [pages?, users?, shops?];
+    let mut resealed: [Vec<(sled::IVec, Vec<u8>)>; 3] = Default::default();
+    for ((tree, (_, prefix)), out) in trees.iter().zip(SEALED_TREES).zip(resealed.iter_mut()) {
+        for entry in tree.iter() {
+            let (key, sealed) = entry.map_err(StoreError::from)?;
+            let mut record_key = prefix.as_bytes().to_vec();
+            record_key.extend_from_slice(&key);
+            let plain = from.open(&record_key, &sealed)?;
+            out.push((key, to.seal(&record_key, &plain)?));
+        }
+    }
+    let [pages, users, shops] = &trees;
+    (pages, users, shops)
+        .transaction(|(pages, users, shops)| {
+            for (tree, records) in [pages, users, shops].into_iter().zip(&resealed) {
+                for (key, sealed) in records {
+                    tree.insert(key, sealed.as_slice())?;
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e: sled::transaction::TransactionError<()>| match e {
+            sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+            sled::transaction::TransactionError::Abort(()) => StoreError::Closed,
+        })?;
+    pages.flush().map_err(StoreError::from)?;
+    let count = resealed.iter().map(Vec::len).sum();
+    Ok(count)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,6 +426,69 @@ mod tests {
         assert_eq!(creds.owner, owner);
         let raw = store.tree(trees::PAGE_TOKENS).unwrap().get(b"42").unwrap().unwrap();
         assert!(!raw.windows(4).any(|w| w == b"EAAG"), "token stored in clear");
+    }
+
+    #[actix::test]
+    async fn reseal_all_moves_every_record_to_the_new_key_or_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
+        let old = Sealer::new(&EncryptionKey::generate().unwrap());
+        let new = Sealer::new(&EncryptionKey::generate().unwrap());
+        let vault = TokenVaultActor::new(store.clone(), old.clone()).unwrap().start();
+        let owner = UserId::random();
+        let page = PageId::parse("42").unwrap();
+        vault
+            .send(ConnectPages {
+                owner: owner.clone(),
+                fb_user: FacebookUserId::parse("1001").unwrap(),
+                user_token: Secret::new("EAAG-user"),
+                pages: vec![(page.clone(), Secret::new("EAAG-page"))],
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let shop = ShopDomain::parse("rotating.myshopify.com").unwrap();
+        let token = ShopToken {
+            access_token: Secret::new("shpat_x"),
+            scope: "read_products".into(),
+            refresh_token: None,
+            expires_at: None,
+            refresh_expires_at: None,
+        };
+        vault.send(StoreShopToken { shop: shop.clone(), token }).await.unwrap().unwrap();
+
+        // A wrong "old" key: an error, and every record still opens with the real one.
+        let stranger = Sealer::new(&EncryptionKey::generate().unwrap());
+        assert!(matches!(reseal_all(&store, &stranger, &new), Err(VaultError::Seal(_))));
+        assert_eq!(
+            vault.send(GetPageToken { page: page.clone() }).await.unwrap().unwrap().unwrap().token.expose(),
+            "EAAG-page"
+        );
+
+        assert_eq!(reseal_all(&store, &old, &new).unwrap(), 3);
+        let open = |tree: &str, record: String, key: &[u8]| {
+            let raw = store
+                .tree(match tree {
+                    "p" => trees::PAGE_TOKENS,
+                    "u" => trees::USER_TOKENS,
+                    _ => trees::SHOP_TOKENS,
+                })
+                .unwrap()
+                .get(key)
+                .unwrap()
+                .unwrap();
+            (new.open(record.as_bytes(), &raw), old.open(record.as_bytes(), &raw))
+        };
+        let (with_new, with_old) = open("p", "page_token/42".into(), b"42");
+        assert_eq!(with_new.unwrap(), b"EAAG-page");
+        assert!(with_old.is_err(), "the old key still opens a re-sealed record");
+        let (with_new, _) = open("u", format!("user_token/{owner}"), owner.as_str().as_bytes());
+        assert!(String::from_utf8(with_new.unwrap()).unwrap().contains("EAAG-user"));
+        let (with_new, _) = open("s", format!("shop_token/{shop}"), shop.as_str().as_bytes());
+        assert!(String::from_utf8(with_new.unwrap()).unwrap().contains("shpat_x"));
+        // A vault on the new key reads the Page token.
+        let vault = TokenVaultActor::new(store.clone(), new).unwrap().start();
+        assert_eq!(vault.send(GetPageToken { page }).await.unwrap().unwrap().unwrap().token.expose(), "EAAG-page");
     }
 
     #[actix::test]

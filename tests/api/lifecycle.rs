@@ -243,6 +243,57 @@ fn run_cli(dir: &Path, args: &[&str], env: &[(String, String)]) -> (i32, String,
     )
 }
 
+#[actix_web::test]
+async fn rotate_key_reseals_the_vault_under_the_new_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = EncryptionKey::generate().unwrap();
+    let new = EncryptionKey::generate().unwrap();
+    let graph = FakeGraph::start();
+    graph.add_page("737373", "tok-rotated", "Rotated");
+    seed_token(&dir.path().join("data"), &old, "737373", "tok-rotated").await;
+    let key_file = dir.path().join("new-key");
+    std::fs::write(&key_file, format!("{}\n", new.to_base64())).unwrap();
+    let key_arg = key_file.to_str().unwrap();
+    let (data_dir, graph_url) = (dir.path().join("data"), graph.url.clone());
+    let env_with = move |key: &EncryptionKey| -> Vec<(String, String)> {
+        base_env(&data_dir, &graph_url, key).into_iter().collect()
+    };
+
+    // The same key, a key file that is not a key, and a wrong current key are refused.
+    let old_file = dir.path().join("old-key");
+    std::fs::write(&old_file, old.to_base64()).unwrap();
+    let (code, _, err) =
+        run_cli(dir.path(), &["rotate-key", "--new-key-file", old_file.to_str().unwrap()], &env_with(&old));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("the key in use"), "{err}");
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, "not a key").unwrap();
+    let (code, _, err) =
+        run_cli(dir.path(), &["rotate-key", "--new-key-file", junk.to_str().unwrap()], &env_with(&old));
+    assert_eq!(code, 1);
+    assert!(err.contains("base64 of exactly 32 bytes") && !err.contains("not a key"), "{err}");
+    let stranger = EncryptionKey::generate().unwrap();
+    let (code, _, err) = run_cli(dir.path(), &["rotate-key", "--new-key-file", key_arg], &env_with(&stranger));
+    assert_eq!(code, 1);
+    assert!(err.contains("nothing was changed"), "{err}");
+
+    let (code, out, err) = run_cli(dir.path(), &["rotate-key", "--new-key-file", key_arg], &env_with(&old));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("re-sealed 1 token record(s)"), "{out}");
+    assert!(!out.contains(&new.to_base64()) && !err.contains(&new.to_base64()), "the key was printed");
+
+    // The daemon on the new key opens the token and syncs the Page.
+    let dir_path = dir.path().to_owned();
+    let app = start_app(dir, new, graph, Options::default()).await;
+    assert_eq!(app.post_webhook(&delivery(&["737373"])).await.status(), 200);
+    app.wait_for_name("737373", "Rotated").await;
+    // While it runs, the store is in use and rotation says so.
+    let (code, _, err) =
+        run_cli(&dir_path, &["rotate-key", "--new-key-file", key_arg], &env_with(&EncryptionKey::generate().unwrap()));
+    assert_eq!(code, 1);
+    assert!(err.contains("stop pagesync"), "{err}");
+}
+
 #[test]
 fn keygen_prints_a_usable_base64_key() {
     let dir = tempfile::tempdir().unwrap();
