@@ -36,6 +36,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon (the default).
     Serve,
+    /// Run the daemon with a built-in emulator of the Meta and Shopify endpoints on
+    /// loopback, generated secrets and its own data dir, so that the whole flow works
+    /// offline in a browser; prints the URL to open.
+    ///
+    /// Takes --bind (default 127.0.0.1:5000, or a free port when that is taken) and
+    /// --data-dir (default: a new folder under the system temp dir, kept after exit);
+    /// every other configuration is generated.
+    Sandbox,
     /// Validate the configuration, print every problem, exit 0 or 1.
     CheckConfig,
     /// Print a new base64 encryption key for PAGESYNC_ENCRYPTION_KEY.

@@ -13,6 +13,7 @@ pub mod delivery;
 pub mod error;
 pub mod metrics;
 pub mod routes;
+pub mod sandbox;
 pub mod startup;
 pub mod state;
 pub mod systemd;

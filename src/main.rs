@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::RotateKey { new_key_file } => cli::rotate_key(&Sources::gather(cli.config.0), &new_key_file),
         Command::CheckConfig => cli::check_config(&Sources::gather(cli.config.0)),
         Command::Serve => serve(Sources::gather(cli.config.0)),
+        Command::Sandbox => pagesync::sandbox::main(&cli.config.0, stop_signal()),
         Command::Webhook(WebhookCommand::Send { page, field, value, url }) => {
             cli::webhook_send(&Sources::gather(cli.config.0), &page, &field, value.as_deref(), url.as_deref())
         }

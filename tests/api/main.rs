@@ -12,6 +12,7 @@ mod lifecycle;
 mod metrics;
 mod poll;
 mod removal;
+mod sandbox;
 mod secrets;
 mod shopify;
 mod sync;
