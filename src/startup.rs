@@ -92,12 +92,11 @@ impl Application {
             store: store.clone(),
             graph,
             shopify,
-            metrics: metrics.clone(),
+            metrics,
         };
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(state.clone()))
-                .app_data(web::Data::new(metrics.clone()))
                 .wrap(actix_web::middleware::from_fn(crate::metrics::observe))
                 .configure(routes::configure)
         })

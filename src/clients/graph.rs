@@ -12,7 +12,7 @@
 //! stripped of their URL before they are turned into text.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use pagesync_actors::poller::UsageGauge;
@@ -183,7 +183,7 @@ impl GraphClient {
             .get("data")
             .and_then(|d| d.as_object())
             .ok_or_else(|| FetchError::Permanent { code: None, detail: "/debug_token answered without data".into() })?;
-        Ok(judge_token(data, &i.app_id, page, unix_now()))
+        Ok(judge_token(data, &i.app_id, page, crate::routes::unix_now()))
     }
 
     /// Every Page of `/me/accounts`, following cursor paging (PLATFORM §2.4). A `next`
@@ -256,7 +256,7 @@ impl GraphClient {
             attempt += 1;
             let mut request = self.inner.http.request(method.clone(), url).query(&query);
             if let Some(token) = token {
-                let time = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                let time = crate::routes::unix_now();
                 let proof = appsecret_proof(&self.inner.app_secret, token, time);
                 request = request.query(&[
                     ("access_token", token.expose()),
@@ -513,10 +513,6 @@ fn judge_token(data: &PageData, app_id: &str, page: &PageId, now: u64) -> TokenC
         return TokenCheck::Invalid("the stored token is for another Page (debug_token)".into());
     }
     TokenCheck::Valid
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// The `outcome` label of a finished request.

@@ -26,7 +26,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
@@ -35,6 +35,7 @@ use base64::Engine as _;
 use pagesync_actors::{Secret, ShopDomain};
 use serde_json::{Map, Value, json};
 
+use crate::routes::{escape, unix_now};
 use crate::verify::{appsecret_proof, constant_time_eq, hmac_sha256, shopify_message, sign_sha1, sign_sha256};
 
 /// The demo shop the sandbox's start URL installs on (any `*.myshopify.com` works).
@@ -369,28 +370,9 @@ fn demo_pages(base: &str) -> Vec<(String, Map<String, Value>)> {
 
 // ----- small helpers -----------------------------------------------------------------
 
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
 /// A long random string: `prefix` and the hex of 32 random bytes.
 fn random_token(prefix: &str) -> String {
     format!("{prefix}{}", hex::encode(rand::random::<[u8; 32]>()))
-}
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// An HTML page in the emulator's style; `body` is already escaped.
