@@ -112,6 +112,26 @@ async fn callback_inner(req: &HttpRequest, state: &AppState) -> Result<HttpRespo
         tracing::warn!(error = %e, "Facebook state refused");
         ApiError::BadRequest("invalid or expired state; please connect again".into())
     })?;
+    // The callback belongs to the browser that started the connect: its live session
+    // must be the state's user. Checked before the nonce is spent (a foreign click
+    // must not burn the owner's link) and before any code exchange, and the session
+    // is left as it is (a link from someone else's /facebook/login never logs the
+    // clicker into another shop nor binds the clicker's Pages to it).
+    let session_id = session_cookie(req);
+    let session = match session_id.clone() {
+        Some(id) => {
+            ask(&state.actors.sessions, CheckSession { id }).await?.map_err(|e| ApiError::Unexpected(e.into()))?
+        }
+        None => None,
+    };
+    let Some(session) = session.filter(|s| s.user == fb_state.user) else {
+        tracing::warn!("Facebook callback refused: the browser's session is not the one that started the connect");
+        return Err(ApiError::BadRequest(
+            "this connection link was started from another session; open the app from your Shopify admin and \
+             connect again"
+                .into(),
+        ));
+    };
     ask(&state.actors.sessions, ConsumeFacebookNonce { user: fb_state.user.clone(), nonce: fb_state.nonce.clone() })
         .await?
         .map_err(|e| {
@@ -174,13 +194,10 @@ async fn callback_inner(req: &HttpRequest, state: &AppState) -> Result<HttpRespo
         })
         .collect();
 
-    let shop = ask(&state.actors.sessions, pagesync_actors::session::ShopOfUser { user: user.clone() })
-        .await?
-        .map_err(|e| ApiError::Unexpected(e.into()))?
-        .ok_or(ApiError::BadRequest("this shop is no longer installed; install the app again".into()))?;
-    let new_session = ask(&state.actors.sessions, RotateSession { old: session_cookie(req), user: user.clone(), shop })
-        .await?
-        .map_err(|e| ApiError::Unexpected(e.into()))?;
+    let new_session =
+        ask(&state.actors.sessions, RotateSession { old: session_id, user: user.clone(), shop: session.shop })
+            .await?
+            .map_err(|e| ApiError::Unexpected(e.into()))?;
     let secure = state.settings.facebook.redirect_uri.starts_with("https://");
     let mut response = HttpResponse::Ok();
     response

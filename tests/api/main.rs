@@ -8,6 +8,7 @@ mod dashboard;
 mod facebook;
 mod fake_graph;
 mod helpers;
+mod hijack;
 mod lifecycle;
 mod metrics;
 mod poll;
