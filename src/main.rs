@@ -123,6 +123,12 @@ fn serve(sources: Sources) -> ExitCode {
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "pagesync failed");
             eprintln!("error: {e:#}");
+            // A wrong key is a configuration problem: restarting cannot fix it.
+            if e.downcast_ref::<pagesync_actors::KeyCheckError>()
+                .is_some_and(|k| matches!(k, pagesync_actors::KeyCheckError::WrongKey { .. }))
+            {
+                return ExitCode::from(cli::EXIT_CONFIG);
+            }
             ExitCode::FAILURE
         }
     }

@@ -45,7 +45,7 @@ pub use secret::Secret;
 pub use session::SessionActor;
 pub use store::{Store, StoreConfig, StoreError};
 pub use subscription::SubscriptionActor;
-pub use token_vault::{TokenVaultActor, reseal_all};
+pub use token_vault::{KeyCheckError, TokenVaultActor, reseal_all, verify_key};
 
 /// The running actors' addresses; cloned into every HTTP worker.
 #[derive(Clone)]

@@ -65,8 +65,9 @@ pub struct ForgetPage {
 }
 
 /// Stores what a Facebook connect brought: the long-lived user token and every Page
-/// token, each Page bound to `owner` and remembered as granted by `fb_user`. Pages
-/// that belonged to another merchant are re-bound. Durable before the reply.
+/// token, each Page bound to `owner` and remembered as granted by `fb_user`, with the
+/// connect's time, all in one transaction. Pages that belonged to another merchant
+/// are re-bound. Durable before the reply.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), VaultError>")]
 pub struct ConnectPages {
@@ -119,12 +120,25 @@ pub struct ForgetOwner {
 }
 
 /// Forgets the tokens a Facebook user granted (deauthorize, data deletion): the Page
-/// tokens of the Pages they granted and any user token of theirs. Ownership stays, so
-/// the merchant still sees the Pages (disconnected). Returns those Pages.
+/// tokens of the Pages they granted and any user token of theirs, in one transaction.
+/// Ownership stays, so the merchant still sees the Pages (disconnected). A request
+/// issued before the user's latest connect (a replayed removal) changes nothing.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<Vec<PageId>, VaultError>")]
+#[rtype(result = "Result<Removal, VaultError>")]
 pub struct ForgetFacebookUser {
     pub fb_user: FacebookUserId,
+    /// The removal request's `issued_at` (unix seconds), when it carried one.
+    pub issued_at: Option<u64>,
+}
+
+/// What `ForgetFacebookUser` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    /// The user's tokens are gone; these are the Pages whose tokens they granted.
+    Forgotten(Vec<PageId>),
+    /// The request was issued before the user's latest connect (unix seconds): nothing
+    /// was changed.
+    Superseded { connected_at: u64 },
 }
 
 /// The Pages a merchant owns, in id order.

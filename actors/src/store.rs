@@ -45,6 +45,12 @@ pub mod trees {
     pub const SHOPS: &str = "shops";
     /// Data-deletion confirmation code -> status (SessionActor).
     pub const DELETIONS: &str = "deletions";
+    /// Facebook user id -> unix seconds of their latest connect (TokenVaultActor).
+    pub const FACEBOOK_USERS: &str = "facebook_users";
+    /// `key_check`: a record sealed with the store's key, checked at start (TokenVaultActor).
+    pub const VAULT_META: &str = "vault_meta";
+    /// Owner -> Pages, grantor -> Pages, grantor -> owners (TokenVaultActor).
+    pub const VAULT_INDEX: &str = "vault_index";
     /// "app" and "page/<id>" -> webhook subscription state (SubscriptionActor).
     pub const SUBSCRIPTIONS: &str = "subscriptions";
 }

@@ -3,19 +3,36 @@
 //! Trees: `page_tokens` (Page id -> token sealed with AES-256-GCM, the record key
 //! `page_token/<id>` as associated data), `page_owner` (Page id -> user UUID),
 //! `page_grantor` (Page id -> the Facebook user who granted its token),
-//! `user_tokens` (user UUID -> sealed long-lived Facebook user token) and
-//! `shop_tokens` (shop -> sealed Shopify token). Nothing else reads or writes them. Tokens leave the vault only as [`Secret`]s, in
-//! replies to the actor that makes the Graph call.
+//! `user_tokens` (user UUID -> sealed long-lived Facebook user token),
+//! `shop_tokens` (shop -> sealed Shopify token), `facebook_users` (Facebook user id ->
+//! unix second of their latest connect, so a replayed removal callback older than a
+//! reconnect changes nothing) and `vault_index`, which lets every lookup the request
+//! path makes read only its own rows instead of scanning a tree:
 //!
-//! The vault makes no network calls: every message is a sled point operation plus an
-//! AES-GCM seal or open (microseconds), so it answers from its own mailbox directly.
-//! Writes that must be durable (a token arriving from OAuth) wait for the store's
-//! group commit without holding the mailbox.
+//! | key | means |
+//! | --- | --- |
+//! | `o/<owner>/<page>` | the merchant owns the Page (dashboard, uninstall) |
+//! | `g/<fb user>/<page>` | the Facebook user granted the Page's token (removal callbacks) |
+//! | `u/<fb user>/<owner>` | the Facebook user's token is the merchant's user token |
+//! | `!built` | the index covers every record (a store from before it is indexed once at start) |
+//!
+//! Nothing else reads or writes these trees. Every change that touches more than one
+//! record (a connect: user token, Page tokens, owners, grantors, index) is one sled
+//! transaction, so a crash leaves all of it or none. Tokens leave the vault only as
+//! [`Secret`]s, in replies to the actor that makes the Graph call.
+//!
+//! The vault makes no network calls: every message is a few sled point operations or
+//! prefix scans of its own rows plus an AES-GCM seal or open (microseconds), so it
+//! answers from its own mailbox directly. Writes that must be durable (a token arriving
+//! from OAuth) wait for the store's group commit without holding the mailbox.
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use sled::Transactional as _;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
-use crate::ids::{PageId, UserId};
+use crate::ids::{FacebookUserId, PageId, UserId};
 use crate::messages::*;
 use crate::seal::Sealer;
 use crate::secret::Secret;
@@ -27,6 +44,12 @@ pub struct TokenVaultActor {
     store: Store,
     /// Seals tokens before they touch the tree; opens them on the way out.
     sealer: Sealer,
+    trees: VaultTrees,
+}
+
+/// The vault's trees, opened once.
+#[derive(Clone)]
+struct VaultTrees {
     /// Page id -> sealed token.
     tokens: sled::Tree,
     /// Page id -> owner UUID.
@@ -37,7 +60,66 @@ pub struct TokenVaultActor {
     user_tokens: sled::Tree,
     /// Shop -> sealed Shopify token JSON.
     shop_tokens: sled::Tree,
+    /// Facebook user id -> big-endian unix seconds of their latest connect.
+    fb_users: sled::Tree,
+    /// See the module docs.
+    index: sled::Tree,
 }
+
+/// The same trees inside a transaction.
+struct Txn<'a> {
+    tokens: &'a TransactionalTree,
+    owners: &'a TransactionalTree,
+    grantors: &'a TransactionalTree,
+    user_tokens: &'a TransactionalTree,
+    fb_users: &'a TransactionalTree,
+    index: &'a TransactionalTree,
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+impl VaultTrees {
+    /// Runs `f` as one transaction over every tree but `shop_tokens`. `f` may run more
+    /// than once (sled retries on conflict), so it must have no side effects.
+    fn transact<T>(&self, f: impl Fn(&Txn<'_>) -> TxResult<T>) -> Result<T, StoreError> {
+        let VaultTrees { tokens, owners, grantors, user_tokens, fb_users, index, .. } = self;
+        (tokens, owners, grantors, user_tokens, fb_users, index)
+            .transaction(|(tokens, owners, grantors, user_tokens, fb_users, index)| {
+                f(&Txn { tokens, owners, grantors, user_tokens, fb_users, index })
+            })
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => StoreError::Sled(e),
+                TransactionError::Abort(e) => e,
+            })
+    }
+
+    /// The ids after `prefix` in the index (e.g. the Pages of `o/<owner>/`): a prefix
+    /// scan that reads only those rows.
+    fn indexed(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.index.scan_prefix(prefix.as_bytes()) {
+            let (key, _) = item?;
+            if let Some(rest) = key.get(prefix.len()..).and_then(|r| std::str::from_utf8(r).ok()) {
+                out.push(rest.to_owned());
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn owner_key(owner: &str, page: &str) -> String {
+    format!("o/{owner}/{page}")
+}
+
+fn grantor_key(fb_user: &str, page: &str) -> String {
+    format!("g/{fb_user}/{page}")
+}
+
+fn user_key(fb_user: &str, owner: &str) -> String {
+    format!("u/{fb_user}/{owner}")
+}
+
+const INDEX_BUILT: &[u8] = b"!built";
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SealedUserToken {
@@ -54,84 +136,241 @@ struct SealedShopToken {
     refresh_expires_at: Option<u64>,
 }
 
+/// Binds `page` to `owner` inside a transaction: token, owner, grantor and the index
+/// rows, removing the rows of a previous owner or grantor.
+fn bind_page(
+    t: &Txn<'_>,
+    page: &str,
+    owner: &str,
+    sealed: &[u8],
+    grantor: Option<&str>,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    if let Some(previous) = t.owners.insert(page.as_bytes(), owner.as_bytes())?
+        && previous.as_ref() != owner.as_bytes()
+    {
+        let previous = String::from_utf8_lossy(&previous);
+        t.index.remove(owner_key(&previous, page).as_bytes())?;
+    }
+    t.index.insert(owner_key(owner, page).as_bytes(), &[])?;
+    t.tokens.insert(page.as_bytes(), sealed)?;
+    let previous_grantor = match grantor {
+        Some(fb_user) => {
+            t.index.insert(grantor_key(fb_user, page).as_bytes(), &[])?;
+            t.grantors.insert(page.as_bytes(), fb_user.as_bytes())?
+        }
+        None => t.grantors.remove(page.as_bytes())?,
+    };
+    if let Some(previous) = previous_grantor
+        && Some(previous.as_ref()) != grantor.map(str::as_bytes)
+    {
+        t.index.remove(grantor_key(&String::from_utf8_lossy(&previous), page).as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Removes a Page's token and grantor inside a transaction; ownership stays.
+fn drop_token(t: &Txn<'_>, page: &str) -> Result<(), ConflictableTransactionError<StoreError>> {
+    t.tokens.remove(page.as_bytes())?;
+    if let Some(grantor) = t.grantors.remove(page.as_bytes())? {
+        t.index.remove(grantor_key(&String::from_utf8_lossy(&grantor), page).as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Removes everything of a Page inside a transaction.
+fn drop_page(t: &Txn<'_>, page: &str) -> Result<(), ConflictableTransactionError<StoreError>> {
+    drop_token(t, page)?;
+    if let Some(owner) = t.owners.remove(page.as_bytes())? {
+        t.index.remove(owner_key(&String::from_utf8_lossy(&owner), page).as_bytes())?;
+    }
+    Ok(())
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
 impl TokenVaultActor {
+    /// Opens the vault's trees; a store from before the index gets it built here, once.
     pub fn new(store: Store, sealer: Sealer) -> Result<Self, StoreError> {
-        Ok(TokenVaultActor {
+        let trees = VaultTrees {
             tokens: store.tree(trees::PAGE_TOKENS)?,
             owners: store.tree(trees::PAGE_OWNER)?,
             grantors: store.tree(trees::PAGE_GRANTOR)?,
             user_tokens: store.tree(trees::USER_TOKENS)?,
             shop_tokens: store.tree(trees::SHOP_TOKENS)?,
-            store,
-            sealer,
-        })
+            fb_users: store.tree(trees::FACEBOOK_USERS)?,
+            index: store.tree(trees::VAULT_INDEX)?,
+        };
+        let vault = TokenVaultActor { store, sealer, trees };
+        if !vault.trees.index.contains_key(INDEX_BUILT)? {
+            vault.build_index()?;
+        }
+        Ok(vault)
+    }
+
+    /// Indexes a store written before `vault_index` existed (one scan, at start only).
+    fn build_index(&self) -> Result<(), StoreError> {
+        let mut rows = sled::Batch::default();
+        let mut count = 0usize;
+        for item in self.trees.owners.iter() {
+            let (page, owner) = item?;
+            rows.insert(owner_key(&String::from_utf8_lossy(&owner), &String::from_utf8_lossy(&page)).as_bytes(), &[]);
+            count += 1;
+        }
+        for item in self.trees.grantors.iter() {
+            let (page, fb_user) = item?;
+            rows.insert(
+                grantor_key(&String::from_utf8_lossy(&fb_user), &String::from_utf8_lossy(&page)).as_bytes(),
+                &[],
+            );
+        }
+        for item in self.trees.user_tokens.iter() {
+            let (owner, sealed) = item?;
+            let owner = String::from_utf8_lossy(&owner).into_owned();
+            match self.open_user_token(&owner, &sealed) {
+                Some(record) => rows.insert(user_key(&record.fb_user, &owner).as_bytes(), &[]),
+                None => tracing::warn!(owner, "a user token that does not open is left out of the index"),
+            }
+        }
+        rows.insert(INDEX_BUILT, &[]);
+        self.trees.index.apply_batch(rows)?;
+        self.trees.index.flush()?;
+        if count > 0 {
+            tracing::info!(pages = count, "vault index built for a store from an earlier version");
+        }
+        Ok(())
     }
 
     fn record_key(page: &PageId) -> Vec<u8> {
         format!("page_token/{page}").into_bytes()
     }
 
+    fn user_record_key(owner: &str) -> String {
+        format!("user_token/{owner}")
+    }
+
+    fn open_user_token(&self, owner: &str, sealed: &[u8]) -> Option<SealedUserToken> {
+        let plain = self.sealer.open(Self::user_record_key(owner).as_bytes(), sealed).ok()?;
+        serde_json::from_slice(&plain).ok()
+    }
+
     fn put(&self, msg: &StorePageToken) -> Result<(), VaultError> {
         let sealed = self.sealer.seal(&Self::record_key(&msg.page), msg.token.expose().as_bytes())?;
-        let key = msg.page.as_str().as_bytes();
-        (&self.tokens, &self.owners)
-            .transaction(|(tokens, owners)| {
-                tokens.insert(key, sealed.as_slice())?;
-                owners.insert(key, msg.owner.as_str().as_bytes())?;
-                Ok(())
-            })
-            .map_err(|e: sled::transaction::TransactionError<()>| match e {
-                sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
-                sled::transaction::TransactionError::Abort(()) => StoreError::Closed,
-            })?;
+        self.trees.transact(|t| bind_page(t, msg.page.as_str(), msg.owner.as_str(), &sealed, None))?;
         Ok(())
     }
 
+    /// Seals every token first, then writes the whole connect in one transaction.
     fn connect(&self, msg: &ConnectPages) -> Result<(), VaultError> {
+        let owner = msg.owner.as_str();
+        let fb_user = msg.fb_user.as_str();
         let user_record = serde_json::to_vec(&SealedUserToken {
-            fb_user: msg.fb_user.to_string(),
+            fb_user: fb_user.to_owned(),
             token: msg.user_token.expose().to_owned(),
         })
         .map_err(|e| StoreError::Corrupt { tree: trees::USER_TOKENS, detail: e.to_string() })?;
-        let user_key = format!("user_token/{}", msg.owner);
-        let sealed_user = self.sealer.seal(user_key.as_bytes(), &user_record)?;
-        self.user_tokens.insert(msg.owner.as_str(), sealed_user).map_err(StoreError::from)?;
-        for (page, token) in &msg.pages {
-            let previous = self.owners.get(page.as_str()).map_err(StoreError::from)?;
-            if let Some(prev) = previous.as_ref().filter(|p| p.as_ref() != msg.owner.as_str().as_bytes()) {
-                tracing::info!(page_id = %page, from = %String::from_utf8_lossy(prev), to = %msg.owner, "Page re-bound to another merchant");
+        let sealed_user = self.sealer.seal(Self::user_record_key(owner).as_bytes(), &user_record)?;
+        let sealed_pages = msg
+            .pages
+            .iter()
+            .map(|(page, token)| Ok((page, self.sealer.seal(&Self::record_key(page), token.expose().as_bytes())?)))
+            .collect::<Result<Vec<_>, VaultError>>()?;
+        let connected_at = now();
+        self.trees.transact(|t| {
+            t.user_tokens.insert(owner.as_bytes(), sealed_user.as_slice())?;
+            t.index.insert(user_key(fb_user, owner).as_bytes(), &[])?;
+            t.fb_users.insert(fb_user.as_bytes(), &connected_at.to_be_bytes())?;
+            for (page, sealed) in &sealed_pages {
+                bind_page(t, page.as_str(), owner, sealed, Some(fb_user))?;
             }
-            self.put(&StorePageToken { page: page.clone(), owner: msg.owner.clone(), token: token.clone() })?;
-            self.grantors.insert(page.as_str(), msg.fb_user.as_str()).map_err(StoreError::from)?;
+            Ok(())
+        })?;
+        for (page, _) in &sealed_pages {
+            tracing::debug!(page_id = %page, owner, "Page bound");
         }
         Ok(())
     }
 
-    fn remove_page(&self, page: &[u8]) -> Result<(), StoreError> {
-        self.tokens.remove(page)?;
-        self.owners.remove(page)?;
-        self.grantors.remove(page)?;
-        Ok(())
+    fn pages_of(&self, owner: &UserId) -> Result<Vec<PageId>, StoreError> {
+        Ok(self.trees.indexed(&format!("o/{owner}/"))?.iter().filter_map(|p| PageId::parse(p).ok()).collect())
     }
 
-    fn pages_where(&self, tree: &sled::Tree, value: &[u8]) -> Result<Vec<PageId>, StoreError> {
-        let mut out = Vec::new();
-        for item in tree.iter() {
-            let (k, v) = item?;
-            if v.as_ref() == value
-                && let Some(page) = std::str::from_utf8(&k).ok().and_then(|s| PageId::parse(s).ok())
+    /// `ForgetOwner`: the owner's Pages and user token, in one transaction.
+    fn forget_owner(&self, owner: &UserId) -> Result<Vec<PageId>, StoreError> {
+        let pages = self.pages_of(owner)?;
+        self.trees.transact(|t| {
+            for page in &pages {
+                drop_page(t, page.as_str())?;
+            }
+            if let Some(sealed) = t.user_tokens.remove(owner.as_str().as_bytes())?
+                && let Some(record) = self.open_user_token(owner.as_str(), &sealed)
             {
-                out.push(page);
+                t.index.remove(user_key(&record.fb_user, owner.as_str()).as_bytes())?;
             }
+            Ok(())
+        })?;
+        Ok(pages)
+    }
+
+    /// `ForgetFacebookUser`: the tokens they granted and their user tokens, unless the
+    /// request is older than their latest connect.
+    fn forget_facebook_user(&self, fb_user: &FacebookUserId, issued_at: Option<u64>) -> Result<Removal, StoreError> {
+        let fb = fb_user.as_str();
+        let connected_at = self
+            .trees
+            .fb_users
+            .get(fb.as_bytes())?
+            .and_then(|raw| <[u8; 8]>::try_from(raw.as_ref()).ok())
+            .map(u64::from_be_bytes);
+        if let (Some(issued_at), Some(connected_at)) = (issued_at, connected_at)
+            && issued_at < connected_at
+        {
+            return Ok(Removal::Superseded { connected_at });
         }
-        Ok(out)
+        let candidates: Vec<PageId> =
+            self.trees.indexed(&format!("g/{fb}/"))?.iter().filter_map(|p| PageId::parse(p).ok()).collect();
+        let owners = self.trees.indexed(&format!("u/{fb}/"))?;
+        let pages = self.trees.transact(|t| {
+            let mut pages = Vec::new();
+            for page in &candidates {
+                let key = page.as_str().as_bytes();
+                let grantor = t.grantors.get(key)?;
+                // The user's Pages: still granted by them, or left without a grantor by
+                // their earlier deauthorize (so a data-deletion request that follows a
+                // deauthorize still finds them). The `g/` row stays as that history; a
+                // row whose Page someone else has granted since is stale and dropped.
+                let theirs = grantor.as_ref().is_none_or(|g| g.as_ref() == fb.as_bytes());
+                if theirs && t.owners.get(key)?.is_some() {
+                    t.tokens.remove(key)?;
+                    t.grantors.remove(key)?;
+                    pages.push(page.clone());
+                } else {
+                    t.index.remove(grantor_key(fb, page.as_str()).as_bytes())?;
+                }
+            }
+            for owner in &owners {
+                let theirs = t
+                    .user_tokens
+                    .get(owner.as_bytes())?
+                    .and_then(|sealed| self.open_user_token(owner, &sealed))
+                    .is_some_and(|record| record.fb_user == fb);
+                if theirs {
+                    t.user_tokens.remove(owner.as_bytes())?;
+                }
+                t.index.remove(user_key(fb, owner).as_bytes())?;
+            }
+            Ok(pages)
+        })?;
+        Ok(Removal::Forgotten(pages))
     }
 
     fn get(&self, page: &PageId) -> Result<Option<PageCredentials>, VaultError> {
         let key = page.as_str().as_bytes();
-        let (Some(sealed), Some(owner)) =
-            (self.tokens.get(key).map_err(StoreError::from)?, self.owners.get(key).map_err(StoreError::from)?)
-        else {
+        let (Some(sealed), Some(owner)) = (
+            self.trees.tokens.get(key).map_err(StoreError::from)?,
+            self.trees.owners.get(key).map_err(StoreError::from)?,
+        ) else {
             return Ok(None);
         };
         let plain = self.sealer.open(&Self::record_key(page), &sealed)?;
@@ -199,7 +438,7 @@ impl Handler<ForgetPage> for TokenVaultActor {
     type Result = Result<(), VaultError>;
 
     fn handle(&mut self, msg: ForgetPage, _: &mut Self::Context) -> Self::Result {
-        self.remove_page(msg.page.as_str().as_bytes())?;
+        self.trees.transact(|t| drop_page(t, msg.page.as_str()))?;
         Ok(())
     }
 }
@@ -239,7 +478,7 @@ impl Handler<StoreShopToken> for TokenVaultActor {
                 Ok(self.sealer.seal(key.as_bytes(), &plain)?)
             })
             .and_then(|sealed| {
-                self.shop_tokens.insert(msg.shop.as_str(), sealed).map_err(|e| VaultError::Store(e.into()))
+                self.trees.shop_tokens.insert(msg.shop.as_str(), sealed).map_err(|e| VaultError::Store(e.into()))
             });
         let flush = self.store.flush();
         Box::pin(async move {
@@ -255,7 +494,7 @@ impl Handler<HasShopToken> for TokenVaultActor {
     type Result = Result<bool, VaultError>;
 
     fn handle(&mut self, msg: HasShopToken, _: &mut Self::Context) -> Self::Result {
-        Ok(self.shop_tokens.contains_key(msg.shop.as_str()).map_err(StoreError::from)?)
+        Ok(self.trees.shop_tokens.contains_key(msg.shop.as_str()).map_err(StoreError::from)?)
     }
 }
 
@@ -264,7 +503,7 @@ impl Handler<ForgetShopToken> for TokenVaultActor {
     type Result = Result<(), VaultError>;
 
     fn handle(&mut self, msg: ForgetShopToken, _: &mut Self::Context) -> Self::Result {
-        self.shop_tokens.remove(msg.shop.as_str()).map_err(StoreError::from)?;
+        self.trees.shop_tokens.remove(msg.shop.as_str()).map_err(StoreError::from)?;
         Ok(())
     }
 }
@@ -274,14 +513,7 @@ impl Handler<ForgetOwner> for TokenVaultActor {
     type Result = ResponseFuture<Result<Vec<PageId>, VaultError>>;
 
     fn handle(&mut self, msg: ForgetOwner, _: &mut Self::Context) -> Self::Result {
-        let result = (|| {
-            let pages = self.pages_where(&self.owners, msg.owner.as_str().as_bytes())?;
-            for page in &pages {
-                self.remove_page(page.as_str().as_bytes())?;
-            }
-            self.user_tokens.remove(msg.owner.as_str())?;
-            Ok::<_, StoreError>(pages)
-        })();
+        let result = self.forget_owner(&msg.owner);
         let flush = self.store.flush();
         Box::pin(async move {
             let pages = result?;
@@ -293,45 +525,25 @@ impl Handler<ForgetOwner> for TokenVaultActor {
 
 /// Removes the tokens a Facebook user granted.
 impl Handler<ForgetFacebookUser> for TokenVaultActor {
-    type Result = ResponseFuture<Result<Vec<PageId>, VaultError>>;
+    type Result = ResponseFuture<Result<Removal, VaultError>>;
 
     fn handle(&mut self, msg: ForgetFacebookUser, _: &mut Self::Context) -> Self::Result {
-        let result = (|| {
-            let pages = self.pages_where(&self.grantors, msg.fb_user.as_str().as_bytes())?;
-            for page in &pages {
-                self.tokens.remove(page.as_str())?;
-                self.grantors.remove(page.as_str())?;
-            }
-            for item in self.user_tokens.iter() {
-                let (owner, sealed) = item?;
-                let key = format!("user_token/{}", String::from_utf8_lossy(&owner));
-                let theirs = self
-                    .sealer
-                    .open(key.as_bytes(), &sealed)
-                    .ok()
-                    .and_then(|plain| serde_json::from_slice::<SealedUserToken>(&plain).ok())
-                    .is_some_and(|t| t.fb_user == msg.fb_user.as_str());
-                if theirs {
-                    self.user_tokens.remove(owner)?;
-                }
-            }
-            Ok::<_, StoreError>(pages)
-        })();
+        let result = self.forget_facebook_user(&msg.fb_user, msg.issued_at);
         let flush = self.store.flush();
         Box::pin(async move {
-            let pages = result?;
+            let removal = result?;
             flush.await?;
-            Ok(pages)
+            Ok(removal)
         })
     }
 }
 
-/// Lists a merchant's Pages.
+/// Lists a merchant's Pages (a prefix scan of the owner's index rows).
 impl Handler<PagesOfOwner> for TokenVaultActor {
     type Result = Result<Vec<PageId>, VaultError>;
 
     fn handle(&mut self, msg: PagesOfOwner, _: &mut Self::Context) -> Self::Result {
-        Ok(self.pages_where(&self.owners, msg.owner.as_str().as_bytes())?)
+        Ok(self.pages_of(&msg.owner)?)
     }
 }
 
@@ -341,7 +553,7 @@ impl Handler<ListPages> for TokenVaultActor {
 
     fn handle(&mut self, _: ListPages, _: &mut Self::Context) -> Self::Result {
         let mut out = Vec::new();
-        for item in self.owners.iter() {
+        for item in self.trees.owners.iter() {
             let (k, v) = item.map_err(StoreError::from)?;
             let page = std::str::from_utf8(&k).ok().and_then(|s| PageId::parse(s).ok());
             let owner = std::str::from_utf8(&v).ok().and_then(|s| UserId::parse(s).ok());
@@ -357,6 +569,67 @@ impl Handler<ListPages> for TokenVaultActor {
 /// The sealed trees of the vault and the prefix of each record's associated data.
 const SEALED_TREES: [(&str, &str); 3] =
     [(trees::PAGE_TOKENS, "page_token/"), (trees::USER_TOKENS, "user_token/"), (trees::SHOP_TOKENS, "shop_token/")];
+
+/// Where the key check lives: `vault_meta` / `key_check`, sealed with this as its
+/// associated data.
+const KEY_CHECK: &[u8] = b"key_check";
+/// The check record's plaintext: nothing secret, only proof that the key opens it.
+const KEY_CHECK_TEXT: &[u8] = b"pagesync encryption key check v1";
+
+/// Why the configured key cannot be used on this store.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyCheckError {
+    #[error(
+        "PAGESYNC_ENCRYPTION_KEY is not the key this data dir's store was sealed with ({detail}); start with \
+         the original key, or rotate keys with `pagesync rotate-key` (docs/operations.md)"
+    )]
+    WrongKey { detail: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Checks that `sealer` is the key the store was sealed with, before any actor runs.
+/// A store that has a check record must open it; a store from before check records
+/// gets one once every sealed record in it opens (else nothing is written and the
+/// start is refused). A new, empty store gets one at once.
+pub fn verify_key(store: &Store, sealer: &Sealer) -> Result<(), KeyCheckError> {
+    let meta = store.tree(trees::VAULT_META)?;
+    if let Some(sealed) = meta.get(KEY_CHECK).map_err(StoreError::from)? {
+        return match sealer.open(KEY_CHECK, &sealed) {
+            Ok(plain) if plain == KEY_CHECK_TEXT => Ok(()),
+            Ok(_) => Err(KeyCheckError::WrongKey { detail: "the key check record holds unexpected text".into() }),
+            Err(e) => Err(KeyCheckError::WrongKey { detail: format!("the key check record does not open: {e}") }),
+        };
+    }
+    for (name, prefix) in SEALED_TREES {
+        let tree = store.tree(name)?;
+        let mut failed = 0usize;
+        let mut total = 0usize;
+        for entry in tree.iter() {
+            let (key, sealed) = entry.map_err(StoreError::from)?;
+            let mut record_key = prefix.as_bytes().to_vec();
+            record_key.extend_from_slice(&key);
+            total += 1;
+            if sealer.open(&record_key, &sealed).is_err() {
+                failed += 1;
+            }
+        }
+        if failed > 0 {
+            return Err(KeyCheckError::WrongKey {
+                detail: format!("{failed} of {total} records in {name} do not open"),
+            });
+        }
+    }
+    meta.insert(
+        KEY_CHECK,
+        sealer.seal(KEY_CHECK, KEY_CHECK_TEXT).map_err(VaultError::from).map_err(|e| {
+            KeyCheckError::Store(StoreError::Corrupt { tree: trees::VAULT_META, detail: e.to_string() })
+        })?,
+    )
+    .map_err(StoreError::from)?;
+    meta.flush().map_err(StoreError::from)?;
+    Ok(())
+}
 
 /// Key rotation, run with no daemon on the store: opens every sealed record with
 /// `from` and seals it again with `to`. Every record is opened before anything is
@@ -377,19 +650,26 @@ pub fn reseal_all(store: &Store, from: &Sealer, to: &Sealer) -> Result<usize, Va
             out.push((key, to.seal(&record_key, &plain)?));
         }
     }
+    let meta = store.tree(trees::VAULT_META)?;
+    // The check record proves `from` even on a store that holds no token yet.
+    if let Some(sealed) = meta.get(KEY_CHECK).map_err(StoreError::from)? {
+        from.open(KEY_CHECK, &sealed)?;
+    }
+    let check = to.seal(KEY_CHECK, KEY_CHECK_TEXT)?;
     let [pages, users, shops] = &trees;
-    (pages, users, shops)
-        .transaction(|(pages, users, shops)| {
+    (pages, users, shops, &meta)
+        .transaction(|(pages, users, shops, meta)| {
             for (tree, records) in [pages, users, shops].into_iter().zip(&resealed) {
                 for (key, sealed) in records {
                     tree.insert(key, sealed.as_slice())?;
                 }
             }
+            meta.insert(KEY_CHECK, check.as_slice())?;
             Ok(())
         })
-        .map_err(|e: sled::transaction::TransactionError<()>| match e {
-            sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
-            sled::transaction::TransactionError::Abort(()) => StoreError::Closed,
+        .map_err(|e: TransactionError<()>| match e {
+            TransactionError::Storage(e) => StoreError::Sled(e),
+            TransactionError::Abort(()) => StoreError::Closed,
         })?;
     pages.flush().map_err(StoreError::from)?;
     let count = resealed.iter().map(Vec::len).sum();
@@ -544,9 +824,12 @@ mod tests {
                 .unwrap()
                 .unwrap();
         }
-        let gone =
-            vault.send(ForgetFacebookUser { fb_user: FacebookUserId::parse("100").unwrap() }).await.unwrap().unwrap();
-        assert_eq!(gone, vec![page("1"), page("2")]);
+        let gone = vault
+            .send(ForgetFacebookUser { fb_user: FacebookUserId::parse("100").unwrap(), issued_at: None })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(gone, Removal::Forgotten(vec![page("1"), page("2")]));
         assert!(vault.send(GetPageToken { page: page("1") }).await.unwrap().unwrap().is_none());
         assert!(vault.send(GetPageToken { page: page("3") }).await.unwrap().unwrap().is_some());
         // Ownership stays: the merchant still sees the Pages.
@@ -589,5 +872,109 @@ mod tests {
         vault.send(ForgetPage { page: page.clone() }).await.unwrap().unwrap();
         vault.send(ForgetPage { page: page.clone() }).await.unwrap().unwrap();
         assert!(vault.send(GetPageToken { page }).await.unwrap().unwrap().is_none());
+    }
+
+    #[actix::test]
+    async fn a_store_from_before_the_index_is_indexed_once_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
+        let sealer = Sealer::new(&EncryptionKey::generate().unwrap());
+        let owner = UserId::random();
+        // The earlier layout: tokens, owners, grantors, no index.
+        for page in ["1", "2"] {
+            let sealed = sealer.seal(format!("page_token/{page}").as_bytes(), b"t").unwrap();
+            store.tree(trees::PAGE_TOKENS).unwrap().insert(page, sealed).unwrap();
+            store.tree(trees::PAGE_OWNER).unwrap().insert(page, owner.as_str()).unwrap();
+            store.tree(trees::PAGE_GRANTOR).unwrap().insert(page, "100").unwrap();
+        }
+        let vault = TokenVaultActor::new(store.clone(), sealer).unwrap().start();
+        let page = |s: &str| PageId::parse(s).unwrap();
+        assert_eq!(
+            vault.send(PagesOfOwner { owner: owner.clone() }).await.unwrap().unwrap(),
+            vec![page("1"), page("2")]
+        );
+        let gone = vault
+            .send(ForgetFacebookUser { fb_user: FacebookUserId::parse("100").unwrap(), issued_at: None })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(gone, Removal::Forgotten(vec![page("1"), page("2")]));
+        assert_eq!(vault.send(ForgetOwner { owner }).await.unwrap().unwrap(), vec![page("1"), page("2")]);
+    }
+
+    #[actix::test]
+    async fn a_page_moved_to_another_merchant_leaves_the_first_ones_index() {
+        let (_dir, _store, vault) = vault();
+        let (a, b) = (UserId::random(), UserId::random());
+        let page = PageId::parse("9").unwrap();
+        for (owner, fb) in [(&a, "100"), (&b, "200")] {
+            vault
+                .send(ConnectPages {
+                    owner: owner.clone(),
+                    fb_user: FacebookUserId::parse(fb).unwrap(),
+                    user_token: Secret::new("u"),
+                    pages: vec![(page.clone(), Secret::new("p"))],
+                })
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        assert!(vault.send(PagesOfOwner { owner: a }).await.unwrap().unwrap().is_empty());
+        assert_eq!(vault.send(PagesOfOwner { owner: b }).await.unwrap().unwrap(), vec![page.clone()]);
+        // The first grantor no longer reaches the Page.
+        let first = vault
+            .send(ForgetFacebookUser { fb_user: FacebookUserId::parse("100").unwrap(), issued_at: None })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first, Removal::Forgotten(vec![]));
+        assert!(vault.send(GetPageToken { page }).await.unwrap().unwrap().is_some());
+    }
+
+    #[actix::test]
+    async fn a_removal_issued_before_the_latest_connect_is_superseded() {
+        let (_dir, _store, vault) = vault();
+        let fb_user = FacebookUserId::parse("100").unwrap();
+        let before = now();
+        vault
+            .send(ConnectPages {
+                owner: UserId::random(),
+                fb_user: fb_user.clone(),
+                user_token: Secret::new("u"),
+                pages: vec![(PageId::parse("1").unwrap(), Secret::new("p"))],
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let replay = ForgetFacebookUser { fb_user: fb_user.clone(), issued_at: Some(before.saturating_sub(1)) };
+        assert!(matches!(vault.send(replay).await.unwrap().unwrap(), Removal::Superseded { .. }));
+        assert!(vault.send(GetPageToken { page: PageId::parse("1").unwrap() }).await.unwrap().unwrap().is_some());
+        let fresh = ForgetFacebookUser { fb_user, issued_at: Some(now() + 1) };
+        assert_eq!(vault.send(fresh).await.unwrap().unwrap(), Removal::Forgotten(vec![PageId::parse("1").unwrap()]));
+    }
+
+    #[test]
+    fn the_store_remembers_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
+        let (right, wrong) =
+            (Sealer::new(&EncryptionKey::generate().unwrap()), Sealer::new(&EncryptionKey::generate().unwrap()));
+        // A store from before check records: a sealed token and no check.
+        let sealed = right.seal(b"page_token/1", b"t").unwrap();
+        store.tree(trees::PAGE_TOKENS).unwrap().insert("1", sealed).unwrap();
+        let err = verify_key(&store, &wrong).unwrap_err();
+        assert!(matches!(err, KeyCheckError::WrongKey { .. }), "{err}");
+        assert!(err.to_string().contains("PAGESYNC_ENCRYPTION_KEY"));
+        assert!(store.tree(trees::VAULT_META).unwrap().is_empty(), "no check record for a key that does not open");
+        verify_key(&store, &right).unwrap();
+        verify_key(&store, &right).unwrap();
+        // With the check record, the wrong key is refused even with no token left.
+        store.tree(trees::PAGE_TOKENS).unwrap().clear().unwrap();
+        assert!(matches!(verify_key(&store, &wrong), Err(KeyCheckError::WrongKey { .. })));
+        // Rotation moves the check to the new key; the wrong "old" key changes nothing.
+        assert!(reseal_all(&store, &wrong, &right).is_err());
+        reseal_all(&store, &right, &wrong).unwrap();
+        verify_key(&store, &wrong).unwrap();
+        assert!(verify_key(&store, &right).is_err());
     }
 }

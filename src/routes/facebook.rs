@@ -14,7 +14,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::future::join_all;
 use pagesync_actors::messages::{
-    ConnectPages, DeletePages, ForgetFacebookUser, ForgetPage, MarkDisconnected, PageConnected, SyncNow,
+    ConnectPages, DeletePages, ForgetFacebookUser, ForgetPage, MarkDisconnected, PageConnected, Removal, SyncNow,
 };
 use pagesync_actors::session::{
     CheckSession, ConsumeFacebookNonce, DeletionRecord, DeletionStatus, IssueFacebookNonce, RecordDeletion,
@@ -239,29 +239,48 @@ pub struct SignedForm {
     signed_request: String,
 }
 
-/// Verifies the form's `signed_request` and returns the Facebook user it names.
-fn signed_user(state: &AppState, form: &SignedForm) -> Result<FacebookUserId, ApiError> {
+/// Verifies the form's `signed_request`; returns the Facebook user it names and its
+/// `issued_at`.
+fn signed_user(state: &AppState, form: &SignedForm) -> Result<(FacebookUserId, Option<u64>), ApiError> {
     let request = verify_signed_request(&state.settings.facebook.app_secret, &form.signed_request).map_err(|e| {
         tracing::warn!(error = %e, "signed_request refused");
         ApiError::BadRequest("invalid signed_request".into())
     })?;
-    FacebookUserId::parse(&request.get().user_id).map_err(|_| ApiError::BadRequest("invalid signed_request".into()))
+    let request = request.into_inner();
+    let user =
+        FacebookUserId::parse(&request.user_id).map_err(|_| ApiError::BadRequest("invalid signed_request".into()))?;
+    Ok((user, request.issued_at))
 }
 
-/// Forgets a Facebook user's tokens and marks their Pages disconnected.
-async fn disconnect(state: &AppState, fb_user: FacebookUserId) -> Result<Vec<PageId>, ApiError> {
-    let pages =
-        ask(&state.actors.vault, ForgetFacebookUser { fb_user }).await?.map_err(|e| ApiError::Unexpected(e.into()))?;
+/// Forgets a Facebook user's tokens and marks their Pages disconnected. `None` when
+/// the request was issued before the user's latest connect (a replay): nothing changed.
+async fn disconnect(
+    state: &AppState,
+    fb_user: FacebookUserId,
+    issued_at: Option<u64>,
+) -> Result<Option<Vec<PageId>>, ApiError> {
+    let removal = ask(&state.actors.vault, ForgetFacebookUser { fb_user, issued_at })
+        .await?
+        .map_err(|e| ApiError::Unexpected(e.into()))?;
+    let pages = match removal {
+        Removal::Forgotten(pages) => pages,
+        Removal::Superseded { connected_at } => {
+            tracing::warn!(issued_at, connected_at, "removal request older than the user's latest connect; ignored");
+            return Ok(None);
+        }
+    };
     ask(&state.actors.page_writer, MarkDisconnected { pages: pages.clone() }).await?;
     ask(&state.actors.subscriptions, ForgetSubscriptions { pages: pages.clone() }).await?;
-    Ok(pages)
+    Ok(Some(pages))
 }
 
 /// `POST /facebook/deauthorize`: the user removed the app.
 #[tracing::instrument(skip_all)]
 pub async fn deauthorize(form: web::Form<SignedForm>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let fb_user = signed_user(&state, &form)?;
-    let pages = disconnect(&state, fb_user).await?;
+    let (fb_user, issued_at) = signed_user(&state, &form)?;
+    let Some(pages) = disconnect(&state, fb_user, issued_at).await? else {
+        return Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ignored" })));
+    };
     tracing::info!(pages = pages.len(), "Facebook user deauthorized the app; Pages disconnected");
     Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ok" })))
 }
@@ -269,22 +288,28 @@ pub async fn deauthorize(form: web::Form<SignedForm>, state: web::Data<AppState>
 /// `POST /facebook/data-deletion`: the user asked for their data to be deleted.
 #[tracing::instrument(skip_all)]
 pub async fn data_deletion(form: web::Form<SignedForm>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let fb_user = signed_user(&state, &form)?;
-    let pages = disconnect(&state, fb_user).await?;
-    for page in &pages {
-        ask(&state.actors.vault, ForgetPage { page: page.clone() })
-            .await?
-            .map_err(|e| ApiError::Unexpected(e.into()))?;
-    }
-    ask(&state.actors.page_writer, DeletePages { pages: pages.clone() })
-        .await?
-        .map_err(|e| ApiError::Unexpected(e.into()))?;
+    let (fb_user, issued_at) = signed_user(&state, &form)?;
     let code = pagesync_actors::hex(&rand::random::<[u8; 16]>());
-    let record = DeletionRecord { status: "done".into(), pages: pages.len(), completed_at: unix_now() };
+    let record = match disconnect(&state, fb_user, issued_at).await? {
+        Some(pages) => {
+            for page in &pages {
+                ask(&state.actors.vault, ForgetPage { page: page.clone() })
+                    .await?
+                    .map_err(|e| ApiError::Unexpected(e.into()))?;
+            }
+            ask(&state.actors.page_writer, DeletePages { pages: pages.clone() })
+                .await?
+                .map_err(|e| ApiError::Unexpected(e.into()))?;
+            tracing::info!(pages = pages.len(), "Facebook data deletion done");
+            DeletionRecord { status: "done".into(), pages: pages.len(), completed_at: unix_now() }
+        }
+        // Meta still gets a code to show the user; its status says why nothing was
+        // deleted (the user connected again after asking).
+        None => DeletionRecord { status: "superseded".into(), pages: 0, completed_at: unix_now() },
+    };
     ask(&state.actors.sessions, RecordDeletion { code: code.clone(), record })
         .await?
         .map_err(|e| ApiError::Unexpected(e.into()))?;
-    tracing::info!(pages = pages.len(), "Facebook data deletion done");
     let url =
         format!("{}/facebook/data-deletion/status?code={code}", public_origin(&state.settings.facebook.redirect_uri));
     Ok(HttpResponse::Ok().json(serde_json::json!({ "url": url, "confirmation_code": code })))

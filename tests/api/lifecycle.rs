@@ -371,3 +371,48 @@ fn serve_with_a_bad_configuration_exits_before_binding() {
     assert!(TcpListener::bind(("127.0.0.1", port)).is_ok());
     assert!(!dir.path().join("data").exists());
 }
+
+#[actix_web::test]
+async fn serve_with_another_encryption_key_exits_78_naming_the_variable_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = EncryptionKey::generate().unwrap();
+    let wrong = EncryptionKey::generate().unwrap();
+    let graph = FakeGraph::start();
+    graph.add_page("787878", "tok-keyed", "Keyed");
+    // A store from before key checks: tokens only, no check record.
+    seed_token(&dir.path().join("data"), &key, "787878", "tok-keyed").await;
+    let refused = |log: &str| {
+        let mut daemon = start_daemon(dir.path(), &wrong, &graph, log);
+        async move { wait_exit(&mut daemon.child, Duration::from_secs(20)).await }
+    };
+    let status = refused("wrong-1.log").await.expect("serve with a wrong key kept running");
+    assert_eq!(status.code(), Some(78));
+    let log = std::fs::read_to_string(dir.path().join("wrong-1.log")).unwrap();
+    assert!(log.contains("PAGESYNC_ENCRYPTION_KEY"), "{log}");
+    assert!(!log.contains(&wrong.to_base64()) && !log.contains(&key.to_base64()), "a key was printed");
+
+    // The right key starts, writes its check record and syncs; the wrong one is then
+    // refused by the check record alone.
+    let mut daemon = start_daemon(dir.path(), &key, &graph, "right.log");
+    wait_ready(&daemon).await;
+    assert_eq!(post_signed(&daemon.address, &delivery(&["787878"])).await, 200);
+    let file = dir.path().join("data/facebook/787878/page_data.json");
+    assert!(poll_until(Duration::from_secs(10), || file.exists()).await);
+    let _ = Command::new("kill").arg("-TERM").arg(daemon.child.id().to_string()).status();
+    assert_eq!(wait_exit(&mut daemon.child, Duration::from_secs(15)).await.and_then(|s| s.code()), Some(0));
+    let status = refused("wrong-2.log").await.expect("serve with a wrong key kept running");
+    assert_eq!(status.code(), Some(78));
+
+    // Nothing was marked needs_reauth by the refused starts: the right key still syncs.
+    let mut daemon = start_daemon(dir.path(), &key, &graph, "right-again.log");
+    wait_ready(&daemon).await;
+    graph.set_name("787878", "Keyed again");
+    assert_eq!(post_signed(&daemon.address, &delivery(&["787878"])).await, 200);
+    let renamed = poll_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&file).is_ok_and(|text| text.contains("Keyed again"))
+    })
+    .await;
+    assert!(renamed, "the Page did not sync with the right key after refused starts");
+    let _ = daemon.child.kill();
+    let _ = daemon.child.wait();
+}
