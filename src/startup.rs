@@ -182,10 +182,18 @@ struct Core {
 impl Core {
     fn start(settings: &Settings, tuning: &Tuning) -> anyhow::Result<Core> {
         let data_dir = settings.data_dir.clone();
-        create_private_dir(&data_dir)?;
+        // The bot reads the page files through the daemon's group: the data dir and
+        // facebook/ let the group in, the database never does.
+        create_dir_with_mode(&data_dir, 0o750)?;
         let pages_dir = data_dir.join("facebook");
-        create_private_dir(&pages_dir)?;
-        let store = Store::open(&StoreConfig::new(data_dir.join("db")))?;
+        create_dir_with_mode(&pages_dir, 0o750)?;
+        let db_dir = data_dir.join("db");
+        create_dir_with_mode(&db_dir, 0o700)?;
+        let store = Store::open(&StoreConfig::new(db_dir))?;
+        let sealer = Sealer::new(&settings.encryption_key);
+        // Before any actor can open a token with the wrong key and report it as
+        // Meta's refusal: a store remembers the key that sealed it.
+        pagesync_actors::verify_key(&store, &sealer)?;
 
         let http = graph::http_client().context("cannot build the HTTP client")?;
         let metrics = Metrics::new();
@@ -198,7 +206,7 @@ impl Core {
         let actors = pagesync_actors::start(
             &store,
             ActorsConfig {
-                sealer: Sealer::new(&settings.encryption_key),
+                sealer,
                 source: Arc::new(graph.clone()),
                 subscriptions: Arc::new(graph.clone()),
                 writer,
@@ -279,12 +287,12 @@ async fn keep_alive(notifier: Arc<Notifier>, watchdog: Option<Duration>, store: 
     }
 }
 
-/// Creates a folder readable by its owner only (tokens live below it, sealed).
-fn create_private_dir(path: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt as _;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .with_context(|| format!("cannot create {}", path.display()))
+/// Creates a folder (and its parents) and sets `mode` on it, also when it already
+/// exists: the mode is set explicitly so neither the umask nor an older version's
+/// stricter modes decide who can read it.
+fn create_dir_with_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set mode {mode:o} on {}", path.display()))
 }

@@ -37,6 +37,22 @@ use crate::messages::*;
 use crate::store::{Store, StoreError, trees};
 use crate::token_vault::TokenVaultActor;
 
+/// The longest pause any upstream hint can impose on a Page or on the app. Meta's
+/// `estimated_time_to_regain_access` is in minutes and in practice below an hour; a
+/// larger number is a bug or an attack, and the daily poll retries anyway.
+pub const MAX_PAUSE: Duration = Duration::from_secs(24 * 3600);
+
+/// `now + delay`, saturating: an `Instant` sum that overflows would panic, and a
+/// panic in a handler kills the actor for good.
+pub fn deadline_after(now: Instant, delay: Duration) -> Instant {
+    now.checked_add(delay.min(MAX_PAUSE)).or_else(|| now.checked_add(Duration::from_secs(3600))).unwrap_or(now)
+}
+
+/// Mode of `facebook/<id>/` folders: the daemon writes, its group (the bot) reads.
+pub const PAGE_DIR_MODE: u32 = 0o750;
+/// Mode of `page_data.json`.
+pub const PAGE_FILE_MODE: u32 = 0o640;
+
 /// Tunables of the writer; defaults are what the daemon runs with.
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
@@ -128,6 +144,12 @@ pub struct PageWriterActor {
     /// Pages deleted while a refresh for them may still be running: whatever that
     /// refresh writes is removed again. Lifted when the Page is connected again.
     tombstones: HashSet<PageId>,
+    /// How many `page_state` records are in each status (index of `SyncStatus::ALL`):
+    /// counted once at start, then kept as records change, so `/metrics` never scans.
+    status_counts: [u64; SyncStatus::ALL.len()],
+    /// Names this process's temporary files, so the start-up sweep of leftovers from
+    /// an earlier crash never takes a file a refresh of ours is writing.
+    generation: u64,
 }
 
 impl PageWriterActor {
@@ -161,7 +183,16 @@ impl PageWriterActor {
                 }
             }
         }
+        let mut status_counts = [0u64; SyncStatus::ALL.len()];
+        for item in states.iter() {
+            let (_, raw) = item?;
+            if let Some(i) = status_of(&raw).and_then(status_index) {
+                status_counts[i] += 1;
+            }
+        }
         Ok(PageWriterActor {
+            status_counts,
+            generation: rand::random(),
             store,
             inbox,
             states,
@@ -240,7 +271,7 @@ impl PageWriterActor {
         let vault = self.vault.clone();
         let source = self.source.clone();
         let pages_dir = self.config.pages_dir.clone();
-        let fut = refresh(vault, source, pages_dir, page.clone(), check_token);
+        let fut = refresh(vault, source, pages_dir, page.clone(), check_token, self.generation);
         ctx.spawn(fut.into_actor(self).map(move |outcome, act, ctx| act.finish(page, outcome, ctx)));
     }
 
@@ -249,6 +280,7 @@ impl PageWriterActor {
         let now = unix_now();
         let mut state = self.load_state(&page);
         let known = state.is_some() || !matches!(outcome, Outcome::UnknownPage);
+        let previous = state.as_ref().map(|s| s.status);
         let mut st = state.take().unwrap_or_default();
         // `Some(delay)`: keep the deliveries and try this Page again after `delay`.
         let mut retry_after: Option<Duration> = None;
@@ -287,9 +319,10 @@ impl PageWriterActor {
                     }
                     FetchError::RateLimited { scope, retry_after: hint, .. } => {
                         st.status = SyncStatus::RateLimited;
-                        let delay = hint.unwrap_or_else(|| self.backoff(streak));
+                        // Meta's hint is a number from upstream: never trust it to fit.
+                        let delay = hint.unwrap_or_else(|| self.backoff(streak)).min(MAX_PAUSE);
                         if *scope == LimitScope::App {
-                            let until = Instant::now() + delay;
+                            let until = deadline_after(Instant::now(), delay);
                             self.app_paused_until = Some(self.app_paused_until.map_or(until, |u| u.max(until)));
                         }
                         tracing::warn!(page_id = %page, error = %err, delay_s = delay.as_secs(), "rate limited; pausing");
@@ -308,12 +341,18 @@ impl PageWriterActor {
                 }
             }
             Outcome::Internal(detail) => {
+                // Our own failure (a record that does not open, a disk error) says
+                // nothing about the Page or its token: the status stays as it was.
                 self.stats.refresh_errors += 1;
                 st.last_attempt = Some(now);
                 st.last_error = Some(detail.clone());
-                st.status = SyncStatus::Error;
                 tracing::error!(page_id = %page, error = %detail, "refresh failed inside pagesync");
             }
+        }
+        if previous == Some(SyncStatus::Disconnected) && !matches!(outcome, Outcome::Skipped(_)) {
+            // MarkDisconnected landed while this refresh ran: the tokens are gone and
+            // that outranks whatever the refresh found.
+            st.status = SyncStatus::Disconnected;
         }
         let deleted = self.tombstones.contains(&page);
         if deleted && matches!(outcome, Outcome::Written(_)) {
@@ -401,12 +440,25 @@ impl PageWriterActor {
         }
     }
 
-    fn save_state(&self, page: &PageId, state: &PageState) {
+    fn save_state(&mut self, page: &PageId, state: &PageState) {
         let saved = serde_json::to_vec(state)
             .map_err(|e| e.to_string())
-            .and_then(|v| self.states.insert(page.as_str(), v).map(|_| ()).map_err(|e| e.to_string()));
-        if let Err(e) = saved {
-            tracing::error!(page_id = %page, error = %e, "cannot save sync state");
+            .and_then(|v| self.states.insert(page.as_str(), v).map_err(|e| e.to_string()));
+        match saved {
+            Ok(previous) => {
+                self.count_out(previous.as_deref());
+                if let Some(i) = status_index(state.status) {
+                    self.status_counts[i] += 1;
+                }
+            }
+            Err(e) => tracing::error!(page_id = %page, error = %e, "cannot save sync state"),
+        }
+    }
+
+    /// A `page_state` record left (replaced or removed): uncount its status.
+    fn count_out(&mut self, previous: Option<&[u8]>) {
+        if let Some(i) = previous.and_then(status_of).and_then(status_index) {
+            self.status_counts[i] = self.status_counts[i].saturating_sub(1);
         }
     }
 }
@@ -433,19 +485,13 @@ async fn refresh(
     pages_dir: PathBuf,
     page: PageId,
     check_token: bool,
+    generation: u64,
 ) -> Outcome {
     let creds = match vault.send(GetPageToken { page: page.clone() }).await {
         Ok(Ok(Some(creds))) => creds,
         Ok(Ok(None)) => return Outcome::UnknownPage,
-        Ok(Err(VaultError::Seal(e))) => {
-            // A token that cannot be opened (wrong key, damaged record) is as good as
-            // a refused one: the owner has to connect again.
-            return Outcome::Failed(FetchError::Auth {
-                code: 0,
-                subcode: None,
-                message: format!("stored token unusable: {e}"),
-            });
-        }
+        // A token that does not open (a damaged record; a wrong key is refused at
+        // start) is our failure, not Meta's verdict: only Meta makes a Page needs_reauth.
         Ok(Err(e)) => return Outcome::Internal(e.to_string()),
         Err(e) => return Outcome::Internal(format!("token vault unavailable: {e}")),
     };
@@ -463,7 +509,7 @@ async fn refresh(
         Ok(data) => data,
         Err(e) => return Outcome::Failed(e),
     };
-    let written = tokio::task::spawn_blocking(move || write_page_file(&pages_dir, &page, data)).await;
+    let written = tokio::task::spawn_blocking(move || write_page_file(&pages_dir, &page, data, generation)).await;
     match written {
         Ok(Ok(changed)) => Outcome::Written(changed),
         Ok(Err(e)) => Outcome::Internal(format!("cannot write page_data.json: {e}")),
@@ -472,22 +518,34 @@ async fn refresh(
 }
 
 /// Writes `<pages_dir>/<page>/page_data.json` atomically: a temporary file in the same
-/// folder, fsync, rename over the old file, fsync the folder. A reader sees the old
-/// file or the new one, never a torn one. Any `access_token` key is dropped first, so
-/// a misconfigured field list cannot put a token on disk. When the file already holds
-/// exactly these bytes nothing is written and `false` is returned.
-pub fn write_page_file(pages_dir: &Path, page: &PageId, mut data: PageData) -> std::io::Result<bool> {
+/// folder, fsync, rename over the old file, fsync the folder (and, for a new folder, its
+/// parent, so the folder itself survives a power loss). A reader sees the old file or
+/// the new one, never a torn one. Folders are 0750 and files 0640, set explicitly so
+/// the daemon's umask cannot hide them from the bot's group. Any `access_token` key is
+/// dropped first, so a misconfigured field list cannot put a token on disk. When the
+/// file already holds exactly these bytes nothing is written and `false` is returned.
+/// `generation` names the temporary file (see [`remove_leftovers`]).
+pub fn write_page_file(pages_dir: &Path, page: &PageId, mut data: PageData, generation: u64) -> std::io::Result<bool> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     data.remove("access_token");
     let dir = pages_dir.join(page.as_str());
-    std::fs::create_dir_all(&dir)?;
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(PAGE_DIR_MODE))?;
+            std::fs::File::open(pages_dir)?.sync_all()?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
     let mut body = serde_json::to_vec_pretty(&data).map_err(std::io::Error::other)?;
     body.push(b'\n');
     if std::fs::read(dir.join("page_data.json")).is_ok_and(|current| current == body) {
         return Ok(false);
     }
-    let tmp = dir.join(format!(".page_data.json.{}.tmp", rand::random::<u64>()));
+    let tmp = dir.join(format!("{TMP_PREFIX}{generation:016x}.{:016x}{TMP_SUFFIX}", rand::random::<u64>()));
     let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(PAGE_FILE_MODE).open(&tmp)?;
+        file.set_permissions(std::fs::Permissions::from_mode(PAGE_FILE_MODE))?;
         file.write_all(&body)?;
         file.sync_all()?;
         drop(file);
@@ -500,12 +558,61 @@ pub fn write_page_file(pages_dir: &Path, page: &PageId, mut data: PageData) -> s
     result.map(|()| true)
 }
 
+/// Temporary files are `.page_data.json.<generation>.<random>.tmp`.
+const TMP_PREFIX: &str = ".page_data.json.";
+const TMP_SUFFIX: &str = ".tmp";
+
+/// Removes temporary files a crashed earlier process left in Page folders (a write
+/// cut between create and rename). Files of `generation` (this process) are in use
+/// and kept. Returns how many were removed. Runs once at start, on the blocking pool.
+pub fn remove_leftovers(pages_dir: &Path, generation: u64) -> std::io::Result<usize> {
+    let ours = format!("{TMP_PREFIX}{generation:016x}.");
+    let mut removed = 0;
+    let folders = match std::fs::read_dir(pages_dir) {
+        Ok(folders) => folders,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for folder in folders {
+        let folder = folder?;
+        if !folder.file_type()?.is_dir() {
+            continue;
+        }
+        let Ok(files) = std::fs::read_dir(folder.path()) else { continue };
+        for file in files.flatten() {
+            let name = file.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with(TMP_PREFIX)
+                && name.ends_with(TMP_SUFFIX)
+                && !name.starts_with(&ours)
+                && std::fs::remove_file(file.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// Removes a Page's folder; a folder that is already gone is fine.
 fn remove_page_dir(dir: &Path) -> std::io::Result<()> {
     match std::fs::remove_dir_all(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
+}
+
+/// The status of a raw `page_state` record, if it parses.
+fn status_of(raw: &[u8]) -> Option<SyncStatus> {
+    #[derive(serde::Deserialize)]
+    struct Status {
+        status: SyncStatus,
+    }
+    serde_json::from_slice::<Status>(raw).ok().map(|s| s.status)
+}
+
+fn status_index(status: SyncStatus) -> Option<usize> {
+    SyncStatus::ALL.iter().position(|s| *s == status)
 }
 
 fn encode_pages(pages: &[PageId]) -> Vec<u8> {
@@ -528,6 +635,12 @@ impl Actor for PageWriterActor {
         // Every webhook request waits in this mailbox; a deep one rides out bursts,
         // and when it is full the route answers 503 after its send timeout.
         ctx.set_mailbox_capacity(4096);
+        let (pages_dir, generation) = (self.config.pages_dir.clone(), self.generation);
+        tokio::task::spawn_blocking(move || match remove_leftovers(&pages_dir, generation) {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "removed temporary files left by an interrupted write"),
+            Err(e) => tracing::warn!(error = %e, "cannot sweep leftover temporary files"),
+        });
         let replay = std::mem::take(&mut self.replay);
         if !replay.is_empty() {
             tracing::info!(deliveries = replay.len(), "replaying deliveries left in the inbox");
@@ -652,8 +765,9 @@ impl Handler<DeletePages> for PageWriterActor {
     fn handle(&mut self, msg: DeletePages, _: &mut Self::Context) -> Self::Result {
         let mut dirs = Vec::new();
         for page in &msg.pages {
-            if let Err(e) = self.states.remove(page.as_str()) {
-                return Box::pin(async move { Err(StoreError::from(e)) });
+            match self.states.remove(page.as_str()) {
+                Ok(previous) => self.count_out(previous.as_deref()),
+                Err(e) => return Box::pin(async move { Err(StoreError::from(e)) }),
             }
             self.tombstones.insert(page.clone());
             if let Some(work) = self.pages.get_mut(page) {
@@ -719,29 +833,12 @@ impl Handler<DescribePage> for PageWriterActor {
     }
 }
 
-/// Counts the `page_state` tree by status, off the actor's thread.
+/// Pages by status, from the counts kept as records change (no scan).
 impl Handler<CountPagesByStatus> for PageWriterActor {
-    type Result = ResponseFuture<Result<Vec<(SyncStatus, u64)>, StoreError>>;
+    type Result = Result<Vec<(SyncStatus, u64)>, StoreError>;
 
     fn handle(&mut self, _: CountPagesByStatus, _: &mut Self::Context) -> Self::Result {
-        let states = self.states.clone();
-        Box::pin(async move {
-            let counted = tokio::task::spawn_blocking(move || {
-                let mut counts = [0u64; SyncStatus::ALL.len()];
-                for entry in states.iter() {
-                    let (_, raw) = entry?;
-                    // An unreadable record is reported by the Page's next refresh; skip it here.
-                    if let Ok(state) = serde_json::from_slice::<PageState>(&raw)
-                        && let Some(i) = SyncStatus::ALL.iter().position(|s| *s == state.status)
-                    {
-                        counts[i] += 1;
-                    }
-                }
-                Ok::<_, StoreError>(SyncStatus::ALL.iter().copied().zip(counts).collect())
-            })
-            .await;
-            counted.unwrap_or(Err(StoreError::Closed))
-        })
+        Ok(SyncStatus::ALL.iter().copied().zip(self.status_counts).collect())
     }
 }
 
@@ -779,15 +876,64 @@ mod tests {
         data.insert("id".into(), "42".into());
         data.insert("name".into(), "Old".into());
         data.insert("access_token".into(), "EAAG-leak".into());
-        assert!(write_page_file(dir.path(), &page, data.clone()).unwrap());
-        assert!(!write_page_file(dir.path(), &page, data.clone()).unwrap(), "identical data is not rewritten");
+        assert!(write_page_file(dir.path(), &page, data.clone(), 1).unwrap());
+        assert!(!write_page_file(dir.path(), &page, data.clone(), 1).unwrap(), "identical data is not rewritten");
         data.insert("name".into(), "New".into());
-        assert!(write_page_file(dir.path(), &page, data).unwrap());
+        assert!(write_page_file(dir.path(), &page, data, 1).unwrap());
         let text = std::fs::read_to_string(dir.path().join("42/page_data.json")).unwrap();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["name"], "New");
         assert!(!text.contains("EAAG-leak"));
         let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("42")).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary files left behind");
+    }
+
+    #[test]
+    fn page_files_and_folders_are_readable_by_the_group_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let page = PageId::parse("42").unwrap();
+        let mut data = PageData::new();
+        data.insert("id".into(), "42".into());
+        write_page_file(dir.path(), &page, data, 1).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("42")), 0o750);
+        assert_eq!(mode(&dir.path().join("42/page_data.json")), 0o640);
+    }
+
+    #[test]
+    fn leftover_temporary_files_of_other_processes_are_removed_and_ours_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("42")).unwrap();
+        let theirs = dir.path().join(format!("42/{TMP_PREFIX}{:016x}.{:016x}{TMP_SUFFIX}", 7, 1));
+        let ours = dir.path().join(format!("42/{TMP_PREFIX}{:016x}.{:016x}{TMP_SUFFIX}", 9, 1));
+        let file = dir.path().join("42/page_data.json");
+        for p in [&theirs, &ours, &file] {
+            std::fs::write(p, b"{}").unwrap();
+        }
+        std::fs::write(dir.path().join("stray-file"), b"x").unwrap();
+        assert_eq!(remove_leftovers(dir.path(), 9).unwrap(), 1);
+        assert!(!theirs.exists());
+        assert!(ours.exists() && file.exists());
+        assert_eq!(remove_leftovers(&dir.path().join("missing"), 9).unwrap(), 0);
+    }
+
+    #[test]
+    fn absurd_pauses_saturate_instead_of_panicking() {
+        let now = Instant::now();
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut delays = vec![Duration::ZERO, Duration::from_nanos(1), Duration::MAX, Duration::from_secs(u64::MAX)];
+        for _ in 0..2000 {
+            // xorshift: a fixed, repeatable spread over the whole u64 range.
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            delays.push(Duration::from_secs(rng));
+            delays.push(Duration::from_millis(rng));
+        }
+        for delay in delays {
+            let until = deadline_after(now, delay);
+            assert!(until >= now && until <= now + MAX_PAUSE, "{delay:?}");
+        }
     }
 }
