@@ -1,8 +1,11 @@
 //! Meta webhook deliveries: from verified bytes to the Pages they name.
 //!
-//! Only the shape needed to route work is read: `object` and each `entry[].id`.
-//! `changes[].field`, `changed_fields[]` and `messaging[]` are hints to re-fetch, never
-//! the truth (SPEC §4), so their contents are not interpreted here.
+//! Only the shape needed to route work is read: `object`, each `entry[].id` and the
+//! field names in `changes[].field` / `changed_fields[]`. Those names are hints to
+//! re-fetch, never the truth, so values are not read. Only an entry naming one of
+//! `FACEBOOK_SUBSCRIBED_FIELDS` asks for a refresh: Messenger traffic (`messaging[]`,
+//! `standby[]`, message fields) and other fields belong to the bot and must never cost
+//! a Graph call.
 
 use bytes::Bytes;
 use pagesync_actors::PageId;
@@ -13,10 +16,13 @@ use crate::verify::Verified;
 /// A parsed delivery for the `page` object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
-    /// Page ids in entry order; one Page may appear several times.
+    /// Pages of the entries that ask for a refresh, in entry order; one Page may
+    /// appear several times.
     pub pages: Vec<PageId>,
     /// Entries whose id was missing or not a valid Page id (never near a path).
     pub rejected: usize,
+    /// Entries that name no subscribed field (Messenger traffic, other fields).
+    pub not_ours: usize,
 }
 
 /// What a verified body turned out to be.
@@ -59,6 +65,58 @@ struct PageBody {
 struct Entry {
     #[serde(default)]
     id: Option<EntryId>,
+    #[serde(default)]
+    changes: Option<Many<Change>>,
+    #[serde(default)]
+    changed_fields: Option<Many<Name>>,
+}
+
+/// A list, or anything else (read as no items rather than failing the delivery).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Many<T> {
+    List(Vec<T>),
+    Other(serde::de::IgnoredAny),
+}
+
+impl<T> Many<T> {
+    fn items(&self) -> &[T] {
+        match self {
+            Many::List(items) => items,
+            Many::Other(_) => &[],
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Change {
+    #[serde(default)]
+    field: Option<Name>,
+}
+
+/// A field name, or a value of another type (matches nothing).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Name {
+    Text(String),
+    Other(serde::de::IgnoredAny),
+}
+
+impl Name {
+    fn is_one_of(&self, fields: &[String]) -> bool {
+        matches!(self, Name::Text(name) if fields.iter().any(|f| f == name))
+    }
+}
+
+impl Entry {
+    /// Whether the entry names a field pagesync subscribes to.
+    fn asks_refresh(&self, fields: &[String]) -> bool {
+        let changed = self
+            .changes
+            .as_ref()
+            .is_some_and(|c| c.items().iter().any(|change| change.field.as_ref().is_some_and(|f| f.is_one_of(fields))));
+        changed || self.changed_fields.as_ref().is_some_and(|c| c.items().iter().any(|f| f.is_one_of(fields)))
+    }
 }
 
 #[derive(Deserialize)]
@@ -69,16 +127,20 @@ enum EntryId {
     Other(serde::de::IgnoredAny),
 }
 
-/// Parses a verified delivery.
-pub fn parse(body: Verified<Bytes>) -> Result<Verified<Parsed>, MalformedDelivery> {
+/// Parses a verified delivery; `fields` is `FACEBOOK_SUBSCRIBED_FIELDS`.
+pub fn parse(body: Verified<Bytes>, fields: &[String]) -> Result<Verified<Parsed>, MalformedDelivery> {
     body.try_map(|bytes| {
         let head: Head = serde_json::from_slice(&bytes)?;
         if head.object.as_deref() != Some("page") {
             return Ok(Parsed::Ignored);
         }
         let page: PageBody = serde_json::from_slice(&bytes)?;
-        let mut delivery = Delivery { pages: Vec::with_capacity(page.entry.len()), rejected: 0 };
+        let mut delivery = Delivery { pages: Vec::with_capacity(page.entry.len()), rejected: 0, not_ours: 0 };
         for entry in page.entry {
+            if !entry.asks_refresh(fields) {
+                delivery.not_ours += 1;
+                continue;
+            }
             let id = match entry.id {
                 Some(EntryId::Text(s)) => PageId::parse(&s).ok(),
                 Some(EntryId::Number(n)) => PageId::parse(&n.to_string()).ok(),
@@ -112,8 +174,12 @@ mod tests {
             .unwrap()
     }
 
+    fn fields() -> Vec<String> {
+        vec!["name".to_owned(), "category".to_owned()]
+    }
+
     fn pages(body: &str) -> Delivery {
-        match parse(verified(body)).unwrap().into_inner() {
+        match parse(verified(body), &fields()).unwrap().into_inner() {
             Parsed::Page(d) => d,
             Parsed::Ignored => panic!("ignored"),
         }
@@ -122,7 +188,7 @@ mod tests {
     #[test]
     fn batched_entries_keep_every_page_in_order() {
         let d = pages(
-            r#"{"object":"page","entry":[{"id":"1","changes":[{"field":"name"}]},{"id":"2","changed_fields":["name"]},{"id":"1","messaging":[{}]}]}"#,
+            r#"{"object":"page","entry":[{"id":"1","changes":[{"field":"name"}]},{"id":"2","changed_fields":["name"]},{"id":"1","changes":[{"field":"category"}]}]}"#,
         );
         let ids: Vec<&str> = d.pages.iter().map(PageId::as_str).collect();
         assert_eq!(ids, ["1", "2", "1"]);
@@ -131,7 +197,9 @@ mod tests {
 
     #[test]
     fn hostile_and_missing_ids_are_rejected_not_used() {
-        let d = pages(r#"{"object":"page","entry":[{"id":"../../etc"},{"id":"1/../2"},{},{"id":{"x":1}},{"id":42}]}"#);
+        let d = pages(
+            r#"{"object":"page","entry":[{"id":"../../etc","changed_fields":["name"]},{"id":"1/../2","changed_fields":["name"]},{"changed_fields":["name"]},{"id":{"x":1},"changed_fields":["name"]},{"id":42,"changed_fields":["name"]}]}"#,
+        );
         assert_eq!(d.pages, vec![PageId::parse("42").unwrap()]);
         assert_eq!(d.rejected, 4);
     }
@@ -147,14 +215,32 @@ mod tests {
     #[test]
     fn other_objects_are_ignored() {
         for body in [r#"{"object":"user","entry":"anything"}"#, r#"{"entry":[]}"#, r#"{"object":"instagram"}"#] {
-            assert_eq!(parse(verified(body)).unwrap().into_inner(), Parsed::Ignored, "{body}");
+            assert_eq!(parse(verified(body), &fields()).unwrap().into_inner(), Parsed::Ignored, "{body}");
         }
     }
 
     #[test]
     fn non_json_and_wrong_shapes_are_malformed() {
         for body in ["not json", "[1,2]", "\"page\"", r#"{"object":"page","entry":{"id":"1"}}"#, r#"{"object":7}"#] {
-            assert!(parse(verified(body)).is_err(), "{body}");
+            assert!(parse(verified(body), &fields()).is_err(), "{body}");
         }
+    }
+
+    #[test]
+    fn messenger_traffic_and_unsubscribed_fields_ask_no_refresh() {
+        let d = pages(
+            r#"{"object":"page","entry":[
+                {"id":"1","time":1,"messaging":[{"sender":{"id":"9"},"message":{"mid":"m1","text":"hi"}}]},
+                {"id":"2","time":1,"standby":[{"sender":{"id":"9"}}]},
+                {"id":"3","changes":[{"field":"feed","value":{"item":"post"}}]},
+                {"id":"4","changes":[{"field":"messages"}]},
+                {"id":"5","changed_fields":["ratings"]},
+                {"id":"6","changes":{"field":"name"}},
+                {"id":"7","changes":[{"field":7}],"changed_fields":"name"},
+                {"id":"8","changes":[{"field":"feed"},{"field":"name"}]}
+            ]}"#,
+        );
+        assert_eq!(d.pages, vec![PageId::parse("8").unwrap()]);
+        assert_eq!(d.not_ours, 7);
     }
 }

@@ -71,11 +71,21 @@ struct EndpointLabel {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct HttpLabels {
-    method: String,
+    /// One of [`METHODS`] or `other`: a client may send any token as a method, and
+    /// each new label value would be a new series kept forever.
+    method: &'static str,
     /// The matched route pattern (`/facebook/webhook`), never the raw path, so ids
-    /// in paths cannot blow up the label space.
+    /// in paths cannot blow up the label space; `unmatched` for every other path.
     route: String,
     status: u16,
+}
+
+/// The methods that get their own label value.
+const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"];
+
+/// The label value of a request method: a known method or `other`.
+fn method_label(method: &str) -> &'static str {
+    METHODS.iter().find(|m| **m == method).copied().unwrap_or("other")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -158,7 +168,7 @@ impl Metrics {
     }
 
     fn http_request(&self, method: &str, route: &str, status: u16, took: Duration) {
-        let labels = HttpLabels { method: method.to_owned(), route: route.to_owned(), status };
+        let labels = HttpLabels { method: method_label(method), route: route.to_owned(), status };
         self.inner.http_duration.get_or_create(&labels).observe(took.as_secs_f64());
     }
 
@@ -291,5 +301,14 @@ mod tests {
         assert!(text.contains("pagesync_pages{status=\"needs_reauth\"} 1\n"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert_eq!(text.matches("# EOF").count(), 1);
+    }
+
+    #[test]
+    fn request_methods_map_to_a_fixed_label_set() {
+        assert_eq!(method_label("GET"), "GET");
+        assert_eq!(method_label("PATCH"), "PATCH");
+        for odd in ["get", "FOO", "PROPFIND", "", "G\u{e9}T"] {
+            assert_eq!(method_label(odd), "other", "{odd}");
+        }
     }
 }

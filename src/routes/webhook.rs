@@ -95,7 +95,8 @@ async fn receive_inner(
         tracing::warn!(error = %e, "delivery refused");
         ApiError::Unauthorized("invalid signature")
     })?;
-    let parsed = delivery::parse(verified).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let parsed = delivery::parse(verified, &state.settings.facebook.subscribed_fields)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     match parsed.into_delivery() {
         None => {
             tracing::debug!("delivery for another object ignored");

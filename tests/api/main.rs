@@ -7,6 +7,7 @@ mod cli;
 mod dashboard;
 mod facebook;
 mod fake_graph;
+mod hardening;
 mod helpers;
 mod hijack;
 mod lifecycle;

@@ -106,7 +106,8 @@ async fn a_delivery_for_an_unknown_page_is_counted_and_skipped() {
 async fn hostile_page_ids_never_reach_a_path_or_graph() {
     let app = spawn_app().await;
     app.connect_page("55", "t", "Safe").await;
-    let body = r#"{"object":"page","entry":[{"id":"../../etc"},{"id":"1/../2"},{"id":"..%2F..%2Fetc"},{"id":"55"}]}"#;
+    // Every entry names a subscribed field, so only the id decides (SPEC §4).
+    let body = r#"{"object":"page","entry":[{"id":"../../etc","changed_fields":["name"]},{"id":"1/../2","changed_fields":["name"]},{"id":"..%2F..%2Fetc","changed_fields":["name"]},{"id":"55","changed_fields":["name"]}]}"#;
     assert_eq!(app.post_webhook(body).await.status(), 200);
     app.wait_for_name("55", "Safe").await;
     app.wait_idle().await;
