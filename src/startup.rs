@@ -41,6 +41,9 @@ pub struct Tuning {
     pub notifier: Option<Arc<Notifier>>,
     /// systemd's watchdog period (`$WATCHDOG_USEC`); pings go out at half of it.
     pub watchdog: Option<Duration>,
+    /// How long a `POST /facebook/webhook` body may take to arrive once the headers are
+    /// in (SPEC §4: 10 s); a slower body gets 408.
+    pub webhook_body_deadline: Duration,
 }
 
 impl Default for Tuning {
@@ -54,6 +57,7 @@ impl Default for Tuning {
             shutdown_timeout: Duration::from_secs(10),
             notifier: None,
             watchdog: None,
+            webhook_body_deadline: Duration::from_secs(10),
         }
     }
 }
@@ -93,6 +97,7 @@ impl Application {
             graph,
             shopify,
             metrics,
+            webhook_body_deadline: tuning.webhook_body_deadline,
         };
         let mut server = HttpServer::new(move || {
             App::new()
