@@ -192,7 +192,7 @@ impl Core {
         create_private_dir(&pages_dir)?;
         let store = Store::open(&StoreConfig::new(data_dir.join("db")))?;
 
-        let http = graph::http_client().context("cannot build the HTTP client")?;
+        let http = graph::http_client(&settings.proxy).context("cannot build the HTTP client")?;
         let metrics = Metrics::new();
         let graph = GraphClient::new(&settings.facebook, http.clone(), tuning.graph_retry.clone(), metrics.clone());
         let shopify = ShopifyClient::new(&settings.shopify, http);

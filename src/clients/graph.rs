@@ -22,6 +22,7 @@ use pagesync_actors::{
 use reqwest::Method;
 use serde::Deserialize;
 
+use super::proxy::ProxySettings;
 use crate::config::FacebookSettings;
 use crate::metrics::Metrics;
 use crate::verify::{appsecret_proof, hmac_sha256};
@@ -93,16 +94,18 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Builds the shared HTTP client used for Graph (and, later, Shopify).
-pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+/// Builds the shared HTTP client used for Graph and Shopify. Proxies come from
+/// `proxy` only, never from the process environment, and never for loopback targets
+/// (see [`super::proxy`]).
+pub fn http_client(proxy: &ProxySettings) -> Result<reqwest::Client, reqwest::Error> {
     install_crypto_provider();
-    reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .user_agent(concat!("pagesync/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(20))
         // Graph never redirects API calls; following one could carry a token elsewhere.
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
+        .redirect(reqwest::redirect::Policy::none());
+    proxy.apply(builder).build()
 }
 
 impl GraphClient {

@@ -11,6 +11,7 @@ mod helpers;
 mod lifecycle;
 mod metrics;
 mod poll;
+mod proxy;
 mod removal;
 mod sandbox;
 mod secrets;
