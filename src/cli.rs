@@ -270,6 +270,13 @@ pub fn webhook_send(sources: &Sources, page: &str, field: &str, value: Option<&s
     .to_string();
     let sha256 = crate::verify::sign_sha256(&secret, body.as_bytes());
     let sha1 = crate::verify::sign_sha1(&secret, body.as_bytes());
+    let proxy = match crate::clients::proxy::ProxySettings::from_lookup(|name| sources.get(name).map(|(v, _)| v)) {
+        Ok(proxy) => proxy,
+        Err(problems) => {
+            report(&problems);
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -278,7 +285,7 @@ pub fn webhook_send(sources: &Sources, page: &str, field: &str, value: Option<&s
         }
     };
     let result = runtime.block_on(async {
-        let client = crate::clients::graph::http_client()?;
+        let client = crate::clients::graph::http_client(&proxy)?;
         let response = client
             .post(&target)
             .header("Content-Type", "application/json")

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use pagesync_actors::{EncryptionKey, Secret};
 
+use crate::clients::proxy::{PROXY_VARS, ProxySettings};
+
 /// One configuration variable.
 #[derive(Debug)]
 pub struct Var {
@@ -232,11 +234,13 @@ impl Sources {
     /// Reads the process environment and `./.env` (if present) besides `flags`.
     pub fn gather(flags: HashMap<String, String>) -> Sources {
         let mut sources = Sources { flags, ..Sources::default() };
-        for var in VARS {
-            if let Ok(value) = std::env::var(var.name) {
-                sources.env.insert(var.name.to_owned(), value);
-            } else if std::env::var_os(var.name).is_some() {
-                sources.problems.push(format!("{}: not valid UTF-8", var.name));
+        // The proxy variables have no flags (they are the conventional environment
+        // names, read here so that the HTTP client never reads the environment itself).
+        for name in VARS.iter().map(|var| var.name).chain(PROXY_VARS.iter().copied()) {
+            if let Ok(value) = std::env::var(name) {
+                sources.env.insert(name.to_owned(), value);
+            } else if std::env::var_os(name).is_some() {
+                sources.problems.push(format!("{name}: not valid UTF-8"));
             }
         }
         sources.credentials_dir = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
@@ -257,7 +261,7 @@ impl Sources {
         for item in iter {
             match item {
                 Ok((k, v)) => {
-                    if VARS.iter().any(|var| var.name == k) {
+                    if VARS.iter().any(|var| var.name == k) || PROXY_VARS.contains(&k.as_str()) {
                         self.dotenv.insert(k, v);
                     }
                 }
@@ -341,6 +345,10 @@ pub struct Settings {
     pub webhook_max_bytes: usize,
     pub log: String,
     pub log_format: LogFormat,
+    /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY` (either case): the proxies
+    /// for outgoing HTTP to real hosts; loopback targets never use them. Its `Debug`
+    /// hides proxy credentials.
+    pub proxy: ProxySettings,
 }
 
 /// Validation result: settings when there were no problems.
@@ -440,6 +448,14 @@ pub fn load(sources: &Sources) -> Result<Settings, Vec<String>> {
         },
     };
 
+    let proxy = match ProxySettings::from_lookup(|name| sources.get(name).map(|(value, _)| value)) {
+        Ok(proxy) => Some(proxy),
+        Err(problems) => {
+            v.problems.extend(problems);
+            None
+        }
+    };
+
     let problems = v.problems;
     match (
         app_id,
@@ -466,6 +482,7 @@ pub fn load(sources: &Sources) -> Result<Settings, Vec<String>> {
         max_bytes,
         log,
         log_format,
+        proxy,
     ) {
         (
             Some(app_id),
@@ -492,6 +509,7 @@ pub fn load(sources: &Sources) -> Result<Settings, Vec<String>> {
             Some(max_bytes),
             Some(log),
             Some(log_format),
+            Some(proxy),
         ) if problems.is_empty() => Ok(Settings {
             facebook: FacebookSettings {
                 app_id,
@@ -521,6 +539,7 @@ pub fn load(sources: &Sources) -> Result<Settings, Vec<String>> {
             webhook_max_bytes: max_bytes,
             log,
             log_format,
+            proxy,
         }),
         _ => Err(problems),
     }
@@ -739,6 +758,27 @@ mod tests {
         let mut src = full();
         src.env.insert("FACEBOOK_PAGE_FIELDS".into(), "id,name,access_token".into());
         assert!(load(&src).unwrap_err()[0].starts_with("FACEBOOK_PAGE_FIELDS:"));
+    }
+
+    #[test]
+    fn proxy_variables_are_read_and_bad_ones_reported_by_name() {
+        let mut src = full();
+        src.env.insert("HTTPS_PROXY".into(), "http://user:s3cret@proxy.example:3128".into());
+        src.dotenv.insert("NO_PROXY".into(), ".internal.example".into());
+        let settings = load(&src).unwrap();
+        let target = |u: &str| reqwest::Url::parse(u).unwrap();
+        assert!(settings.proxy.proxy_for(&target("https://graph.facebook.com/")).is_some());
+        assert!(settings.proxy.proxy_for(&target("https://api.internal.example/")).is_none());
+        assert!(settings.proxy.proxy_for(&target("https://127.0.0.1:5000/")).is_none());
+        assert!(!format!("{settings:?}").contains("s3cret"));
+
+        src.env.insert("https_proxy".into(), "socks5://proxy.example:1080".into());
+        src.env.insert("HTTPS_PROXY".into(), String::new());
+        src.flags.insert("NO_PROXY".into(), "10.0.0.0/40".into());
+        let problems = load(&src).unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("https_proxy: "), "{problems:?}");
+        assert!(problems[1].starts_with("NO_PROXY: entry 1"), "{problems:?}");
     }
 
     #[test]

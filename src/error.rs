@@ -20,6 +20,9 @@ pub enum ApiError {
     /// 413: the body is larger than allowed.
     #[error("body larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// 408: the body did not arrive in time (SPEC §4: 10 s after the headers).
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     /// 404: no such thing.
     #[error("{0}")]
     NotFound(&'static str),
@@ -43,6 +46,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -5,6 +5,7 @@
 //! client, the command line and start-up. State and the order of work live in the
 //! `pagesync-actors` crate. See docs/architecture.md.
 
+pub mod body;
 pub mod cli;
 pub mod clients;
 pub mod config;

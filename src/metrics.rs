@@ -34,6 +34,8 @@ pub enum DeliveryResult {
     Unauthorized,
     BadRequest,
     TooLarge,
+    /// The body did not arrive within the deadline (408).
+    TimedOut,
     Unavailable,
     /// An internal failure (the store); logged where it happened.
     Error,
@@ -47,6 +49,7 @@ impl DeliveryResult {
             DeliveryResult::Unauthorized => "unauthorized",
             DeliveryResult::BadRequest => "bad_request",
             DeliveryResult::TooLarge => "too_large",
+            DeliveryResult::TimedOut => "timed_out",
             DeliveryResult::Unavailable => "unavailable",
             DeliveryResult::Error => "error",
         }

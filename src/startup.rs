@@ -41,6 +41,9 @@ pub struct Tuning {
     pub notifier: Option<Arc<Notifier>>,
     /// systemd's watchdog period (`$WATCHDOG_USEC`); pings go out at half of it.
     pub watchdog: Option<Duration>,
+    /// How long a `POST /facebook/webhook` body may take to arrive once the headers are
+    /// in (SPEC §4: 10 s); a slower body gets 408.
+    pub webhook_body_deadline: Duration,
 }
 
 impl Default for Tuning {
@@ -54,6 +57,7 @@ impl Default for Tuning {
             shutdown_timeout: Duration::from_secs(10),
             notifier: None,
             watchdog: None,
+            webhook_body_deadline: Duration::from_secs(10),
         }
     }
 }
@@ -93,6 +97,7 @@ impl Application {
             graph,
             shopify,
             metrics,
+            webhook_body_deadline: tuning.webhook_body_deadline,
         };
         let mut server = HttpServer::new(move || {
             App::new()
@@ -195,7 +200,7 @@ impl Core {
         // Meta's refusal: a store remembers the key that sealed it.
         pagesync_actors::verify_key(&store, &sealer)?;
 
-        let http = graph::http_client().context("cannot build the HTTP client")?;
+        let http = graph::http_client(&settings.proxy).context("cannot build the HTTP client")?;
         let metrics = Metrics::new();
         let graph = GraphClient::new(&settings.facebook, http.clone(), tuning.graph_retry.clone(), metrics.clone());
         let shopify = ShopifyClient::new(&settings.shopify, http);

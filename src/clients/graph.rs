@@ -22,6 +22,7 @@ use pagesync_actors::{
 use reqwest::Method;
 use serde::Deserialize;
 
+use super::proxy::ProxySettings;
 use crate::config::FacebookSettings;
 use crate::metrics::Metrics;
 use crate::verify::{appsecret_proof, hmac_sha256};
@@ -42,6 +43,14 @@ impl Default for RetryPolicy {
         RetryPolicy { attempts: 4, base: Duration::from_millis(500), cap: Duration::from_secs(8) }
     }
 }
+
+/// Longest rate-limit pause pagesync accepts from Meta's
+/// `estimated_time_to_regain_access`. Meta's real estimates are minutes to a few hours
+/// (business use case limits reset within a day); anything longer is a broken or
+/// hostile header, and obeying it would park a Page (or, for an app-level limit, every
+/// Page) for good. A day keeps the daily re-sync meaningful, and it keeps every
+/// `Instant::now() + pause` the actors compute far from overflowing.
+pub const MAX_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Largest Graph answer we read; a Page's metadata is a few KiB.
 const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -85,16 +94,18 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Builds the shared HTTP client used for Graph (and, later, Shopify).
-pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+/// Builds the shared HTTP client used for Graph and Shopify. Proxies come from
+/// `proxy` only, never from the process environment, and never for loopback targets
+/// (see [`super::proxy`]).
+pub fn http_client(proxy: &ProxySettings) -> Result<reqwest::Client, reqwest::Error> {
     install_crypto_provider();
-    reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .user_agent(concat!("pagesync/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(20))
         // Graph never redirects API calls; following one could carry a token elsewhere.
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
+        .redirect(reqwest::redirect::Policy::none());
+    proxy.apply(builder).build()
 }
 
 impl GraphClient {
@@ -433,37 +444,38 @@ fn success(body: &PageData) -> Result<(), FetchError> {
 
 /// The highest percentage in `X-App-Usage` and `X-Business-Use-Case-Usage`
 /// (`call_count`, `total_time`, `total_cputime`), when either header is present.
+///
+/// Read leniently (see [`super::whole_number`]): a field that is not a number counts as
+/// 0 and does not hide the others. The result is at most 100: Meta reports more when
+/// an app is over its limit, and the poller treats every value from 100 up alike.
 pub fn usage_percent(headers: &reqwest::header::HeaderMap) -> Option<u32> {
-    #[derive(Deserialize, Default)]
-    struct Usage {
-        #[serde(default)]
-        call_count: u32,
-        #[serde(default)]
-        total_time: u32,
-        #[serde(default)]
-        total_cputime: u32,
+    fn max(usage: &serde_json::Value) -> u64 {
+        ["call_count", "total_time", "total_cputime"]
+            .iter()
+            .filter_map(|k| usage.get(k).and_then(super::whole_number))
+            .max()
+            .unwrap_or(0)
     }
-    let max = |u: &Usage| u.call_count.max(u.total_time).max(u.total_cputime);
-    let app = headers
-        .get("x-app-usage")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| serde_json::from_str::<Usage>(v).ok())
-        .map(|u| max(&u));
-    let business = headers
-        .get("x-business-use-case-usage")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| serde_json::from_str::<std::collections::HashMap<String, Vec<Usage>>>(v).ok())
-        .and_then(|m| m.values().flatten().map(max).max());
+    let header = |name: &str| {
+        headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
+    };
+    let app = header("x-app-usage").filter(serde_json::Value::is_object).map(|u| max(&u));
+    let business = header("x-business-use-case-usage").and_then(|v| match v {
+        serde_json::Value::Object(ids) => {
+            Some(ids.values().filter_map(serde_json::Value::as_array).flatten().map(max).max().unwrap_or(0))
+        }
+        _ => None,
+    });
     match (app, business) {
         (None, None) => None,
-        (a, b) => Some(a.unwrap_or(0).max(b.unwrap_or(0))),
+        (a, b) => Some(a.unwrap_or(0).max(b.unwrap_or(0)).min(100) as u32),
     }
 }
 
 /// Full jitter: a random pause between zero and `base * 2^(attempt-1)`, capped.
 fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
-    let ceiling = policy.base.saturating_mul(1u32 << (attempt - 1).min(16)).min(policy.cap);
-    let millis = ceiling.as_millis() as u64;
+    let ceiling = policy.base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(policy.cap);
+    let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
     Duration::from_millis(rand::random_range(millis / 4..=millis.max(1)))
 }
 
@@ -476,7 +488,7 @@ async fn send(
     let headers = response.headers().clone();
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
-        if body.len() + chunk.len() > MAX_BODY {
+        if body.len().saturating_add(chunk.len()) > MAX_BODY {
             return Err(FetchError::Permanent { code: None, detail: format!("answer larger than {MAX_BODY} bytes") });
         }
         body.extend_from_slice(&chunk);
@@ -503,9 +515,16 @@ fn judge_token(data: &PageData, app_id: &str, page: &PageId, now: u64) -> TokenC
     if text("app_id").is_some_and(|id| id != app_id) {
         return TokenCheck::Invalid("the stored token belongs to another app (debug_token)".into());
     }
-    if let Some(expires) = data.get("expires_at").and_then(|v| v.as_u64())
-        && expires != 0
-        && expires <= now
+    // Compared as floats so that any number (negative, fractional, past u64) or a
+    // number in a string is judged without a cast that could wrap; 0 means "never".
+    let expires = data.get("expires_at").and_then(|v| match v {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
+        _ => None,
+    });
+    if let Some(expires) = expires
+        && expires != 0.0
+        && expires <= now as f64
     {
         return TokenCheck::Invalid("the Page token has expired (debug_token)".into());
     }
@@ -594,21 +613,23 @@ pub fn classify(
 }
 
 /// `estimated_time_to_regain_access` (minutes) for this Page from
-/// `X-Business-Use-Case-Usage`, the largest if several usage types are listed.
+/// `X-Business-Use-Case-Usage`, the largest if several usage types are listed, at most
+/// [`MAX_RATE_LIMIT_PAUSE`]. Values that are not numbers are skipped (see
+/// [`super::whole_number`]); zero means Meta gave no estimate.
 fn regain_access(headers: &reqwest::header::HeaderMap, page: Option<&PageId>) -> Option<Duration> {
-    #[derive(Deserialize)]
-    struct Usage {
-        #[serde(default)]
-        estimated_time_to_regain_access: Option<u64>,
-    }
     let raw = headers.get("x-business-use-case-usage")?.to_str().ok()?;
-    let usage: std::collections::HashMap<String, Vec<Usage>> = serde_json::from_str(raw).ok()?;
-    let entries: Vec<&Usage> = match page {
-        Some(p) => usage.get(p.as_str())?.iter().collect(),
-        None => usage.values().flatten().collect(),
+    let usage: serde_json::Map<String, serde_json::Value> = serde_json::from_str(raw).ok()?;
+    let lists: Vec<&serde_json::Value> = match page {
+        Some(p) => vec![usage.get(p.as_str())?],
+        None => usage.values().collect(),
     };
-    let minutes = entries.iter().filter_map(|u| u.estimated_time_to_regain_access).max()?;
-    (minutes > 0).then(|| Duration::from_secs(minutes.saturating_mul(60)))
+    let minutes = lists
+        .into_iter()
+        .filter_map(serde_json::Value::as_array)
+        .flatten()
+        .filter_map(|u| u.get("estimated_time_to_regain_access").and_then(super::whole_number))
+        .max()?;
+    (minutes > 0).then(|| Duration::from_secs(minutes.saturating_mul(60)).min(MAX_RATE_LIMIT_PAUSE))
 }
 
 #[cfg(test)]
@@ -720,6 +741,146 @@ mod tests {
         assert_eq!(usage_percent(&h), Some(28));
         h.insert("x-business-use-case-usage", HeaderValue::from_static(r#"{"42":[{"type":"pages","call_count":97}]}"#));
         assert_eq!(usage_percent(&h), Some(97));
+    }
+
+    /// Numbers Meta might send where a number is expected, as JSON text: edges,
+    /// negatives, floats, strings and other types, then a few thousand values from a
+    /// fixed-seed generator (so a failure reproduces).
+    fn hostile_numbers() -> Vec<String> {
+        use rand::{RngExt as _, SeedableRng as _};
+        let mut out: Vec<String> = [
+            "0",
+            "1",
+            "59",
+            "60",
+            "1440",
+            "4294967295",
+            "4294967296",
+            "9223372036854775807",
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999999999",
+            "-1",
+            "-9223372036854775808",
+            "0.5",
+            "1.5",
+            "-0.5",
+            "1e300",
+            "-1e300",
+            "1.7976931348623157e308",
+            r#""12""#,
+            r#""-3""#,
+            r#""abc""#,
+            r#""""#,
+            "null",
+            "true",
+            "[]",
+            "{}",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_6a9e);
+        for _ in 0..1000 {
+            out.push(rng.random::<u64>().to_string());
+            out.push(rng.random::<i64>().to_string());
+            out.push(format!("{:e}", rng.random::<f64>() * 10f64.powi(rng.random_range(-5..300))));
+        }
+        for _ in 0..500 {
+            out.push(rng.random_range(0u64..100_000).to_string());
+        }
+        out
+    }
+
+    #[test]
+    fn regain_access_never_panics_and_never_exceeds_a_day() {
+        let page = PageId::parse("42").unwrap();
+        for n in hostile_numbers() {
+            let mut h = HeaderMap::new();
+            let raw = format!(
+                r#"{{"42":[{{"type":"pages","call_count":100,"estimated_time_to_regain_access":{n}}}],"7":[{{"estimated_time_to_regain_access":{n}}}]}}"#
+            );
+            h.insert("x-business-use-case-usage", HeaderValue::from_str(&raw).unwrap());
+            for page in [Some(&page), None] {
+                if let Some(pause) = regain_access(&h, page) {
+                    assert!(pause <= MAX_RATE_LIMIT_PAUSE, "{n}: {pause:?}");
+                    assert!(!pause.is_zero(), "{n}");
+                }
+                match classify(400, err(4, None), &h, page) {
+                    FetchError::RateLimited { retry_after, .. } => {
+                        assert!(retry_after.is_none_or(|d| d <= MAX_RATE_LIMIT_PAUSE), "{n}")
+                    }
+                    other => panic!("{n}: {other:?}"),
+                }
+            }
+        }
+        // Sane values are kept as they are.
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-business-use-case-usage",
+            HeaderValue::from_static(r#"{"42":[{"estimated_time_to_regain_access":1440}]}"#),
+        );
+        assert_eq!(regain_access(&h, Some(&page)), Some(Duration::from_secs(1440 * 60)));
+    }
+
+    #[test]
+    fn usage_percentages_never_panic_and_stay_within_0_and_100() {
+        for n in hostile_numbers() {
+            let mut h = HeaderMap::new();
+            let app = format!(r#"{{"call_count":{n},"total_time":{n},"total_cputime":{n}}}"#);
+            let business = format!(r#"{{"42":[{{"type":"pages","call_count":{n},"total_time":{n}}}]}}"#);
+            h.insert("x-app-usage", HeaderValue::from_str(&app).unwrap());
+            assert!(usage_percent(&h).is_none_or(|p| p <= 100), "{n}");
+            h.insert("x-business-use-case-usage", HeaderValue::from_str(&business).unwrap());
+            assert!(usage_percent(&h).is_none_or(|p| p <= 100), "{n}");
+        }
+        // A number that is not a whole one still counts (rounded up).
+        let mut h = HeaderMap::new();
+        h.insert("x-app-usage", HeaderValue::from_static(r#"{"call_count":95.5,"total_time":"x"}"#));
+        assert_eq!(usage_percent(&h), Some(96));
+    }
+
+    #[test]
+    fn debug_token_expiry_numbers_never_panic() {
+        let page = PageId::parse("555").unwrap();
+        for n in hostile_numbers() {
+            let text = format!(
+                r#"{{"is_valid":true,"app_id":"42","profile_id":"555","expires_at":{n},"data_access_expires_at":{n}}}"#
+            );
+            let Ok(data) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+            for now in [0, 1, 1_767_225_600, u64::MAX] {
+                let _ = judge_token(&token_data(data.clone()), "42", &page, now);
+            }
+        }
+        // An expiry in the past, whatever its type, is an expired token.
+        for past in ["-5", "999", "999.5", r#""999""#] {
+            let data: serde_json::Value =
+                serde_json::from_str(&format!(r#"{{"is_valid":true,"app_id":"42","expires_at":{past}}}"#)).unwrap();
+            assert!(matches!(judge_token(&token_data(data), "42", &page, 1_000), TokenCheck::Invalid(_)), "{past}");
+        }
+    }
+
+    #[test]
+    fn backoff_never_panics_whatever_the_attempt_or_policy() {
+        use rand::{RngExt as _, SeedableRng as _};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut policies = vec![
+            RetryPolicy { attempts: 0, base: Duration::ZERO, cap: Duration::ZERO },
+            RetryPolicy { attempts: u32::MAX, base: Duration::MAX, cap: Duration::MAX },
+            RetryPolicy { attempts: 4, base: Duration::from_millis(500), cap: Duration::from_secs(8) },
+        ];
+        for _ in 0..200 {
+            policies.push(RetryPolicy {
+                attempts: rng.random(),
+                base: Duration::from_nanos(rng.random()),
+                cap: Duration::from_nanos(rng.random()),
+            });
+        }
+        for policy in &policies {
+            for attempt in [0, 1, 2, 17, 64, u32::MAX].into_iter().chain((0..20).map(|_| rng.random())) {
+                assert!(backoff(policy, attempt) <= policy.cap.max(Duration::from_millis(1)), "{policy:?} {attempt}");
+            }
+        }
     }
 
     #[test]

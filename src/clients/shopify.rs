@@ -19,6 +19,16 @@ pub enum ShopifyError {
     Unavailable(String),
 }
 
+/// Longest token lifetime believed from an `expires_in`: Shopify's expiring offline
+/// tokens last an hour and their refresh tokens 90 days; anything past ten years is a
+/// broken answer, and a bounded expiry keeps every later `expires_at + x` far from
+/// overflowing.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
 #[derive(Clone)]
 pub struct ShopifyClient {
     http: reqwest::Client,
@@ -30,12 +40,14 @@ struct TokenAnswer {
     access_token: String,
     #[serde(default)]
     scope: String,
+    /// Seconds; kept as raw JSON and read leniently by [`to_token`], so that an odd
+    /// number never costs the merchant the install.
     #[serde(default)]
-    expires_in: Option<u64>,
+    expires_in: Option<serde_json::Value>,
     #[serde(default)]
     refresh_token: Option<String>,
     #[serde(default)]
-    refresh_token_expires_in: Option<u64>,
+    refresh_token_expires_in: Option<serde_json::Value>,
 }
 
 impl ShopifyClient {
@@ -81,13 +93,79 @@ impl ShopifyClient {
     }
 }
 
+/// The stored form of a token answer. A lifetime is read leniently (negative: already
+/// expired; not a number: no expiry known) and capped at [`MAX_TOKEN_LIFETIME`], so
+/// `now + lifetime` cannot overflow.
 fn to_token(answer: TokenAnswer) -> ShopToken {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = unix_now();
+    let expiry = |lifetime: Option<serde_json::Value>| {
+        lifetime.as_ref().and_then(super::whole_number).map(|s| now.saturating_add(s.min(MAX_TOKEN_LIFETIME.as_secs())))
+    };
     ShopToken {
         access_token: Secret::new(answer.access_token),
         scope: answer.scope,
         refresh_token: answer.refresh_token.map(Secret::new),
-        expires_at: answer.expires_in.map(|s| now + s),
-        refresh_expires_at: answer.refresh_token_expires_in.map(|s| now + s),
+        expires_at: expiry(answer.expires_in),
+        refresh_expires_at: expiry(answer.refresh_token_expires_in),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(expires: &str) -> Result<TokenAnswer, serde_json::Error> {
+        serde_json::from_str(&format!(
+            r#"{{"access_token":"shpat_x","scope":"read_products","expires_in":{expires},"refresh_token":"shprt_x","refresh_token_expires_in":{expires}}}"#
+        ))
+    }
+
+    #[test]
+    fn token_lifetimes_from_shopify_never_panic_and_stay_bounded() {
+        use rand::{RngExt as _, SeedableRng as _};
+        let mut values: Vec<String> = [
+            "0",
+            "1",
+            "3600",
+            "4294967295",
+            "9223372036854775807",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-1",
+            "-9223372036854775808",
+            "1.5",
+            "-0.5",
+            "1e300",
+            "-1e300",
+            r#""3600""#,
+            r#""soon""#,
+            "null",
+            "true",
+            "[]",
+            "{}",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5409);
+        for _ in 0..2000 {
+            values.push(rng.random::<u64>().to_string());
+            values.push(rng.random::<i64>().to_string());
+            values.push(format!("{:e}", rng.random::<f64>() * 10f64.powi(rng.random_range(-5..300))));
+        }
+        for value in values {
+            let before = unix_now();
+            // A strange lifetime never costs the merchant the install: the token is kept.
+            let token = to_token(answer(&value).unwrap_or_else(|e| panic!("{value}: {e}")));
+            let after = unix_now();
+            for at in [token.expires_at, token.refresh_expires_at].into_iter().flatten() {
+                assert!(at >= before, "{value}: {at}");
+                assert!(at <= after.saturating_add(MAX_TOKEN_LIFETIME.as_secs()), "{value}: {at}");
+            }
+        }
+        let token = to_token(answer("3600").unwrap());
+        let expires = token.expires_at.unwrap();
+        assert!((unix_now() + 3599..=unix_now() + 3600).contains(&expires));
+        assert_eq!(to_token(answer("null").unwrap()).expires_at, None);
     }
 }

@@ -31,6 +31,9 @@ pub struct AppState {
     pub graph: GraphClient,
     pub shopify: ShopifyClient,
     pub metrics: Metrics,
+    /// How long a webhook body may take to arrive after its headers
+    /// (`Tuning::webhook_body_deadline`).
+    pub webhook_body_deadline: Duration,
 }
 
 /// Name of the session cookie.

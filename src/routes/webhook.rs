@@ -2,21 +2,20 @@
 //!
 //! The POST path, in order: a declared length over the limit is refused (413) before
 //! a byte is read; the signature headers must be present and well formed (401); the
-//! body is read up to the limit (413 past it); the signature is checked on those raw
-//! bytes (401); only then is JSON parsed (400). A delivery for the `page` object is
+//! body is read up to the limit (413 past it) and within the deadline (408 after it,
+//! see [`crate::body`]); the signature is checked on those raw bytes (401); only then
+//! is JSON parsed (400). A delivery for the `page` object is
 //! handed to the PageWriterActor, which answers once it is durable in the inbox; the
 //! Graph API is never called here.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::{HttpRequest, HttpResponse, web};
-use bytes::BytesMut;
-use futures_util::StreamExt as _;
 use pagesync_actors::messages::{AcceptDelivery, InboxError};
 
 use super::AppState;
+use crate::body::{self, BodyLimits};
 use crate::delivery::{self, Delivery};
 use crate::error::ApiError;
 use crate::metrics::DeliveryResult;
@@ -59,6 +58,7 @@ pub async fn receive(
     state.metrics.delivery(match &answer {
         Ok((_, result)) => *result,
         Err(ApiError::PayloadTooLarge(_)) => DeliveryResult::TooLarge,
+        Err(ApiError::RequestTimeout) => DeliveryResult::TimedOut,
         Err(ApiError::Unauthorized(_)) => DeliveryResult::Unauthorized,
         Err(ApiError::BadRequest(_)) => DeliveryResult::BadRequest,
         Err(ApiError::Unavailable(_)) => DeliveryResult::Unavailable,
@@ -69,29 +69,22 @@ pub async fn receive(
 
 async fn receive_inner(
     req: &HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
     state: &AppState,
 ) -> Result<(HttpResponse, DeliveryResult), ApiError> {
-    let max = state.settings.webhook_max_bytes;
-    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return Err(ApiError::PayloadTooLarge(max));
-    }
+    let limits = BodyLimits { max_bytes: state.settings.webhook_max_bytes, deadline: state.webhook_body_deadline };
+    body::check_declared(req, limits)?;
     let signatures = MetaSignatures::from_headers(req.headers()).map_err(|e| {
         tracing::warn!(error = %e, "delivery refused");
         ApiError::Unauthorized("invalid signature")
     })?;
 
-    let mut body = BytesMut::with_capacity(declared.map_or(1024, |n| n as usize));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
-        if body.len() + chunk.len() > max {
-            return Err(ApiError::PayloadTooLarge(max));
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = body::read_body(req, payload, limits).await.map_err(|e| {
+        tracing::warn!(error = %e, "delivery body not read");
+        ApiError::from(e)
+    })?;
 
-    let verified = signatures.verify(&state.settings.facebook.app_secret, body.freeze()).map_err(|e| {
+    let verified = signatures.verify(&state.settings.facebook.app_secret, body).map_err(|e| {
         tracing::warn!(error = %e, "delivery refused");
         ApiError::Unauthorized("invalid signature")
     })?;

@@ -345,7 +345,6 @@ pub fn main(flags: &HashMap<String, String>, shutdown: impl Future<Output = ()>)
         _ => LogFormat::Json,
     };
     crate::telemetry::init(&log, format);
-    warn_about_proxies();
     let program = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "pagesync".to_owned());
 
     let result = actix_web::rt::System::new().block_on(async move {
@@ -375,20 +374,6 @@ pub fn main(flags: &HashMap<String, String>, shutdown: impl Future<Output = ()>)
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// The daemon's HTTP client honours `HTTP_PROXY` and friends, which would send its
-/// calls to the emulator through a proxy; say so rather than fail mysteriously.
-fn warn_about_proxies() {
-    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty());
-    let proxied = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"].iter().any(|n| set(n));
-    let no_proxy = std::env::var("NO_PROXY").or_else(|_| std::env::var("no_proxy")).unwrap_or_default();
-    if proxied && !no_proxy.split(',').any(|h| matches!(h.trim(), "127.0.0.1" | "*" | "127.0.0.0/8")) {
-        eprintln!(
-            "warning: an HTTP proxy is set and NO_PROXY does not name 127.0.0.1; the daemon's calls to the \
-             emulator may go through the proxy. Run with NO_PROXY=127.0.0.1 if the flow fails."
-        );
     }
 }
 

@@ -9,13 +9,20 @@ use pagesync_actors::{Store, StoreConfig};
 use serde_json::Value;
 
 use crate::helpers::{TestApp, base_env, spawn_app};
+use crate::proxy::{RecordingProxy, proxy_env};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pagesync");
 
 /// Runs the CLI with the app's configuration, off the HTTP workers.
 async fn run(app: &TestApp, args: &[&str]) -> (i32, String, String) {
+    run_with(app, args, Vec::new()).await
+}
+
+/// Like [`run`], with more variables in the CLI's environment.
+async fn run_with(app: &TestApp, args: &[&str], extra: Vec<(&'static str, String)>) -> (i32, String, String) {
     let mut env = base_env(&app.data_dir(), &app.graph.url, &app.key);
     env.insert("FACEBOOK_WEBHOOK_ADDRESS".into(), format!("{}/facebook/webhook", app.address));
+    env.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v)));
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let dir = app.dir.path().to_owned();
     actix_web::rt::task::spawn_blocking(move || run_in(&dir, &args, env.into_iter().collect())).await.unwrap()
@@ -122,4 +129,19 @@ fn a_store_held_by_a_silent_process_gives_a_clear_message() {
     let (code, _, err) = run_in(dir.path(), &["pages".into()], env);
     assert_eq!(code, 1);
     assert!(err.contains("does not answer on its control socket"), "{err}");
+}
+
+#[actix_web::test]
+async fn webhook_send_to_a_loopback_daemon_ignores_the_proxy_variables() {
+    // The proxy variables are in the CLI process's real environment here: the daemon
+    // URL is on 127.0.0.1, so the signed delivery must go straight to it.
+    let app = spawn_app().await;
+    let proxy = RecordingProxy::start().await;
+    let (code, out, err) =
+        run_with(&app, &["webhook", "send", "--page", "7003", "--field", "name"], proxy_env(&proxy)).await;
+    let proxied: Vec<String> =
+        proxy.connections().iter().map(|c| String::from_utf8_lossy(&c.bytes).into_owned()).collect();
+    assert!(proxied.is_empty(), "the proxy saw: {proxied:?}");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("HTTP 200"), "{out}");
 }

@@ -43,6 +43,9 @@ pub enum Fault {
     Status(u16, Value),
     /// A Graph error body with this code (HTTP 400).
     GraphError(i64),
+    /// Answer with this status and body, plus these response headers (a rate limit
+    /// with `X-Business-Use-Case-Usage`, say).
+    WithHeaders(u16, Value, Vec<(String, String)>),
 }
 
 impl Fault {
@@ -452,6 +455,14 @@ fn fault_response(fault: Fault) -> HttpResponse {
             HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)).json(body)
         }
         Fault::GraphError(code) => graph_error(400, code, "fault injected by the test"),
+        Fault::WithHeaders(status, body, headers) => {
+            let mut answer =
+                HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
+            for (name, value) in headers {
+                answer.insert_header((name, value));
+            }
+            answer.json(body)
+        }
     }
 }
 

@@ -13,6 +13,7 @@ mod hijack;
 mod lifecycle;
 mod metrics;
 mod poll;
+mod proxy;
 mod removal;
 mod sandbox;
 mod secrets;

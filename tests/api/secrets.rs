@@ -4,6 +4,11 @@
 //! are where URLs with tokens get logged), then every file below the data dir (sled's
 //! binary files too, read as bytes) and every log line captured at TRACE are searched.
 //!
+//! The whole run has `HTTP_PROXY`, `HTTPS_PROXY` and `ALL_PROXY` (both spellings)
+//! pointing at a recording proxy on 127.0.0.1: every target here is loopback, so it
+//! must see no connection at all (SPEC §5), while the settings show the variables were
+//! read (a real host would be proxied).
+//!
 //! Logs are captured by one global `tracing` subscriber installed on first use, at TRACE
 //! for every target (including `log` records of dependencies, through `tracing-log`),
 //! writing into an in-memory buffer only while a capture is open, so that other tests
@@ -25,6 +30,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::fake_graph::{Endpoint, Fault, random_token};
 use crate::helpers::{Options, delivery, eventually, session_cookie, spawn_app_with, unique_shop, unix_now};
+use crate::proxy::{RecordingProxy, proxy_env};
 
 static CAPTURED: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 static CAPTURING: AtomicUsize = AtomicUsize::new(0);
@@ -100,16 +106,20 @@ async fn no_token_secret_or_session_id_reaches_the_data_dir_or_the_logs() {
     let shopify_secret = random_token("shopifysecret");
     let verify_token = random_token("verifytoken");
     let state_secret = random_token("statesecret");
-    let app = spawn_app_with(Options {
-        env: vec![
-            ("FACEBOOK_APP_SECRET", app_secret.clone()),
-            ("SHOPIFY_API_SECRET", shopify_secret.clone()),
-            ("FACEBOOK_VERIFY_TOKEN", verify_token.clone()),
-            ("STATE_TOKEN_SECRET", state_secret.clone()),
-        ],
-        ..Options::default()
-    })
-    .await;
+    let proxy = RecordingProxy::start().await;
+    let mut env = vec![
+        ("FACEBOOK_APP_SECRET", app_secret.clone()),
+        ("SHOPIFY_API_SECRET", shopify_secret.clone()),
+        ("FACEBOOK_VERIFY_TOKEN", verify_token.clone()),
+        ("STATE_TOKEN_SECRET", state_secret.clone()),
+    ];
+    env.extend(proxy_env(&proxy));
+    let app = spawn_app_with(Options { env, ..Options::default() }).await;
+    // The proxy variables were read: a real host would go through the proxy.
+    for real in ["https://graph.facebook.com/v25.0/me", "https://shop.myshopify.com/admin/oauth/access_token"] {
+        let chosen = app.settings.proxy.proxy_for(&reqwest::Url::parse(real).unwrap()).map(|p| p.url().to_string());
+        assert_eq!(chosen, Some(format!("{}/", proxy.url)), "{real}");
+    }
     let key_base64 = app.key.to_base64();
     let key_bytes = base64::engine::general_purpose::STANDARD.decode(&key_base64).unwrap();
     app.graph.set_shopify_expiring(true);
@@ -178,6 +188,17 @@ async fn no_token_secret_or_session_id_reaches_the_data_dir_or_the_logs() {
 
     let issued = app.graph.issued_secrets();
     let (dir, _, _) = app.stop().await;
+    let proxied = proxy.connections();
+    assert!(
+        proxied.is_empty(),
+        "{} connection(s) went through the proxy to loopback targets:\n{}",
+        proxied.len(),
+        proxied
+            .iter()
+            .map(|c| format!("from {}: {}", c.peer, String::from_utf8_lossy(&c.bytes)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     let logs = capture.text();
     drop(capture);
     assert!(logs.contains("pagesync"), "no log line was captured; is another global subscriber installed?");

@@ -7,7 +7,7 @@ use pagesync_actors::messages::SyncStatus;
 use serde_json::json;
 
 use crate::fake_graph::Fault;
-use crate::helpers::{delivery, spawn_app};
+use crate::helpers::{delivery, eventually, spawn_app};
 
 #[actix_web::test]
 async fn a_delivery_for_a_known_page_writes_its_data_without_the_token() {
@@ -175,4 +175,39 @@ async fn a_page_that_stays_unavailable_ends_in_error_and_leaves_the_inbox() {
     let state = app.page_state("502502").await.unwrap();
     assert_eq!(state.status, SyncStatus::Error);
     assert!(state.last_error.unwrap().contains("HTTP 502"));
+}
+
+#[actix_web::test]
+async fn an_absurd_regain_access_estimate_does_not_take_the_daemon_down() {
+    // Meta's usage header says to wait u64::MAX minutes (an app-level limit, code 4):
+    // the pause must be clamped, not added to a clock until it overflows.
+    let app = spawn_app().await;
+    app.connect_page("4242", "t", "Limited").await;
+    let usage = json!({"4242": [{"type": "pages", "call_count": 100, "estimated_time_to_regain_access": u64::MAX}]});
+    app.graph.push_fault(
+        "4242",
+        Fault::WithHeaders(
+            400,
+            json!({"error": {"message": "(#4) Application request limit reached", "type": "OAuthException", "code": 4}}),
+            vec![("X-Business-Use-Case-Usage".into(), usage.to_string())],
+        ),
+    );
+    assert_eq!(app.post_webhook(&delivery(&["4242"])).await.status(), 200);
+
+    let writer = app.actors.page_writer.clone();
+    let page = pagesync_actors::PageId::parse("4242").unwrap();
+    let limited = eventually(Duration::from_secs(10), || {
+        let writer = writer.clone();
+        let page = page.clone();
+        async move {
+            let state = writer.send(pagesync_actors::messages::GetPageState { page }).await;
+            matches!(state, Ok(Ok(Some(s))) if s.status == SyncStatus::RateLimited)
+        }
+    })
+    .await;
+    assert!(limited, "the Page was never marked rate limited (is the writer still alive?)");
+    assert_eq!(app.get("/readyz").await.status(), 200, "every actor still answers");
+    assert_eq!(app.post_webhook(&delivery(&["4242"])).await.status(), 200);
+    assert_eq!(app.post_webhook(&delivery(&["4243"])).await.status(), 200);
+    assert_eq!(app.get("/readyz").await.status(), 200);
 }

@@ -2,12 +2,14 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pagesync::verify::{sign_sha1, sign_sha256};
 use serde_json::Value;
 
-use crate::helpers::{APP_SECRET, Options, VERIFY_TOKEN, delivery, spawn_app, spawn_app_with};
+use pagesync::startup::Tuning;
+
+use crate::helpers::{APP_SECRET, Options, VERIFY_TOKEN, delivery, fast_tuning, spawn_app, spawn_app_with};
 
 /// PLATFORM §7.1 vector C: escaped unicode and `\/` exactly as on the wire.
 const C: &str = r#"{"object":"page","entry":[{"id":"314572800098765","time":1767225720,"changes":[{"field":"name","value":"Caf\u00e9 Lumi\u00e8re \/ Bakery"}]}]}"#;
@@ -146,6 +148,11 @@ fn raw_request(address: &str, head: &str, body_part: &[u8]) -> String {
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     stream.write_all(head.as_bytes()).unwrap();
     stream.write_all(body_part).unwrap();
+    read_answer_head(&mut stream)
+}
+
+/// Reads until the status line and headers of an answer are in (or the read times out).
+fn read_answer_head(stream: &mut TcpStream) -> String {
     let mut answer = Vec::new();
     let mut buf = [0u8; 4096];
     // Read until the status line and headers are in; the server may close after.
@@ -221,4 +228,64 @@ async fn readiness_fails_when_an_actor_stops_answering() {
     assert_eq!(ready.status(), 503);
     assert_eq!(ready.text().await.unwrap(), "not ready: token_vault");
     assert_eq!(app.get("/healthz").await.status(), 200, "liveness is separate");
+}
+
+/// An app whose webhook bodies must arrive within half a second.
+async fn spawn_app_with_short_body_deadline() -> crate::helpers::TestApp {
+    let tuning = Tuning { webhook_body_deadline: Duration::from_millis(500), ..fast_tuning() };
+    spawn_app_with(Options { tuning, ..Options::default() }).await
+}
+
+/// Headers of a signed-looking delivery announcing 100 bytes of body.
+fn stalling_head() -> String {
+    let sig = sign_sha256(APP_SECRET, b"whatever");
+    format!(
+        "POST /facebook/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Hub-Signature-256: {sig}\r\nContent-Length: 100\r\n\r\n"
+    )
+}
+
+#[actix_web::test]
+async fn a_body_that_stalls_after_the_headers_gets_408() {
+    let app = spawn_app_with_short_body_deadline().await;
+    let address = app.address.clone();
+    let started = Instant::now();
+    // A few bytes of the 100 announced, then nothing: the answer must come anyway.
+    let answer = actix_web::rt::task::spawn_blocking(move || raw_request(&address, &stalling_head(), b"{\"object\":"))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "answered after {:?}", started.elapsed());
+    assert_eq!(app.post_webhook(&delivery(&["1"])).await.status(), 200, "other deliveries still pass");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains(r#"result="timed_out""#), "{metrics}");
+}
+
+#[actix_web::test]
+async fn a_body_that_trickles_in_past_the_deadline_gets_408() {
+    // Every byte arrives well within any per-read timeout, but the whole body does not
+    // arrive within the deadline: the deadline covers the body, not each read.
+    let app = spawn_app_with_short_body_deadline().await;
+    let address = app.address.clone();
+    let started = Instant::now();
+    let answer = actix_web::rt::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(address.trim_start_matches("http://")).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.write_all(stalling_head().as_bytes()).unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        // A slow client (the pace is the point of the test, not a synchronisation):
+        // one byte every 50 ms, 100 bytes in 5 s; it stops when the server hangs up.
+        std::thread::spawn(move || {
+            for _ in 0..100 {
+                if writer.write_all(b" ").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        read_answer_head(&mut stream)
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(started.elapsed() < Duration::from_secs(4), "answered after {:?}", started.elapsed());
 }
