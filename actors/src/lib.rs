@@ -24,6 +24,7 @@
 pub mod graph;
 pub mod ids;
 pub mod messages;
+pub mod outbox;
 pub mod page_writer;
 pub mod poller;
 pub mod seal;

@@ -51,6 +51,10 @@ pub mod trees {
     pub const VAULT_META: &str = "vault_meta";
     /// Owner -> Pages, grantor -> Pages, grantor -> owners (TokenVaultActor).
     pub const VAULT_INDEX: &str = "vault_index";
+    /// Sequence number -> a forward or event still to deliver (OutboxActor).
+    pub const OUTBOX: &str = "outbox";
+    /// Sequence number -> a dead-lettered forward or event (OutboxActor).
+    pub const OUTBOX_DEAD: &str = "outbox_dead";
     /// "app" and "page/<id>" -> webhook subscription state (SubscriptionActor).
     pub const SUBSCRIPTIONS: &str = "subscriptions";
 }
@@ -92,9 +96,19 @@ impl StoreConfig {
     }
 }
 
+/// One record to write: tree, key, value.
+pub type Write = (sled::Tree, Vec<u8>, Vec<u8>);
+
 enum Job {
-    Write { tree: sled::Tree, key: Vec<u8>, value: Vec<u8>, done: oneshot::Sender<Result<(), String>> },
-    Flush { done: oneshot::Sender<Result<(), String>> },
+    /// Records inserted in order and covered by the same flush (a prefix survives a
+    /// crash, so the last record of a job is on disk only if every earlier one is).
+    Write {
+        writes: Vec<Write>,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    Flush {
+        done: oneshot::Sender<Result<(), String>>,
+    },
     Stop,
 }
 
@@ -159,8 +173,15 @@ impl Store {
         key: Vec<u8>,
         value: Vec<u8>,
     ) -> impl Future<Output = Result<(), StoreError>> + use<> {
+        self.commit_all(vec![(tree.clone(), key, value)])
+    }
+
+    /// Inserts every record, in order, and resolves once all of them are flushed by
+    /// one group commit: the way two actors' records (a delivery in the inbox and its
+    /// forward in the outbox) become durable together.
+    pub fn commit_all(&self, writes: Vec<Write>) -> impl Future<Output = Result<(), StoreError>> + use<> {
         let (done, wait) = oneshot::channel();
-        let sent = self.inner.jobs.send(Job::Write { tree: tree.clone(), key, value, done });
+        let sent = self.inner.jobs.send(Job::Write { writes, done });
         async move {
             sent.map_err(|_| StoreError::Closed)?;
             wait_for(wait).await
@@ -230,12 +251,14 @@ fn writer_loop(db: sled::Db, rx: mpsc::Receiver<Job>, counters: &Counters) {
         let mut waiters = Vec::with_capacity(batch.len());
         for job in batch.drain(..) {
             match job {
-                Job::Write { tree, key, value, done } => match tree.insert(key, value) {
-                    Ok(_) => waiters.push(done),
-                    Err(e) => {
-                        let _ = done.send(Err(e.to_string()));
+                Job::Write { writes, done } => {
+                    match writes.into_iter().try_for_each(|(tree, key, value)| tree.insert(key, value).map(|_| ())) {
+                        Ok(()) => waiters.push(done),
+                        Err(e) => {
+                            let _ = done.send(Err(e.to_string()));
+                        }
                     }
-                },
+                }
                 Job::Flush { done } => waiters.push(done),
                 Job::Stop => stop = true,
             }

@@ -1,0 +1,851 @@
+//! OutboxActor: owns everything pagesync still has to deliver to the bot — relayed
+//! Meta deliveries (forwards) and pagesync's own events — and delivers it durably, in
+//! order per lane, with retries.
+//!
+//! Trees: `outbox` (sequence number -> a pending item) and `outbox_dead` (sequence
+//! number -> an item that kept failing for longer than `max_age`). A record is
+//! `[u32 big-endian length][meta JSON][body bytes]`: the body is kept byte for byte
+//! (a forward must reach the bot exactly as Meta signed it) and never parsed here.
+//!
+//! Who writes what: an item enters the `outbox` tree through an [`OutboxQueue`], a
+//! cheap handle that builds the record so the caller can put it in the same group
+//! commit as its own record (the webhook delivery in the inbox, the Page state an
+//! event reports): one flush, and a crash keeps both or neither. The caller then tells
+//! this actor ([`Enqueued`]); at start the actor reads back every pending item. Only
+//! this actor removes items or moves them to `outbox_dead`.
+//!
+//! How work flows: each item belongs to a lane (a Page id, or `object:<name>` for
+//! deliveries that name no Page). A lane sends its oldest item and nothing else until
+//! that one got a 2xx or was dead-lettered (FIFO per lane); up to `max_in_flight`
+//! lanes send at once. A failure is retried after an exponential back-off with
+//! jitter (about `base` first, at most `cap`), or after the receiver's `Retry-After`;
+//! an item still failing `max_age` after it was queued goes to `outbox_dead`, and its
+//! lane goes on. At least once: an item leaves the tree only after its 2xx, so a
+//! crash may repeat a send (same id), never lose one.
+//!
+//! Network calls run as futures spawned on this actor's context through an
+//! [`OutboxSender`] (the HTTP client lives in the binary crate); the mailbox stays
+//! free while a receiver is slow. Only sequence numbers are kept in memory, so a
+//! large backlog costs a few bytes per item; bodies are read back when sent.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use sled::Transactional as _;
+
+use crate::messages::{Ping, Shutdown};
+use crate::store::{Store, StoreError, Write, trees};
+
+/// What an item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemKind {
+    /// A Meta delivery relayed to `PAGESYNC_FORWARD_URL`.
+    Forward,
+    /// A pagesync event for `PAGESYNC_EVENTS_URL`.
+    Event,
+}
+
+impl ItemKind {
+    pub const ALL: [ItemKind; 2] = [ItemKind::Forward, ItemKind::Event];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemKind::Forward => "forward",
+            ItemKind::Event => "event",
+        }
+    }
+}
+
+/// Everything about an item but its body, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemMeta {
+    /// Stable across attempts and restarts (`X-Pagesync-Delivery`, `webhook-id`).
+    pub id: String,
+    pub kind: ItemKind,
+    pub lane: String,
+    /// Unix milliseconds when it was queued (or put back in line by `outbox retry`).
+    pub queued_ms: u64,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Unix milliseconds of the last attempt.
+    pub last_attempt_ms: Option<u64>,
+    /// Why the last attempt failed (never a body or a secret).
+    pub last_error: Option<String>,
+    /// Headers to send as they are (a forward's `Content-Type` and Meta signatures).
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+}
+
+/// One send attempt, handed to the [`OutboxSender`].
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub meta: ItemMeta,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub body: Vec<u8>,
+}
+
+/// Why an attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendFailure {
+    /// For the operator: a status or a transport error, never the body.
+    pub detail: String,
+    /// The receiver's `Retry-After`, when it gave one.
+    pub retry_after: Option<Duration>,
+}
+
+/// Delivers items (implemented over HTTP in the binary crate).
+pub trait OutboxSender: Send + Sync + 'static {
+    /// One attempt; `Ok` only for a 2xx.
+    fn send(&self, item: Outgoing) -> BoxFuture<'static, Result<(), SendFailure>>;
+}
+
+/// Tunables; defaults are the daemon's.
+#[derive(Debug, Clone)]
+pub struct OutboxConfig {
+    /// `PAGESYNC_FORWARD_MAX_AGE`: an item failing this long after it was queued is
+    /// dead-lettered.
+    pub max_age: Duration,
+    /// Lanes sending at once.
+    pub max_in_flight: usize,
+    /// About the first retry pause.
+    pub base: Duration,
+    /// The longest retry pause (a `Retry-After` may ask for more, up to `max_age`).
+    pub cap: Duration,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            max_age: Duration::from_secs(24 * 3600),
+            max_in_flight: 16,
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Builds outbox records for a caller's group commit. Cheap to clone; shared by the
+/// webhook route and the actors that emit events.
+#[derive(Clone)]
+pub struct OutboxQueue {
+    tree: sled::Tree,
+    next_seq: Arc<AtomicU64>,
+}
+
+/// An item built by [`OutboxQueue`]: commit `write` with your own records, then send
+/// [`Enqueued`] to the actor.
+#[derive(Debug)]
+pub struct Prepared {
+    pub write: Write,
+    pub enqueued: Enqueued,
+}
+
+impl OutboxQueue {
+    /// A new item of `kind` in `lane`, with a fresh random id prefixed `prefix`.
+    pub fn prepare(&self, kind: ItemKind, lane: &str, headers: Vec<(String, String)>, body: &[u8]) -> Prepared {
+        let prefix = match kind {
+            ItemKind::Forward => "fwd_",
+            ItemKind::Event => "msg_",
+        };
+        let meta = ItemMeta {
+            id: format!("{prefix}{}", crate::hex(&rand::random::<[u8; 16]>())),
+            kind,
+            lane: lane.to_owned(),
+            queued_ms: unix_ms(),
+            attempts: 0,
+            last_attempt_ms: None,
+            last_error: None,
+            headers,
+        };
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let write = (self.tree.clone(), seq.to_be_bytes().to_vec(), encode(&meta, body));
+        Prepared { write, enqueued: Enqueued { seq, lane: meta.lane, kind } }
+    }
+}
+
+/// Items committed into the `outbox` tree: queue them.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Enqueued {
+    pub seq: u64,
+    pub lane: String,
+    pub kind: ItemKind,
+}
+
+/// Put dead-lettered items back in line (`pagesync outbox retry`): the named ids, or
+/// every dead item with `all`. Replies how many were moved.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<usize, StoreError>")]
+pub struct RetryDead {
+    pub ids: Vec<String>,
+    pub all: bool,
+}
+
+/// Pending and dead items, oldest first, at most `limit` of each, with counts.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<OutboxListing, StoreError>")]
+pub struct ListOutbox {
+    pub limit: usize,
+}
+
+/// One row of a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboxRow {
+    pub id: String,
+    pub kind: ItemKind,
+    pub lane: String,
+    pub state: &'static str,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub age_seconds: u64,
+}
+
+/// What `ListOutbox` answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OutboxListing {
+    pub stats: OutboxStats,
+    pub items: Vec<OutboxRow>,
+}
+
+/// Counters of the outbox.
+#[derive(Debug, Message)]
+#[rtype(result = "OutboxStats")]
+pub struct GetOutboxStats;
+
+/// A snapshot of the outbox's work.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OutboxStats {
+    pub pending_forwards: u64,
+    pub pending_events: u64,
+    pub dead_forwards: u64,
+    pub dead_events: u64,
+    /// Attempts since start that got a 2xx.
+    pub delivered: u64,
+    /// Attempts since start that failed (each retry counts).
+    pub failed: u64,
+    /// Items dead-lettered since start.
+    pub dead_lettered: u64,
+    /// Age in seconds of the oldest pending item (0 when none).
+    pub oldest_age_seconds: u64,
+}
+
+/// One lane's queue.
+#[derive(Debug, Default)]
+struct Lane {
+    /// Pending items in arrival order.
+    items: BTreeSet<u64>,
+    /// Its head is being sent or waits for a retry; the lane is not in `ready`.
+    busy: bool,
+}
+
+/// See the module docs.
+pub struct OutboxActor {
+    queue: OutboxQueue,
+    dead: sled::Tree,
+    sender: Arc<dyn OutboxSender>,
+    config: OutboxConfig,
+    lanes: HashMap<String, Lane>,
+    /// Lanes whose head may be sent now, in the order they became ready.
+    ready: VecDeque<String>,
+    in_flight: usize,
+    /// Pending items by kind, and their queue times (for the oldest age).
+    pending: HashMap<ItemKind, u64>,
+    dead_counts: HashMap<ItemKind, u64>,
+    delivered: u64,
+    failed: u64,
+    dead_lettered: u64,
+    draining: bool,
+}
+
+impl OutboxActor {
+    /// Opens the outbox trees and the queue handle that feeds them. The actor reads
+    /// back pending items when it starts.
+    pub fn new(
+        store: &Store,
+        sender: Arc<dyn OutboxSender>,
+        config: OutboxConfig,
+    ) -> Result<(OutboxActor, OutboxQueue), StoreError> {
+        let tree = store.tree(trees::OUTBOX)?;
+        let dead = store.tree(trees::OUTBOX_DEAD)?;
+        let last = |t: &sled::Tree| -> Result<u64, StoreError> {
+            Ok(t.last()?
+                .and_then(|(k, _)| <[u8; 8]>::try_from(k.as_ref()).ok())
+                .map_or(0, |b| u64::from_be_bytes(b) + 1))
+        };
+        let next = last(&tree)?.max(last(&dead)?);
+        let queue = OutboxQueue { tree, next_seq: Arc::new(AtomicU64::new(next)) };
+        let mut dead_counts = HashMap::new();
+        for item in dead.iter() {
+            let (_, raw) = item?;
+            if let Some((meta, _)) = decode(&raw) {
+                *dead_counts.entry(meta.kind).or_insert(0) += 1;
+            }
+        }
+        let actor = OutboxActor {
+            queue: queue.clone(),
+            dead,
+            sender,
+            config,
+            lanes: HashMap::new(),
+            ready: VecDeque::new(),
+            in_flight: 0,
+            pending: HashMap::new(),
+            dead_counts,
+            delivered: 0,
+            failed: 0,
+            dead_lettered: 0,
+            draining: false,
+        };
+        Ok((actor, queue))
+    }
+
+    fn tree(&self) -> &sled::Tree {
+        &self.queue.tree
+    }
+
+    fn add(&mut self, seq: u64, lane: String, kind: ItemKind, ctx: &mut Context<Self>) {
+        *self.pending.entry(kind).or_insert(0) += 1;
+        let entry = self.lanes.entry(lane.clone()).or_default();
+        entry.items.insert(seq);
+        if !entry.busy {
+            entry.busy = true;
+            self.ready.push_back(lane);
+        }
+        self.pump(ctx);
+    }
+
+    /// Starts sends while there are free slots.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        while !self.draining && self.in_flight < self.config.max_in_flight.max(1) {
+            let Some(lane) = self.ready.pop_front() else { break };
+            self.send_head(lane, ctx);
+        }
+    }
+
+    fn send_head(&mut self, lane: String, ctx: &mut Context<Self>) {
+        loop {
+            let Some(seq) = self.lanes.get(&lane).and_then(|l| l.items.first().copied()) else {
+                self.lanes.remove(&lane);
+                return;
+            };
+            let raw = match self.tree().get(seq.to_be_bytes()) {
+                Ok(Some(raw)) => raw,
+                Ok(None) => {
+                    // Already gone (moved by a retry command): next one.
+                    self.forget(&lane, seq, None);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(seq, error = %e, "cannot read an outbox item; will try again");
+                    self.retry_later(lane, self.config.cap, ctx);
+                    return;
+                }
+            };
+            let Some((mut meta, body)) = decode(&raw) else {
+                tracing::error!(seq, "dropping an unreadable outbox record");
+                let _ = self.tree().remove(seq.to_be_bytes());
+                self.forget(&lane, seq, None);
+                continue;
+            };
+            meta.attempts = meta.attempts.saturating_add(1);
+            meta.last_attempt_ms = Some(unix_ms());
+            let attempt = meta.attempts;
+            // Not flushed: a lost count after a crash only means one attempt more.
+            let _ = self.tree().insert(seq.to_be_bytes(), encode(&meta, body));
+            self.in_flight += 1;
+            let outgoing = Outgoing { meta: meta.clone(), attempt, body: body.to_vec() };
+            let send = self.sender.send(outgoing);
+            ctx.spawn(send.into_actor(self).map(move |result, act, ctx| act.finished(lane, seq, meta, result, ctx)));
+            return;
+        }
+    }
+
+    fn finished(
+        &mut self,
+        lane: String,
+        seq: u64,
+        mut meta: ItemMeta,
+        result: Result<(), SendFailure>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        match result {
+            Ok(()) => {
+                self.delivered += 1;
+                // Not flushed: if this removal is lost in a crash the item is sent
+                // again with the same id (at least once).
+                if let Err(e) = self.tree().remove(seq.to_be_bytes()) {
+                    tracing::error!(seq, error = %e, "cannot remove a delivered outbox item");
+                }
+                self.forget(&lane, seq, Some(meta.kind));
+                self.next_in_lane(lane, ctx);
+            }
+            Err(failure) => {
+                self.failed += 1;
+                let age = Duration::from_millis(unix_ms().saturating_sub(meta.queued_ms));
+                meta.last_error = Some(failure.detail.clone());
+                if age >= self.config.max_age {
+                    tracing::warn!(
+                        id = meta.id,
+                        kind = meta.kind.as_str(),
+                        lane,
+                        error = failure.detail,
+                        attempts = meta.attempts,
+                        "outbox item dead-lettered"
+                    );
+                    self.bury(seq, &meta);
+                    self.forget(&lane, seq, Some(meta.kind));
+                    self.next_in_lane(lane, ctx);
+                } else {
+                    if let Some((_, body)) =
+                        self.tree().get(seq.to_be_bytes()).ok().flatten().as_deref().and_then(decode)
+                    {
+                        let _ = self.tree().insert(seq.to_be_bytes(), encode(&meta, body));
+                    }
+                    let delay = retry_delay(&self.config, meta.attempts, failure.retry_after)
+                        .min(self.config.max_age.saturating_sub(age))
+                        .max(Duration::from_millis(1));
+                    tracing::debug!(
+                        id = meta.id,
+                        lane,
+                        error = failure.detail,
+                        delay_ms = delay.as_millis() as u64,
+                        "outbox send failed; will retry"
+                    );
+                    self.retry_later(lane, delay, ctx);
+                }
+            }
+        }
+        self.pump(ctx);
+    }
+
+    /// Moves an item to `outbox_dead` (one transaction: it is in exactly one tree).
+    fn bury(&mut self, seq: u64, meta: &ItemMeta) {
+        let key = seq.to_be_bytes();
+        let moved = (self.tree(), &self.dead).transaction(|(pending, dead)| {
+            if let Some(raw) = pending.remove(&key)?
+                && let Some((_, body)) = decode(&raw)
+            {
+                dead.insert(&key, encode(meta, body))?;
+            }
+            Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+        });
+        match moved {
+            Ok(()) => {
+                self.dead_lettered += 1;
+                *self.dead_counts.entry(meta.kind).or_insert(0) += 1;
+            }
+            Err(e) => tracing::error!(seq, error = ?e, "cannot dead-letter an outbox item"),
+        }
+    }
+
+    /// The lane's head is done (delivered, dead or gone).
+    fn forget(&mut self, lane: &str, seq: u64, kind: Option<ItemKind>) {
+        if let Some(l) = self.lanes.get_mut(lane) {
+            l.items.remove(&seq);
+        }
+        if let Some(kind) = kind
+            && let Some(n) = self.pending.get_mut(&kind)
+        {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    fn next_in_lane(&mut self, lane: String, _ctx: &mut Context<Self>) {
+        match self.lanes.get_mut(&lane) {
+            Some(l) if !l.items.is_empty() => self.ready.push_back(lane),
+            _ => {
+                self.lanes.remove(&lane);
+            }
+        }
+    }
+
+    fn retry_later(&mut self, lane: String, delay: Duration, ctx: &mut Context<Self>) {
+        ctx.run_later(delay, move |act, ctx| {
+            act.ready.push_back(lane);
+            act.pump(ctx);
+        });
+    }
+
+    fn oldest_age_seconds(&self) -> u64 {
+        let oldest = self
+            .lanes
+            .values()
+            .filter_map(|l| l.items.first())
+            .min()
+            .and_then(|seq| self.tree().get(seq.to_be_bytes()).ok().flatten())
+            .and_then(|raw| decode(&raw).map(|(m, _)| m.queued_ms));
+        oldest.map_or(0, |ms| unix_ms().saturating_sub(ms) / 1000)
+    }
+
+    fn stats(&self) -> OutboxStats {
+        let get = |m: &HashMap<ItemKind, u64>, k| m.get(&k).copied().unwrap_or(0);
+        OutboxStats {
+            pending_forwards: get(&self.pending, ItemKind::Forward),
+            pending_events: get(&self.pending, ItemKind::Event),
+            dead_forwards: get(&self.dead_counts, ItemKind::Forward),
+            dead_events: get(&self.dead_counts, ItemKind::Event),
+            delivered: self.delivered,
+            failed: self.failed,
+            dead_lettered: self.dead_lettered,
+            oldest_age_seconds: self.oldest_age_seconds(),
+        }
+    }
+
+    fn retry_dead(&mut self, msg: &RetryDead, ctx: &mut Context<Self>) -> Result<usize, StoreError> {
+        let mut moved = Vec::new();
+        for item in self.dead.iter() {
+            let (key, raw) = item?;
+            let Some((mut meta, body)) = decode(&raw) else { continue };
+            if !msg.all && !msg.ids.contains(&meta.id) {
+                continue;
+            }
+            let kind = meta.kind;
+            meta.attempts = 0;
+            meta.queued_ms = unix_ms();
+            meta.last_error = None;
+            let seq = self.queue.next_seq.fetch_add(1, Ordering::Relaxed);
+            let record = encode(&meta, body);
+            (self.tree(), &self.dead)
+                .transaction(|(pending, dead)| {
+                    dead.remove(&key)?;
+                    pending.insert(&seq.to_be_bytes(), record.as_slice())?;
+                    Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+                })
+                .map_err(|e| match e {
+                    sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+                    sled::transaction::TransactionError::Abort(()) => StoreError::Closed,
+                })?;
+            if let Some(n) = self.dead_counts.get_mut(&kind) {
+                *n = n.saturating_sub(1);
+            }
+            moved.push((seq, meta.lane, kind));
+        }
+        let count = moved.len();
+        for (seq, lane, kind) in moved {
+            self.add(seq, lane, kind, ctx);
+        }
+        Ok(count)
+    }
+
+    fn list(&self, limit: usize) -> Result<OutboxListing, StoreError> {
+        let now = unix_ms();
+        let mut items = Vec::new();
+        for (tree, state) in [(self.tree(), "pending"), (&self.dead, "dead")] {
+            for item in tree.iter().take(limit) {
+                let (_, raw) = item?;
+                if let Some((meta, _)) = decode(&raw) {
+                    items.push(OutboxRow {
+                        id: meta.id,
+                        kind: meta.kind,
+                        lane: meta.lane,
+                        state,
+                        attempts: meta.attempts,
+                        last_error: meta.last_error,
+                        age_seconds: now.saturating_sub(meta.queued_ms) / 1000,
+                    });
+                }
+            }
+        }
+        Ok(OutboxListing { stats: self.stats(), items })
+    }
+}
+
+/// The pause before attempt `attempts + 1`: about `base`·2^(attempts-1) with jitter
+/// (between half and all of it), at most `cap`; a `Retry-After` replaces it (not
+/// shorter than `base`, not longer than an hour: it comes from the receiver).
+pub fn retry_delay(config: &OutboxConfig, attempts: u32, retry_after: Option<Duration>) -> Duration {
+    if let Some(hint) = retry_after {
+        return hint.clamp(config.base, Duration::from_secs(3600));
+    }
+    let base = u64::try_from(config.base.as_millis()).unwrap_or(u64::MAX).max(1);
+    let cap = u64::try_from(config.cap.as_millis()).unwrap_or(u64::MAX).max(base);
+    let exp = base.saturating_mul(1u64 << attempts.saturating_sub(1).min(30)).min(cap);
+    Duration::from_millis(exp / 2 + rand::random_range(0..=exp / 2))
+}
+
+fn encode(meta: &ItemMeta, body: &[u8]) -> Vec<u8> {
+    let json = serde_json::to_vec(meta).unwrap_or_default();
+    let len = u32::try_from(json.len()).unwrap_or(u32::MAX);
+    let mut out = Vec::with_capacity(4 + json.len() + body.len());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(body);
+    out
+}
+
+fn decode(raw: &[u8]) -> Option<(ItemMeta, &[u8])> {
+    let len = u32::from_be_bytes(raw.get(..4)?.try_into().ok()?) as usize;
+    let json = raw.get(4..4usize.checked_add(len)?)?;
+    let body = raw.get(4 + len..)?;
+    Some((serde_json::from_slice(json).ok()?, body))
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Actor for OutboxActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Every accepted delivery sends one `Enqueued`; a deep mailbox rides out bursts.
+        ctx.set_mailbox_capacity(4096);
+        let mut replay = Vec::new();
+        for item in self.tree().iter() {
+            let Ok((key, raw)) = item else { continue };
+            let (Ok(seq), Some((meta, _))) = (<[u8; 8]>::try_from(key.as_ref()), decode(&raw)) else {
+                tracing::warn!("dropping an unreadable outbox record");
+                let _ = self.tree().remove(key);
+                continue;
+            };
+            replay.push((u64::from_be_bytes(seq), meta.lane, meta.kind));
+        }
+        if !replay.is_empty() {
+            tracing::info!(items = replay.len(), "resuming outbox deliveries");
+        }
+        for (seq, lane, kind) in replay {
+            self.add(seq, lane, kind, ctx);
+        }
+    }
+}
+
+impl Handler<Ping> for OutboxActor {
+    type Result = ();
+    fn handle(&mut self, _: Ping, _: &mut Self::Context) {}
+}
+
+/// Stops sending; pending items stay in the tree for the next start.
+impl Handler<Shutdown> for OutboxActor {
+    type Result = ();
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
+        self.draining = true;
+        ctx.stop();
+    }
+}
+
+impl Handler<Enqueued> for OutboxActor {
+    type Result = ();
+    fn handle(&mut self, msg: Enqueued, ctx: &mut Self::Context) {
+        self.add(msg.seq, msg.lane, msg.kind, ctx);
+    }
+}
+
+impl Handler<RetryDead> for OutboxActor {
+    type Result = Result<usize, StoreError>;
+    fn handle(&mut self, msg: RetryDead, ctx: &mut Self::Context) -> Self::Result {
+        self.retry_dead(&msg, ctx)
+    }
+}
+
+impl Handler<ListOutbox> for OutboxActor {
+    type Result = Result<OutboxListing, StoreError>;
+    fn handle(&mut self, msg: ListOutbox, _: &mut Self::Context) -> Self::Result {
+        self.list(msg.limit)
+    }
+}
+
+impl Handler<GetOutboxStats> for OutboxActor {
+    type Result = MessageResult<GetOutboxStats>;
+    fn handle(&mut self, _: GetOutboxStats, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.stats())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::store::StoreConfig;
+
+    /// Records every attempt; fails the ids in `failing` (each listed once per failure).
+    #[derive(Default)]
+    struct FakeSender {
+        attempts: Mutex<Vec<(String, u32, Vec<u8>)>>,
+        failing: Mutex<Vec<String>>,
+        /// Ids that always fail.
+        broken: Mutex<Vec<String>>,
+    }
+
+    impl OutboxSender for FakeSender {
+        fn send(&self, item: Outgoing) -> BoxFuture<'static, Result<(), SendFailure>> {
+            let id = item.meta.id.clone();
+            self.attempts.lock().unwrap().push((id.clone(), item.attempt, item.body));
+            let mut failing = self.failing.lock().unwrap();
+            let fail = if let Some(i) = failing.iter().position(|f| *f == id) {
+                failing.remove(i);
+                true
+            } else {
+                self.broken.lock().unwrap().contains(&id)
+            };
+            Box::pin(async move {
+                // A little latency, so that lanes overlap.
+                actix::clock::sleep(Duration::from_millis(5)).await;
+                if fail { Err(SendFailure { detail: "HTTP 503".into(), retry_after: None }) } else { Ok(()) }
+            })
+        }
+    }
+
+    fn fast() -> OutboxConfig {
+        OutboxConfig {
+            max_age: Duration::from_secs(60),
+            max_in_flight: 4,
+            base: Duration::from_millis(10),
+            cap: Duration::from_millis(40),
+        }
+    }
+
+    async fn until(mut check: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !check() {
+            assert!(std::time::Instant::now() < deadline, "condition never held");
+            actix::clock::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn enqueue(store: &Store, queue: &OutboxQueue, addr: &Addr<OutboxActor>, lane: &str, body: &str) -> String {
+        let prepared = queue.prepare(
+            ItemKind::Forward,
+            lane,
+            vec![("Content-Type".into(), "application/json".into())],
+            body.as_bytes(),
+        );
+        let id = {
+            let (_, _, raw) = &prepared.write;
+            decode(raw).unwrap().0.id
+        };
+        store.commit_all(vec![prepared.write]).await.unwrap();
+        addr.send(prepared.enqueued).await.unwrap();
+        id
+    }
+
+    #[actix::test]
+    async fn a_lane_sends_in_order_and_waits_for_its_head_while_others_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
+        let sender = Arc::new(FakeSender::default());
+        let (actor, queue) = OutboxActor::new(&store, sender.clone(), fast()).unwrap();
+        let addr = actor.start();
+        // The head of lane 1 fails twice; lane 2 must not wait for it, lane 1's second
+        // item must.
+        let first = queue.prepare(ItemKind::Forward, "1", vec![], b"a1");
+        let first_id = decode(&first.write.2).unwrap().0.id;
+        sender.failing.lock().unwrap().extend([first_id.clone(), first_id.clone()]);
+        store.commit_all(vec![first.write]).await.unwrap();
+        addr.send(first.enqueued).await.unwrap();
+        let second = enqueue(&store, &queue, &addr, "1", "a2").await;
+        let other = enqueue(&store, &queue, &addr, "2", "b1").await;
+        until(|| addr.connected() && sender.attempts.lock().unwrap().len() >= 5).await;
+        let attempts = sender.attempts.lock().unwrap().clone();
+        let order: Vec<(&str, u32)> = attempts.iter().map(|(id, n, _)| (id.as_str(), *n)).collect();
+        let pos = |id: &str, n: u32| order.iter().position(|x| *x == (id, n)).unwrap();
+        assert!(pos(&other, 1) < pos(&first_id, 3), "lane 2 waited for lane 1: {order:?}");
+        assert!(pos(&first_id, 3) < pos(&second, 1), "lane 1 sent out of order: {order:?}");
+        assert_eq!(attempts.iter().find(|(id, _, _)| *id == second).unwrap().2, b"a2");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut stats = addr.send(GetOutboxStats).await.unwrap();
+        while stats.delivered < 3 && std::time::Instant::now() < deadline {
+            actix::clock::sleep(Duration::from_millis(5)).await;
+            stats = addr.send(GetOutboxStats).await.unwrap();
+        }
+        assert_eq!((stats.pending_forwards, stats.delivered, stats.failed), (0, 3, 2));
+        assert!(store.tree(trees::OUTBOX).unwrap().is_empty());
+    }
+
+    #[actix::test]
+    async fn an_item_failing_past_its_max_age_is_dead_lettered_and_can_be_put_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
+        let sender = Arc::new(FakeSender::default());
+        let config = OutboxConfig { max_age: Duration::from_millis(100), ..fast() };
+        let (actor, queue) = OutboxActor::new(&store, sender.clone(), config).unwrap();
+        let addr = actor.start();
+        let prepared = queue.prepare(ItemKind::Event, "7", vec![], b"{}");
+        let dead_id = decode(&prepared.write.2).unwrap().0.id;
+        sender.broken.lock().unwrap().push(dead_id.clone());
+        store.commit_all(vec![prepared.write]).await.unwrap();
+        addr.send(prepared.enqueued).await.unwrap();
+        let next = enqueue(&store, &queue, &addr, "7", "after").await;
+        until(|| sender.attempts.lock().unwrap().iter().any(|(id, _, _)| *id == next)).await;
+        let stats = addr.send(GetOutboxStats).await.unwrap();
+        assert_eq!((stats.dead_events, stats.dead_lettered), (1, 1), "{stats:?}");
+        let listing = addr.send(ListOutbox { limit: 10 }).await.unwrap().unwrap();
+        let row = listing.items.iter().find(|r| r.id == dead_id).unwrap();
+        assert_eq!((row.state, row.last_error.as_deref()), ("dead", Some("HTTP 503")));
+        assert!(row.attempts >= 2);
+
+        // Fixed receiver: retry puts it back under the same id.
+        sender.broken.lock().unwrap().clear();
+        assert_eq!(addr.send(RetryDead { ids: vec![], all: true }).await.unwrap().unwrap(), 1);
+        until(|| sender.attempts.lock().unwrap().iter().filter(|(id, n, _)| *id == dead_id && *n == 1).count() == 2)
+            .await;
+        until(|| store.tree(trees::OUTBOX).unwrap().is_empty() && store.tree(trees::OUTBOX_DEAD).unwrap().is_empty())
+            .await;
+    }
+
+    #[actix::test]
+    async fn pending_items_are_sent_after_a_restart_with_their_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
+        let (_, queue) = OutboxActor::new(&store, Arc::new(FakeSender::default()), fast()).unwrap();
+        // Committed, never handed to a running actor (a crash right after the commit).
+        let mut ids = Vec::new();
+        let mut writes = Vec::new();
+        for body in ["one", "two", "three"] {
+            let p = queue.prepare(ItemKind::Forward, "9", vec![], body.as_bytes());
+            ids.push(decode(&p.write.2).unwrap().0.id);
+            writes.push(p.write);
+        }
+        store.commit_all(writes).await.unwrap();
+        let sender = Arc::new(FakeSender::default());
+        let (actor, queue) = OutboxActor::new(&store, sender.clone(), fast()).unwrap();
+        let _addr = actor.start();
+        until(|| sender.attempts.lock().unwrap().len() == 3).await;
+        let sent: Vec<String> = sender.attempts.lock().unwrap().iter().map(|(id, _, _)| id.clone()).collect();
+        assert_eq!(sent, ids, "replayed out of order or under new ids");
+        // New items after a restart never reuse a pending item's key.
+        let p = queue.prepare(ItemKind::Forward, "9", vec![], b"four");
+        assert!(u64::from_be_bytes(p.write.1.clone().try_into().unwrap()) >= 3);
+    }
+
+    #[test]
+    fn retry_pauses_grow_to_the_cap_and_honour_retry_after_within_bounds() {
+        let config = OutboxConfig::default();
+        for attempts in [0, 1, 2, 5, 30, u32::MAX] {
+            let d = retry_delay(&config, attempts, None);
+            assert!(d <= config.cap, "{attempts}: {d:?}");
+        }
+        assert!(retry_delay(&config, 1, None) <= Duration::from_secs(1));
+        assert_eq!(retry_delay(&config, 1, Some(Duration::from_secs(30))), Duration::from_secs(30));
+        assert_eq!(retry_delay(&config, 1, Some(Duration::ZERO)), config.base);
+        assert_eq!(retry_delay(&config, 1, Some(Duration::MAX)), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn records_round_trip_bodies_byte_for_byte_and_refuse_garbage() {
+        let meta = ItemMeta {
+            id: "fwd_1".into(),
+            kind: ItemKind::Forward,
+            lane: "1".into(),
+            queued_ms: 1,
+            attempts: 0,
+            last_attempt_ms: None,
+            last_error: None,
+            headers: vec![("X-Hub-Signature-256".into(), "sha256=00".into())],
+        };
+        let body = br#"{"a":"Caf\u00e9 \/"}"#;
+        let raw = encode(&meta, body);
+        assert_eq!(decode(&raw), Some((meta, &body[..])));
+        for garbage in [&b""[..], &[0, 0, 0, 9, b'{'], &[0xff, 0xff, 0xff, 0xff], &[0, 0, 0, 2, b'{', b'}']] {
+            assert!(decode(garbage).is_none(), "{garbage:?}");
+        }
+    }
+}
