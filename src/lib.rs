@@ -13,6 +13,7 @@ pub mod control;
 pub mod delivery;
 pub mod error;
 pub mod metrics;
+pub mod rfc3339;
 pub mod routes;
 pub mod sandbox;
 pub mod startup;

@@ -4,7 +4,7 @@
 //!
 //! | actor | owns (sled trees, files) | receives from | talks to |
 //! | --- | --- | --- | --- |
-//! | [`SessionActor`](session::SessionActor) | `sessions`, `shopify_states`, `facebook_nonces`, `shops`, `deletions` | Shopify and Facebook routes | nothing |
+//! | [`SessionActor`](session::SessionActor) | `sessions`, `shops`, `shop_installs`, `shopify_states`, `shopify_webhooks`, `facebook_nonces`, `deletions`, and the indexes `shops_by_user`, `shop_sessions`, `session_expiries` (version in `session_meta`) | Shopify and Facebook routes | nothing |
 //! | [`TokenVaultActor`] | `page_tokens`, `page_owner`, `page_grantor`, `user_tokens`, `shop_tokens` | OAuth and removal routes, PageWriterActor, SubscriptionActor | the store |
 //! | [`SubscriptionActor`](subscription::SubscriptionActor) | `subscriptions` | Facebook callback, removal routes | TokenVaultActor, a [`SubscriptionApi`] (Graph) |
 //! | [`PollerActor`](poller::PollerActor) | nothing (counters) | a timer, the operator CLI | TokenVaultActor, PageWriterActor |

@@ -1,13 +1,35 @@
 //! SessionActor: owns who the merchant is.
 //!
-//! Trees: `sessions` (SHA-256 of the session id -> user, shop, expiry: the id itself
-//! is never stored), `shopify_states` (single-use OAuth `state` nonces bound to a
-//! shop), `facebook_nonces` (the nonces inside signed Facebook `state` values, so each
-//! can be used once), `shops` (shop domain -> user UUID, stable across reinstalls) and
-//! `deletions` (Facebook data-deletion confirmation codes and their status).
+//! Records:
+//! - `sessions`: SHA-256 of the session id -> user, shop, expiry (the id itself is
+//!   never stored).
+//! - `shops`: shop domain -> user UUID, stable across reinstalls.
+//! - `shop_installs`: shop domain -> unix milliseconds of its latest completed install
+//!   (a Shopify `app/uninstalled` triggered before it changes nothing).
+//! - `shopify_states`: nonces of Shopify `state` values already used -> their expiry.
+//!   States are signed, not stored, when issued (`src/state.rs`), so `/shopify/login`
+//!   writes nothing; only a callback that Shopify signed can add a record here, and a
+//!   record lives only until the state would have expired anyway.
+//! - `shopify_webhooks`: SHA-256 of each handled `X-Shopify-Webhook-Id` -> expiry, kept
+//!   [`WEBHOOK_ID_TTL`] so that a redelivery changes nothing.
+//! - `facebook_nonces`: the nonces inside signed Facebook `state` values, so each can be
+//!   used once.
+//! - `deletions`: Facebook data-deletion confirmation codes and their status.
 //!
-//! No network calls: every message is a few sled operations. Expired sessions and
-//! nonces are swept once a minute. Session ids carry 256 random bits.
+//! Indexes, so that no request walks a whole tree:
+//! - `shops_by_user`: user UUID -> shop (answers [`ShopOfUser`]).
+//! - `shop_sessions`: `shop/` + session key -> nothing (answers [`ForgetShop`]).
+//! - `session_expiries`: big-endian expiry seconds + kind byte + record key -> nothing;
+//!   the sweep range-scans it up to now instead of parsing every record.
+//!
+//! An index entry is written before its record and removed after it, so a crash in
+//! between leaves at most an extra index entry (checked against the record when read),
+//! never a record that the index misses: a session the index missed would survive its
+//! shop's uninstall. A store from before the indexes has them built once, when the actor
+//! is created (`session_meta` remembers the version built).
+//!
+//! No network calls: every message is a few sled operations. Expired records are swept
+//! once a minute, at most [`SWEEP_BATCH`] at a time. Session ids carry 256 random bits.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,14 +44,33 @@ use crate::store::{Store, StoreError, trees};
 
 /// How long a Shopify `state` or a Facebook nonce stays usable.
 pub const STATE_TTL: Duration = Duration::from_secs(600);
+/// How long a handled Shopify webhook id is remembered. Shopify retries a delivery for
+/// about 4 hours; the SPEC asks for at least 24 h, and a day more costs little.
+pub const WEBHOOK_ID_TTL: Duration = Duration::from_secs(48 * 3600);
 /// How often expired records are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// At most this many expired records per sweep, so that a sweep after a burst never
+/// holds the mailbox for long; the rest goes at the next one.
+pub const SWEEP_BATCH: usize = 10_000;
+/// Version of the index layout, in `session_meta` under [`INDEX_VERSION_KEY`].
+const INDEX_VERSION: u64 = 1;
+const INDEX_VERSION_KEY: &[u8] = b"index_version";
+
+/// The kind byte of a `session_expiries` key: which tree the record lives in.
+mod kind {
+    pub const SESSION: u8 = b's';
+    pub const USED_STATE: u8 = b'u';
+    pub const FACEBOOK_NONCE: u8 = b'f';
+    pub const WEBHOOK: u8 = b'w';
+}
 
 /// Why a `state` was refused. All of them answer 400; the kind goes to the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum StateError {
     #[error("state unknown or already used")]
     Unknown,
+    #[error("state already used")]
+    Used,
     #[error("state expired")]
     Expired,
     #[error("state was issued for another shop or user")]
@@ -67,48 +108,146 @@ pub struct SessionActor {
     store: Store,
     sessions: sled::Tree,
     shopify_states: sled::Tree,
+    shopify_webhooks: sled::Tree,
     facebook_nonces: sled::Tree,
     shops: sled::Tree,
+    shop_installs: sled::Tree,
     deletions: sled::Tree,
+    /// Index: user UUID -> shop.
+    shops_by_user: sled::Tree,
+    /// Index: `shop/` + session key.
+    shop_sessions: sled::Tree,
+    /// Index: expiry + kind + record key.
+    expiries: sled::Tree,
+    /// Which index layout has been built.
+    meta: sled::Tree,
     /// `PAGESYNC_SESSION_TTL`.
     ttl: Duration,
 }
 
 impl SessionActor {
+    /// Opens the trees and, for a store from before the indexes, builds them (one scan).
     pub fn new(store: Store, ttl: Duration) -> Result<Self, StoreError> {
-        Ok(SessionActor {
+        let actor = SessionActor {
             sessions: store.tree(trees::SESSIONS)?,
             shopify_states: store.tree(trees::SHOPIFY_STATES)?,
+            shopify_webhooks: store.tree(trees::SHOPIFY_WEBHOOKS)?,
             facebook_nonces: store.tree(trees::FACEBOOK_NONCES)?,
             shops: store.tree(trees::SHOPS)?,
+            shop_installs: store.tree(trees::SHOP_INSTALLS)?,
             deletions: store.tree(trees::DELETIONS)?,
+            shops_by_user: store.tree(trees::SHOPS_BY_USER)?,
+            shop_sessions: store.tree(trees::SHOP_SESSIONS)?,
+            expiries: store.tree(trees::SESSION_EXPIRIES)?,
+            meta: store.tree(trees::SESSION_META)?,
             store,
             ttl,
-        })
+        };
+        actor.build_indexes()?;
+        Ok(actor)
+    }
+
+    /// Builds every index from the records, once per store. Safe to redo after a
+    /// crash half-way: the version is written last, and the build starts from empty.
+    fn build_indexes(&self) -> Result<(), StoreError> {
+        if self.meta.get(INDEX_VERSION_KEY)?.as_deref() == Some(&INDEX_VERSION.to_be_bytes()[..]) {
+            return Ok(());
+        }
+        tracing::info!("building the session indexes (once, for a store from before them)");
+        self.shops_by_user.clear()?;
+        self.shop_sessions.clear()?;
+        self.expiries.clear()?;
+        // Before, `shopify_states` held every state `/shopify/login` issued. The callback
+        // now takes only signed states, so none of those can ever be used: drop them.
+        self.shopify_states.clear()?;
+        for item in self.shops.iter() {
+            let (shop, user) = item?;
+            self.shops_by_user.insert(user, shop)?;
+        }
+        for item in self.sessions.iter() {
+            let (key, value) = item?;
+            match serde_json::from_slice::<SessionInfo>(&value) {
+                Ok(info) => self.index_session(&key, &info)?,
+                Err(_) => {
+                    self.sessions.remove(key)?;
+                }
+            }
+        }
+        for item in self.facebook_nonces.iter() {
+            let (key, value) = item?;
+            match serde_json::from_slice::<Nonce>(&value) {
+                Ok(nonce) => {
+                    self.expiries.insert(expiry_key(nonce.expires_at, kind::FACEBOOK_NONCE, &key), &[])?;
+                }
+                Err(_) => {
+                    self.facebook_nonces.remove(key)?;
+                }
+            }
+        }
+        self.meta.insert(INDEX_VERSION_KEY, &INDEX_VERSION.to_be_bytes())?;
+        Ok(())
     }
 
     fn session_key(id: &Secret) -> Vec<u8> {
         Sha256::digest(id.expose().as_bytes()).to_vec()
     }
 
+    fn shop_session_key(shop: &ShopDomain, session_key: &[u8]) -> Vec<u8> {
+        let mut key = shop_prefix(shop);
+        key.extend_from_slice(session_key);
+        key
+    }
+
+    fn index_session(&self, key: &[u8], info: &SessionInfo) -> Result<(), StoreError> {
+        self.shop_sessions.insert(Self::shop_session_key(&info.shop, key), &[])?;
+        self.expiries.insert(expiry_key(info.expires_at, kind::SESSION, key), &[])?;
+        Ok(())
+    }
+
+    /// Stores a session, its index entries first.
+    fn put_session(&self, key: &[u8], info: &SessionInfo) -> Result<(), StoreError> {
+        self.index_session(key, info)?;
+        self.sessions.insert(key, to_json(info)?)?;
+        Ok(())
+    }
+
+    /// Removes a session, then its index entries.
+    fn drop_session(&self, key: &[u8]) -> Result<(), StoreError> {
+        if let Some(raw) = self.sessions.remove(key)?
+            && let Ok(info) = serde_json::from_slice::<SessionInfo>(&raw)
+        {
+            self.shop_sessions.remove(Self::shop_session_key(&info.shop, key))?;
+            self.expiries.remove(expiry_key(info.expires_at, kind::SESSION, key))?;
+        }
+        Ok(())
+    }
+
     fn new_session(&self, user: &UserId, shop: &ShopDomain) -> Result<Secret, StoreError> {
         let id = Secret::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>()));
-        let info = SessionInfo { user: user.clone(), shop: shop.clone(), expires_at: now() + self.ttl.as_secs() };
-        self.sessions.insert(Self::session_key(&id), to_json(&info)?)?;
+        let info = SessionInfo {
+            user: user.clone(),
+            shop: shop.clone(),
+            expires_at: now().saturating_add(self.ttl.as_secs()),
+        };
+        self.put_session(&Self::session_key(&id), &info)?;
         Ok(id)
     }
 
-    fn issue_nonce(tree: &sled::Tree, bound_to: &str) -> Result<String, StoreError> {
+    fn issue_nonce(&self, bound_to: &str) -> Result<String, StoreError> {
         let nonce = crate::hex(&rand::random::<[u8; 16]>());
         let record = Nonce { bound_to: bound_to.to_owned(), expires_at: now() + STATE_TTL.as_secs() };
-        tree.insert(nonce.as_bytes(), to_json(&record)?)?;
+        self.expiries.insert(expiry_key(record.expires_at, kind::FACEBOOK_NONCE, nonce.as_bytes()), &[])?;
+        self.facebook_nonces.insert(nonce.as_bytes(), to_json(&record)?)?;
         Ok(nonce)
     }
 
     /// Removes the nonce whatever happens (single use), then checks it.
-    fn consume_nonce(tree: &sled::Tree, nonce: &str, bound_to: &str) -> Result<(), StateError> {
+    fn consume_nonce(&self, nonce: &str, bound_to: &str) -> Result<(), StateError> {
+        let tree = &self.facebook_nonces;
         let raw = tree.remove(nonce.as_bytes()).map_err(|_| StateError::Store)?.ok_or(StateError::Unknown)?;
         let record: Nonce = serde_json::from_slice(&raw).map_err(|_| StateError::Unknown)?;
+        // The index entry would be swept anyway; removing it now keeps the index small.
+        let _ = self.expiries.remove(expiry_key(record.expires_at, kind::FACEBOOK_NONCE, nonce.as_bytes()));
         if record.expires_at < now() {
             return Err(StateError::Expired);
         }
@@ -118,26 +257,147 @@ impl SessionActor {
         Ok(())
     }
 
-    fn sweep(&self) {
-        let now = now();
-        let mut removed = 0usize;
-        for tree in [&self.sessions, &self.shopify_states, &self.facebook_nonces] {
-            for item in tree.iter() {
-                let Ok((key, value)) = item else { continue };
-                #[derive(Deserialize)]
-                struct Expiry {
-                    expires_at: u64,
-                }
-                let expired = serde_json::from_slice::<Expiry>(&value).map(|e| e.expires_at < now).unwrap_or(true);
-                if expired && tree.remove(key).is_ok() {
-                    removed += 1;
-                }
-            }
+    /// Records that the Shopify state with this nonce was used; refuses a second use.
+    fn use_shopify_state(&self, nonce: &str, expires_at: u64, now: u64) -> Result<(), StateError> {
+        if expires_at < now {
+            return Err(StateError::Expired);
         }
-        if removed > 0 {
-            tracing::debug!(removed, "expired sessions and nonces swept");
+        let key = nonce.as_bytes();
+        self.expiries.insert(expiry_key(expires_at, kind::USED_STATE, key), &[]).map_err(|_| StateError::Store)?;
+        match self.shopify_states.compare_and_swap(key, None as Option<&[u8]>, Some(&expires_at.to_be_bytes()[..])) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(StateError::Used),
+            Err(_) => Err(StateError::Store),
         }
     }
+
+    fn webhook_key(id: &str) -> Vec<u8> {
+        Sha256::digest(id.as_bytes()).to_vec()
+    }
+
+    fn webhook_handled(&self, id: &str, now: u64) -> Result<bool, StoreError> {
+        let raw = self.shopify_webhooks.get(Self::webhook_key(id))?;
+        Ok(raw.as_deref().and_then(be_u64).is_some_and(|expires_at| expires_at >= now))
+    }
+
+    fn remember_webhook(&self, id: &str, now: u64) -> Result<(), StoreError> {
+        let key = Self::webhook_key(id);
+        let expires_at = now.saturating_add(WEBHOOK_ID_TTL.as_secs());
+        self.expiries.insert(expiry_key(expires_at, kind::WEBHOOK, &key), &[])?;
+        self.shopify_webhooks.insert(key, &expires_at.to_be_bytes())?;
+        Ok(())
+    }
+
+    fn shop_of_user(&self, user: &UserId) -> Result<Option<ShopDomain>, StoreError> {
+        let Some(raw) = self.shops_by_user.get(user.as_str())? else { return Ok(None) };
+        let Some(shop) = std::str::from_utf8(&raw).ok().and_then(|s| ShopDomain::parse(s).ok()) else {
+            return Ok(None);
+        };
+        // The index entry is written first: trust it only when the record agrees.
+        let bound = self.shops.get(shop.as_str())?;
+        Ok((bound.as_deref() == Some(user.as_str().as_bytes())).then_some(shop))
+    }
+
+    fn forget_shop(&self, shop: &ShopDomain, erase: bool) -> Result<Option<UserId>, StoreError> {
+        let user = self
+            .shops
+            .get(shop.as_str())?
+            .and_then(|raw| std::str::from_utf8(&raw).ok().and_then(|s| UserId::parse(s).ok()));
+        let prefix = shop_prefix(shop);
+        for item in self.shop_sessions.scan_prefix(&prefix) {
+            let (key, _) = item?;
+            self.drop_session(&key[prefix.len()..])?;
+            // drop_session removed it when the record was there; a stale entry goes too.
+            self.shop_sessions.remove(key)?;
+        }
+        if erase {
+            self.shops.remove(shop.as_str())?;
+            self.shop_installs.remove(shop.as_str())?;
+            if let Some(user) = &user {
+                self.shops_by_user.remove(user.as_str())?;
+            }
+        }
+        Ok(user)
+    }
+
+    /// Removes what expired before `now`, going through the expiry index only.
+    fn sweep_at(&self, now: u64) -> usize {
+        let end = now.to_be_bytes();
+        let due: Vec<sled::IVec> =
+            self.expiries.range(..&end[..]).keys().filter_map(Result::ok).take(SWEEP_BATCH).collect();
+        let mut removed = 0usize;
+        for index_key in due {
+            let Some((&kind, key)) = index_key.get(8..).and_then(<[u8]>::split_first) else {
+                let _ = self.expiries.remove(&index_key);
+                continue;
+            };
+            match self.expire(kind, key, now) {
+                Ok(true) => removed += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweep stopped");
+                    break;
+                }
+            }
+            let _ = self.expiries.remove(&index_key);
+        }
+        removed
+    }
+
+    /// Removes one record if it is indeed expired (a record rewritten with a later
+    /// expiry has its own index entry and stays).
+    fn expire(&self, kind: u8, key: &[u8], now: u64) -> Result<bool, StoreError> {
+        let tree = match kind {
+            kind::SESSION => &self.sessions,
+            kind::USED_STATE => &self.shopify_states,
+            kind::FACEBOOK_NONCE => &self.facebook_nonces,
+            kind::WEBHOOK => &self.shopify_webhooks,
+            _ => return Ok(false),
+        };
+        let Some(value) = tree.get(key)? else { return Ok(false) };
+        let expires_at = match kind {
+            kind::SESSION => serde_json::from_slice::<SessionInfo>(&value).ok().map(|s| s.expires_at),
+            kind::FACEBOOK_NONCE => serde_json::from_slice::<Nonce>(&value).ok().map(|n| n.expires_at),
+            _ => be_u64(&value),
+        };
+        if expires_at.is_some_and(|at| at >= now) {
+            return Ok(false);
+        }
+        if kind == kind::SESSION {
+            self.drop_session(key)?;
+        } else {
+            tree.remove(key)?;
+        }
+        Ok(true)
+    }
+
+    fn sweep(&self) {
+        let removed = self.sweep_at(now());
+        if removed > 0 {
+            tracing::debug!(removed, "expired sessions, nonces, states and webhook ids swept");
+        }
+    }
+}
+
+/// `shop/`: the prefix of a shop's `shop_sessions` keys (a domain holds no `/`).
+fn shop_prefix(shop: &ShopDomain) -> Vec<u8> {
+    let mut key = Vec::with_capacity(shop.as_str().len() + 33);
+    key.extend_from_slice(shop.as_str().as_bytes());
+    key.push(b'/');
+    key
+}
+
+/// A `session_expiries` key: big-endian so that byte order is time order.
+fn expiry_key(expires_at: u64, kind: u8, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + key.len());
+    out.extend_from_slice(&expires_at.to_be_bytes());
+    out.push(kind);
+    out.extend_from_slice(key);
+    out
+}
+
+fn be_u64(raw: &[u8]) -> Option<u64> {
+    <[u8; 8]>::try_from(raw).ok().map(u64::from_be_bytes)
 }
 
 fn now() -> u64 {
@@ -157,19 +417,46 @@ impl Actor for SessionActor {
     }
 }
 
-/// A new single-use Shopify `state` bound to `shop`.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<String, StoreError>")]
-pub struct IssueShopifyState {
-    pub shop: ShopDomain,
-}
-
-/// Uses up a Shopify `state`; it must have been issued for `shop` and not expired.
+/// Marks the Shopify `state` with this nonce as used (after every other check of the
+/// callback passed, Shopify's `hmac` first); a second use is refused. Remembered until
+/// `expires_at`, the state's own expiry.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), StateError>")]
-pub struct ConsumeShopifyState {
+pub struct UseShopifyState {
+    pub nonce: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+/// Whether a Shopify delivery with this `X-Shopify-Webhook-Id` was already handled.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<bool, StoreError>")]
+pub struct ShopifyWebhookHandled {
+    pub id: String,
+}
+
+/// Remembers a handled `X-Shopify-Webhook-Id` for [`WEBHOOK_ID_TTL`]; durable before
+/// the reply.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct RememberShopifyWebhook {
+    pub id: String,
+}
+
+/// Records a completed install of `shop` at `at_millis` (unix milliseconds); the
+/// latest one is kept. Made durable by the next flush (the callback's `OpenSession`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct RecordInstall {
     pub shop: ShopDomain,
-    pub state: String,
+    pub at_millis: u64,
+}
+
+/// When `shop` was last installed (unix milliseconds), if pagesync saw it.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<u64>, StoreError>")]
+pub struct LatestInstall {
+    pub shop: ShopDomain,
 }
 
 /// The shop's user UUID, made on its first install and kept for every later one.
@@ -218,15 +505,16 @@ pub struct ConsumeFacebookNonce {
     pub nonce: String,
 }
 
-/// The shop whose user UUID this is, if any.
+/// The shop whose user UUID this is, if any (one index lookup).
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Option<ShopDomain>, StoreError>")]
 pub struct ShopOfUser {
     pub user: UserId,
 }
 
-/// Forgets a shop: ends every session of its user; with `erase`, also forgets the
-/// shop -> UUID binding (so a later install gets a new UUID). Returns the user.
+/// Forgets a shop: ends every session of its user (through the `shop_sessions` index);
+/// with `erase`, also forgets the shop -> UUID binding (so a later install gets a new
+/// UUID) and its install time. Returns the user.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Option<UserId>, StoreError>")]
 pub struct ForgetShop {
@@ -261,17 +549,48 @@ impl Handler<crate::messages::Shutdown> for SessionActor {
     }
 }
 
-impl Handler<IssueShopifyState> for SessionActor {
-    type Result = Result<String, StoreError>;
-    fn handle(&mut self, msg: IssueShopifyState, _: &mut Self::Context) -> Self::Result {
-        Self::issue_nonce(&self.shopify_states, msg.shop.as_str())
+impl Handler<UseShopifyState> for SessionActor {
+    type Result = Result<(), StateError>;
+    fn handle(&mut self, msg: UseShopifyState, _: &mut Self::Context) -> Self::Result {
+        self.use_shopify_state(&msg.nonce, msg.expires_at, now())
     }
 }
 
-impl Handler<ConsumeShopifyState> for SessionActor {
-    type Result = Result<(), StateError>;
-    fn handle(&mut self, msg: ConsumeShopifyState, _: &mut Self::Context) -> Self::Result {
-        Self::consume_nonce(&self.shopify_states, &msg.state, msg.shop.as_str())
+impl Handler<ShopifyWebhookHandled> for SessionActor {
+    type Result = Result<bool, StoreError>;
+    fn handle(&mut self, msg: ShopifyWebhookHandled, _: &mut Self::Context) -> Self::Result {
+        self.webhook_handled(&msg.id, now())
+    }
+}
+
+impl Handler<RememberShopifyWebhook> for SessionActor {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+    fn handle(&mut self, msg: RememberShopifyWebhook, _: &mut Self::Context) -> Self::Result {
+        let stored = self.remember_webhook(&msg.id, now());
+        let flush = self.store.flush();
+        Box::pin(async move {
+            stored?;
+            flush.await
+        })
+    }
+}
+
+impl Handler<RecordInstall> for SessionActor {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, msg: RecordInstall, _: &mut Self::Context) -> Self::Result {
+        // Keep the latest: two installs finishing out of order must not move it back.
+        self.shop_installs.fetch_and_update(msg.shop.as_str(), |old| {
+            let latest = old.and_then(be_u64).map_or(msg.at_millis, |old| old.max(msg.at_millis));
+            Some(latest.to_be_bytes().to_vec())
+        })?;
+        Ok(())
+    }
+}
+
+impl Handler<LatestInstall> for SessionActor {
+    type Result = Result<Option<u64>, StoreError>;
+    fn handle(&mut self, msg: LatestInstall, _: &mut Self::Context) -> Self::Result {
+        Ok(self.shop_installs.get(msg.shop.as_str())?.as_deref().and_then(be_u64))
     }
 }
 
@@ -287,7 +606,12 @@ impl Handler<RegisterShop> for SessionActor {
             Ok(Some(user)) => Ok((user, false)),
             Ok(None) => {
                 let user = UserId::random();
-                self.shops.insert(msg.shop.as_str(), user.as_str()).map(|_| (user, true)).map_err(StoreError::from)
+                // Index first (see the module docs).
+                self.shops_by_user
+                    .insert(user.as_str(), msg.shop.as_str())
+                    .and_then(|_| self.shops.insert(msg.shop.as_str(), user.as_str()))
+                    .map(|_| (user, true))
+                    .map_err(StoreError::from)
             }
         };
         let flush = self.store.flush();
@@ -321,7 +645,11 @@ impl Handler<CheckSession> for SessionActor {
         let Some(raw) = self.sessions.get(&key)? else { return Ok(None) };
         match serde_json::from_slice::<SessionInfo>(&raw) {
             Ok(info) if info.expires_at >= now() => Ok(Some(info)),
-            _ => {
+            Ok(_) => {
+                self.drop_session(&key)?;
+                Ok(None)
+            }
+            Err(_) => {
                 self.sessions.remove(&key)?;
                 Ok(None)
             }
@@ -333,7 +661,7 @@ impl Handler<RotateSession> for SessionActor {
     type Result = ResponseFuture<Result<Secret, StoreError>>;
     fn handle(&mut self, msg: RotateSession, _: &mut Self::Context) -> Self::Result {
         let removed = match &msg.old {
-            Some(old) => self.sessions.remove(Self::session_key(old)).map(|_| ()).map_err(StoreError::from),
+            Some(old) => self.drop_session(&Self::session_key(old)),
             None => Ok(()),
         };
         let id = removed.and_then(|()| self.new_session(&msg.user, &msg.shop));
@@ -349,50 +677,28 @@ impl Handler<RotateSession> for SessionActor {
 impl Handler<IssueFacebookNonce> for SessionActor {
     type Result = Result<String, StoreError>;
     fn handle(&mut self, msg: IssueFacebookNonce, _: &mut Self::Context) -> Self::Result {
-        Self::issue_nonce(&self.facebook_nonces, msg.user.as_str())
+        self.issue_nonce(msg.user.as_str())
     }
 }
 
 impl Handler<ConsumeFacebookNonce> for SessionActor {
     type Result = Result<(), StateError>;
     fn handle(&mut self, msg: ConsumeFacebookNonce, _: &mut Self::Context) -> Self::Result {
-        Self::consume_nonce(&self.facebook_nonces, &msg.nonce, msg.user.as_str())
+        self.consume_nonce(&msg.nonce, msg.user.as_str())
     }
 }
 
 impl Handler<ShopOfUser> for SessionActor {
     type Result = Result<Option<ShopDomain>, StoreError>;
     fn handle(&mut self, msg: ShopOfUser, _: &mut Self::Context) -> Self::Result {
-        for item in self.shops.iter() {
-            let (k, v) = item?;
-            if v.as_ref() == msg.user.as_str().as_bytes() {
-                return Ok(std::str::from_utf8(&k).ok().and_then(|s| ShopDomain::parse(s).ok()));
-            }
-        }
-        Ok(None)
+        self.shop_of_user(&msg.user)
     }
 }
 
 impl Handler<ForgetShop> for SessionActor {
     type Result = ResponseFuture<Result<Option<UserId>, StoreError>>;
     fn handle(&mut self, msg: ForgetShop, _: &mut Self::Context) -> Self::Result {
-        let result = (|| {
-            let user = self
-                .shops
-                .get(msg.shop.as_str())?
-                .and_then(|raw| std::str::from_utf8(&raw).ok().and_then(|s| UserId::parse(s).ok()));
-            // End every session of the shop (sessions are keyed by hash: scan).
-            for item in self.sessions.iter() {
-                let (key, value) = item?;
-                if serde_json::from_slice::<SessionInfo>(&value).map(|s| s.shop == msg.shop).unwrap_or(false) {
-                    self.sessions.remove(key)?;
-                }
-            }
-            if msg.erase {
-                self.shops.remove(msg.shop.as_str())?;
-            }
-            Ok::<_, StoreError>(user)
-        })();
+        let result = self.forget_shop(&msg.shop, msg.erase);
         let flush = self.store.flush();
         Box::pin(async move {
             let user = result?;
@@ -443,15 +749,34 @@ mod tests {
     }
 
     #[actix::test]
-    async fn shopify_states_are_single_use_and_bound_to_their_shop() {
+    async fn a_shopify_state_can_be_used_once() {
         let (_d, a) = actor(Duration::from_secs(60));
-        let state = a.send(IssueShopifyState { shop: shop("a.myshopify.com") }).await.unwrap().unwrap();
-        let wrong = a.send(ConsumeShopifyState { shop: shop("b.myshopify.com"), state: state.clone() }).await.unwrap();
-        assert_eq!(wrong, Err(StateError::Mismatch));
-        let again = a.send(ConsumeShopifyState { shop: shop("a.myshopify.com"), state }).await.unwrap();
-        assert_eq!(again, Err(StateError::Unknown), "a state tried once is spent");
-        let fresh = a.send(IssueShopifyState { shop: shop("a.myshopify.com") }).await.unwrap().unwrap();
-        assert_eq!(a.send(ConsumeShopifyState { shop: shop("a.myshopify.com"), state: fresh }).await.unwrap(), Ok(()));
+        let expires_at = now() + 600;
+        let first = a.send(UseShopifyState { nonce: "00ff".into(), expires_at }).await.unwrap();
+        assert_eq!(first, Ok(()));
+        let again = a.send(UseShopifyState { nonce: "00ff".into(), expires_at }).await.unwrap();
+        assert_eq!(again, Err(StateError::Used));
+        let other = a.send(UseShopifyState { nonce: "01ff".into(), expires_at }).await.unwrap();
+        assert_eq!(other, Ok(()));
+        let late = a.send(UseShopifyState { nonce: "02ff".into(), expires_at: now() - 1 }).await.unwrap();
+        assert_eq!(late, Err(StateError::Expired));
+    }
+
+    #[actix::test]
+    async fn handled_webhook_ids_and_install_times_are_remembered() {
+        let (_d, a) = actor(Duration::from_secs(60));
+        assert!(!a.send(ShopifyWebhookHandled { id: "w1".into() }).await.unwrap().unwrap());
+        a.send(RememberShopifyWebhook { id: "w1".into() }).await.unwrap().unwrap();
+        assert!(a.send(ShopifyWebhookHandled { id: "w1".into() }).await.unwrap().unwrap());
+        assert!(!a.send(ShopifyWebhookHandled { id: "w2".into() }).await.unwrap().unwrap());
+
+        let s = shop("a.myshopify.com");
+        assert_eq!(a.send(LatestInstall { shop: s.clone() }).await.unwrap().unwrap(), None);
+        a.send(RecordInstall { shop: s.clone(), at_millis: 5_000 }).await.unwrap().unwrap();
+        a.send(RecordInstall { shop: s.clone(), at_millis: 3_000 }).await.unwrap().unwrap();
+        assert_eq!(a.send(LatestInstall { shop: s.clone() }).await.unwrap().unwrap(), Some(5_000), "latest kept");
+        a.send(ForgetShop { shop: s.clone(), erase: true }).await.unwrap().unwrap();
+        assert_eq!(a.send(LatestInstall { shop: s }).await.unwrap().unwrap(), None, "erased with the shop");
     }
 
     #[actix::test]
@@ -502,5 +827,118 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "session never expired");
             actix::clock::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    fn keys(store: &Store, tree: &'static str) -> Vec<Vec<u8>> {
+        store.tree(tree).unwrap().iter().keys().map(|k| k.unwrap().to_vec()).collect()
+    }
+
+    #[actix::test]
+    async fn shop_of_user_and_forget_shop_go_through_the_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
+        let a = SessionActor::new(store.clone(), Duration::from_secs(60)).unwrap().start();
+        let (sa, sb) = (shop("a.myshopify.com"), shop("b.myshopify.com"));
+        let ua = a.send(RegisterShop { shop: sa.clone() }).await.unwrap().unwrap();
+        let ub = a.send(RegisterShop { shop: sb.clone() }).await.unwrap().unwrap();
+        let ida = a.send(OpenSession { user: ua.clone(), shop: sa.clone() }).await.unwrap().unwrap();
+        let ida2 = a.send(OpenSession { user: ua.clone(), shop: sa.clone() }).await.unwrap().unwrap();
+        let idb = a.send(OpenSession { user: ub.clone(), shop: sb.clone() }).await.unwrap().unwrap();
+
+        assert_eq!(a.send(ShopOfUser { user: ua.clone() }).await.unwrap().unwrap(), Some(sa.clone()));
+        assert_eq!(a.send(ShopOfUser { user: ub.clone() }).await.unwrap().unwrap(), Some(sb.clone()));
+        assert_eq!(a.send(ShopOfUser { user: UserId::random() }).await.unwrap().unwrap(), None);
+        let indexed: Vec<Vec<u8>> =
+            keys(&store, trees::SHOP_SESSIONS).into_iter().filter(|k| k.starts_with(b"a.myshopify.com/")).collect();
+        assert_eq!(indexed.len(), 2, "a's two sessions are in its index");
+
+        // The answer comes from the index: without its entry the shop is not found,
+        // although `shops` still binds it.
+        store.tree(trees::SHOPS_BY_USER).unwrap().remove(ub.as_str()).unwrap();
+        assert_eq!(a.send(ShopOfUser { user: ub.clone() }).await.unwrap().unwrap(), None);
+
+        assert_eq!(a.send(ForgetShop { shop: sa.clone(), erase: true }).await.unwrap().unwrap(), Some(ua.clone()));
+        for id in [ida, ida2] {
+            assert!(a.send(CheckSession { id }).await.unwrap().unwrap().is_none(), "a's sessions end");
+        }
+        assert!(a.send(CheckSession { id: idb }).await.unwrap().unwrap().is_some(), "b's session lives");
+        assert_eq!(a.send(ShopOfUser { user: ua }).await.unwrap().unwrap(), None);
+        let left = keys(&store, trees::SHOP_SESSIONS);
+        assert_eq!(left.len(), 1, "only b's entry is left");
+        assert!(left[0].starts_with(b"b.myshopify.com/"));
+    }
+
+    #[actix::test]
+    async fn a_store_from_before_the_indexes_gets_them_built_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
+        // The old layout: records only, no index, no version.
+        let (sa, sb) = (shop("a.myshopify.com"), shop("b.myshopify.com"));
+        let (ua, ub) = (UserId::random(), UserId::random());
+        store.tree(trees::SHOPS).unwrap().insert(sa.as_str(), ua.as_str()).unwrap();
+        store.tree(trees::SHOPS).unwrap().insert(sb.as_str(), ub.as_str()).unwrap();
+        let sessions = store.tree(trees::SESSIONS).unwrap();
+        let live = now() + 3600;
+        let ids: Vec<Secret> = ["old-a-1", "old-a-2", "old-b"].into_iter().map(Secret::new).collect();
+        for (id, user, shop) in [(&ids[0], &ua, &sa), (&ids[1], &ua, &sa), (&ids[2], &ub, &sb)] {
+            let info = SessionInfo { user: user.clone(), shop: shop.clone(), expires_at: live };
+            sessions.insert(SessionActor::session_key(id), serde_json::to_vec(&info).unwrap()).unwrap();
+        }
+        let expired = SessionInfo { user: ub.clone(), shop: sb.clone(), expires_at: 10 };
+        sessions
+            .insert(SessionActor::session_key(&Secret::new("old-expired")), serde_json::to_vec(&expired).unwrap())
+            .unwrap();
+        sessions.insert(b"garbage", b"not json").unwrap();
+        let old_state = serde_json::json!({"bound_to": sa.as_str(), "expires_at": live}).to_string();
+        store.tree(trees::SHOPIFY_STATES).unwrap().insert(b"0123abcd", old_state.as_bytes()).unwrap();
+
+        let actor = SessionActor::new(store.clone(), Duration::from_secs(60)).unwrap();
+        assert_eq!(keys(&store, trees::SHOPS_BY_USER).len(), 2);
+        assert_eq!(keys(&store, trees::SHOP_SESSIONS).len(), 4, "every readable session is indexed");
+        assert!(keys(&store, trees::SHOPIFY_STATES).is_empty(), "issued-but-unused states of the old layout go");
+        assert!(!keys(&store, trees::SESSIONS).contains(&b"garbage".to_vec()));
+        // The old expired session goes with the first sweep, through the index.
+        assert_eq!(actor.sweep_at(now()), 1);
+        assert_eq!(keys(&store, trees::SESSIONS).len(), 3);
+
+        let a = actor.start();
+        assert_eq!(a.send(ShopOfUser { user: ua.clone() }).await.unwrap().unwrap(), Some(sa.clone()));
+        assert_eq!(a.send(ShopOfUser { user: ub.clone() }).await.unwrap().unwrap(), Some(sb.clone()));
+        a.send(ForgetShop { shop: sa.clone(), erase: false }).await.unwrap().unwrap();
+        assert!(a.send(CheckSession { id: ids[0].clone() }).await.unwrap().unwrap().is_none());
+        assert!(a.send(CheckSession { id: ids[1].clone() }).await.unwrap().unwrap().is_none());
+        assert!(a.send(CheckSession { id: ids[2].clone() }).await.unwrap().unwrap().is_some());
+        a.send(crate::messages::Shutdown).await.unwrap();
+
+        // Built once: a second start leaves an index entry it did not write alone.
+        store.tree(trees::SHOPS_BY_USER).unwrap().insert(b"marker", b"x").unwrap();
+        SessionActor::new(store.clone(), Duration::from_secs(60)).unwrap();
+        assert!(keys(&store, trees::SHOPS_BY_USER).contains(&b"marker".to_vec()), "the index was rebuilt");
+    }
+
+    #[actix::test]
+    async fn the_sweep_removes_exactly_what_expired_through_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
+        let actor = SessionActor::new(store.clone(), Duration::from_secs(100)).unwrap();
+        let s = shop("a.myshopify.com");
+        let user = UserId::random();
+        let t = now();
+        actor.new_session(&user, &s).unwrap(); // expires at t + 100
+        actor.use_shopify_state("aa", t + 50, t).unwrap();
+        actor.use_shopify_state("bb", t + 500, t).unwrap();
+        actor.remember_webhook("w", t).unwrap(); // expires at t + 48 h
+        actor.issue_nonce(user.as_str()).unwrap(); // expires at t + 600
+
+        assert_eq!(actor.sweep_at(t), 0, "nothing has expired yet");
+        assert_eq!(actor.sweep_at(t + 60), 1, "the first used state");
+        assert_eq!(keys(&store, trees::SHOPIFY_STATES), vec![b"bb".to_vec()]);
+        assert_eq!(actor.sweep_at(t + 200), 1, "the session");
+        assert!(keys(&store, trees::SESSIONS).is_empty());
+        assert!(keys(&store, trees::SHOP_SESSIONS).is_empty(), "with its index entry");
+        assert_eq!(actor.sweep_at(t + 1000), 2, "the second state and the Facebook nonce");
+        assert_eq!(actor.sweep_at(t + WEBHOOK_ID_TTL.as_secs() + 1), 1, "the webhook id");
+        assert!(keys(&store, trees::SHOPIFY_WEBHOOKS).is_empty());
+        assert!(keys(&store, trees::SESSION_EXPIRIES).is_empty(), "the index is empty again");
     }
 }

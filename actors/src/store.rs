@@ -37,12 +37,25 @@ pub mod trees {
     pub const SHOP_TOKENS: &str = "shop_tokens";
     /// SHA-256 of a session id -> session (SessionActor).
     pub const SESSIONS: &str = "sessions";
-    /// Shopify OAuth state nonce -> shop and expiry (SessionActor).
+    /// Nonce of a Shopify OAuth `state` already used -> its expiry (SessionActor).
     pub const SHOPIFY_STATES: &str = "shopify_states";
     /// Facebook state nonce -> user and expiry (SessionActor).
     pub const FACEBOOK_NONCES: &str = "facebook_nonces";
     /// Shop domain -> user UUID (SessionActor).
     pub const SHOPS: &str = "shops";
+    /// Index: user UUID -> shop domain, the reverse of `shops` (SessionActor).
+    pub const SHOPS_BY_USER: &str = "shops_by_user";
+    /// Index: shop domain + `/` + session key -> nothing, a shop's sessions (SessionActor).
+    pub const SHOP_SESSIONS: &str = "shop_sessions";
+    /// Index: big-endian expiry seconds + kind byte + record key -> nothing, for the
+    /// incremental sweep of sessions, nonces, used states and webhook ids (SessionActor).
+    pub const SESSION_EXPIRIES: &str = "session_expiries";
+    /// SHA-256 of a handled `X-Shopify-Webhook-Id` -> expiry (SessionActor).
+    pub const SHOPIFY_WEBHOOKS: &str = "shopify_webhooks";
+    /// Shop domain -> unix milliseconds of its latest completed install (SessionActor).
+    pub const SHOP_INSTALLS: &str = "shop_installs";
+    /// SessionActor's bookkeeping: the version of its indexes (SessionActor).
+    pub const SESSION_META: &str = "session_meta";
     /// Data-deletion confirmation code -> status (SessionActor).
     pub const DELETIONS: &str = "deletions";
     /// Facebook user id -> unix seconds of their latest connect (TokenVaultActor).

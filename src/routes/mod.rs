@@ -58,10 +58,16 @@ where
 
 /// The `session_id` cookie of the request, if any.
 pub fn session_cookie(req: &HttpRequest) -> Option<Secret> {
+    cookie(req, SESSION_COOKIE).map(Secret::new)
+}
+
+/// The first non-empty value of cookie `wanted` in the request (at most 128 bytes:
+/// none of ours is longer, and nothing longer is worth comparing).
+pub fn cookie<'r>(req: &'r HttpRequest, wanted: &str) -> Option<&'r str> {
     req.headers().get_all(actix_web::http::header::COOKIE).filter_map(|v| v.to_str().ok()).find_map(|header| {
         header.split(';').find_map(|pair| {
             let (name, value) = pair.trim().split_once('=')?;
-            (name == SESSION_COOKIE && !value.is_empty() && value.len() <= 128).then(|| Secret::new(value))
+            (name == wanted && !value.is_empty() && value.len() <= 128).then_some(value)
         })
     })
 }

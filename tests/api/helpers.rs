@@ -18,7 +18,7 @@ use pagesync::config::{self, Settings, Sources};
 use pagesync::startup::{Application, Tuning};
 use pagesync::verify::{hmac_sha256, sign_sha1, sign_sha256};
 use pagesync_actors::messages::{GetPageState, GetWriterStats, PageState, StorePageToken, SyncStatus, WriterStats};
-use pagesync_actors::{Actors, EncryptionKey, PageId, Secret, UserId};
+use pagesync_actors::{Actors, EncryptionKey, PageId, Secret, Store, StoreConfig, UserId};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -293,6 +293,15 @@ impl TestApp {
         }
     }
 
+    /// The number of records in the store's tree `name`. Only for a stopped app (sled
+    /// locks the database): pass the data dir `stop` handed back.
+    pub fn tree_len(dir: &TempDir, name: &'static str) -> usize {
+        let store = Store::open(&StoreConfig::new(dir.path().join("data").join("db"))).expect("open the store");
+        let len = store.tree(name).expect("open the tree").len();
+        store.close().expect("close the store");
+        len
+    }
+
     /// Stops the app gracefully and hands back what a restart needs.
     pub async fn stop(mut self) -> (TempDir, EncryptionKey, FakeGraph) {
         if let Some(stop) = self.stop.take() {
@@ -346,6 +355,37 @@ pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_secs()
 }
 
+/// Milliseconds since the Unix epoch.
+pub fn unix_millis() -> u64 {
+    u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_millis())
+        .expect("millis fit in u64")
+}
+
+/// `millis` (since the epoch) as RFC 3339 with milliseconds, in the zone `offset_minutes`
+/// east of UTC (`Z` for 0), like Shopify's `X-Shopify-Triggered-At`.
+pub fn rfc3339(millis: u64, offset_minutes: i64) -> String {
+    let local = i64::try_from(millis).expect("millis fit in i64") + offset_minutes * 60_000;
+    let (days, ms_of_day) = (local.div_euclid(86_400_000), local.rem_euclid(86_400_000));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (h, m, s, ms) = (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60, ms_of_day / 1000 % 60, ms_of_day % 1000);
+    let zone = if offset_minutes == 0 {
+        "Z".to_owned()
+    } else {
+        let sign = if offset_minutes < 0 { '-' } else { '+' };
+        format!("{sign}{:02}:{:02}", offset_minutes.abs() / 60, offset_minutes.abs() % 60)
+    };
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{ms:03}{zone}")
+}
+
 /// A shop domain no other test uses.
 pub fn unique_shop() -> String {
     format!("shop-{}.myshopify.com", hex::encode(rand::random::<[u8; 5]>()))
@@ -387,19 +427,47 @@ pub fn query_map(url: &reqwest::Url) -> HashMap<String, String> {
 
 /// The `Set-Cookie` header that sets `session_id`, if any.
 pub fn session_set_cookie(resp: &reqwest::Response) -> Option<String> {
-    resp.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.trim_start().starts_with("session_id="))
-        .map(str::to_owned)
+    set_cookie_header(resp, "session_id")
 }
 
 /// The value of `session_id` set by `resp`, if any.
 pub fn session_cookie(resp: &reqwest::Response) -> Option<String> {
-    let header = session_set_cookie(resp)?;
+    cookie_value(resp, "session_id")
+}
+
+/// The cookie `/shopify/login` binds the install to the browser with.
+pub const SHOPIFY_STATE_COOKIE: &str = "shopify_state";
+
+/// The `Set-Cookie` header of `resp` that sets cookie `name`, if any.
+pub fn set_cookie_header(resp: &reqwest::Response, name: &str) -> Option<String> {
+    let prefix = format!("{name}=");
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.trim_start().starts_with(&prefix))
+        .map(str::to_owned)
+}
+
+/// The value `resp` sets for cookie `name`, if any.
+pub fn cookie_value(resp: &reqwest::Response, name: &str) -> Option<String> {
+    let header = set_cookie_header(resp, name)?;
     let pair = header.split(';').next()?.trim();
-    pair.strip_prefix("session_id=").map(str::to_owned)
+    pair.strip_prefix(&format!("{name}=")).map(str::to_owned)
+}
+
+/// The lowercase attributes of a `Set-Cookie` header (after the name=value pair).
+pub fn cookie_attributes(header: &str) -> Vec<String> {
+    header.split(';').skip(1).map(|a| a.trim().to_ascii_lowercase()).collect()
+}
+
+/// What `/shopify/login` gave the browser.
+#[derive(Debug, Clone)]
+pub struct ShopifyLogin {
+    /// The `state` of the authorize URL.
+    pub state: String,
+    /// The `shopify_state` cookie value.
+    pub cookie: String,
 }
 
 /// A merchant after a successful Shopify install.
@@ -446,11 +514,14 @@ impl TestApp {
         self.get_with(&format!("/shopify/login?shop={}", form_encode(shop)), None, &[]).await
     }
 
-    /// The `state` `/shopify/login` issues for `shop` (asserts the 302).
-    pub async fn shopify_state(&self, shop: &str) -> String {
+    /// What `/shopify/login` hands the browser for `shop` (asserts the 302): the
+    /// `state` in the authorize URL and the `shopify_state` cookie set with it.
+    pub async fn shopify_state(&self, shop: &str) -> ShopifyLogin {
         let resp = self.shopify_login(shop).await;
         assert_eq!(resp.status(), 302, "/shopify/login?shop={shop}");
-        query_map(&location(&resp)).remove("state").expect("a state in the authorize URL")
+        let cookie = cookie_value(&resp, SHOPIFY_STATE_COOKIE).expect("a shopify_state cookie with the 302");
+        let state = query_map(&location(&resp)).remove("state").expect("a state in the authorize URL");
+        ShopifyLogin { state, cookie }
     }
 
     /// The query Shopify's callback carries, signed with the app's Shopify secret.
@@ -469,17 +540,22 @@ impl TestApp {
         params
     }
 
-    /// `GET /shopify/callback` with these query pairs.
-    pub async fn shopify_callback(&self, query: &[(String, String)]) -> reqwest::Response {
-        self.shopify_callback_with(query, &[]).await
+    /// `GET /shopify/callback` with these query pairs and, like the browser that
+    /// started the install, its `shopify_state` cookie (if any).
+    pub async fn shopify_callback(&self, query: &[(String, String)], cookie: Option<&str>) -> reqwest::Response {
+        self.shopify_callback_with(query, cookie, &[]).await
     }
 
     pub async fn shopify_callback_with(
         &self,
         query: &[(String, String)],
+        cookie: Option<&str>,
         headers: &[(&str, &str)],
     ) -> reqwest::Response {
         let mut request = self.client.get(format!("{}/shopify/callback", self.address)).query(query);
+        if let Some(cookie) = cookie {
+            request = request.header("Cookie", format!("{SHOPIFY_STATE_COOKIE}={cookie}"));
+        }
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
@@ -489,9 +565,10 @@ impl TestApp {
     /// The whole install: `/shopify/login`, then Shopify's signed callback with a fresh
     /// code; asserts the 200 and the cookie.
     pub async fn install_shop(&self, shop: &str) -> Install {
-        let state = self.shopify_state(shop).await;
+        let login = self.shopify_state(shop).await;
         let code = self.graph.shopify_code(shop);
-        let resp = self.shopify_callback(&self.shopify_callback_query(shop, &code, &state, unix_now())).await;
+        let query = self.shopify_callback_query(shop, &code, &login.state, unix_now());
+        let resp = self.shopify_callback(&query, Some(&login.cookie)).await;
         let status = resp.status();
         let cookie = session_cookie(&resp);
         let text = resp.text().await.expect("callback body");
@@ -576,6 +653,29 @@ impl TestApp {
             .body(body.to_owned());
         if let Some(hmac) = hmac {
             request = request.header("X-Shopify-Hmac-Sha256", hmac);
+        }
+        request.send().await.expect("POST /shopify/webhooks")
+    }
+
+    /// `POST /shopify/webhooks` for `topic`, the body signed with the app's Shopify
+    /// secret, with exactly these extra headers (no shop domain or webhook id unless
+    /// given).
+    pub async fn post_shopify_webhook_headers(
+        &self,
+        topic: &str,
+        body: &str,
+        headers: &[(&str, String)],
+    ) -> reqwest::Response {
+        let hmac = shopify_webhook_hmac(self.var("SHOPIFY_API_SECRET"), body.as_bytes());
+        let mut request = self
+            .client
+            .post(format!("{}/shopify/webhooks", self.address))
+            .header("Content-Type", "application/json")
+            .header("X-Shopify-Topic", topic)
+            .header("X-Shopify-Hmac-Sha256", hmac)
+            .body(body.to_owned());
+        for (k, v) in headers {
+            request = request.header(*k, v.as_str());
         }
         request.send().await.expect("POST /shopify/webhooks")
     }

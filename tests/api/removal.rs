@@ -10,7 +10,9 @@ use pagesync_actors::messages::GetPageToken;
 use serde_json::{Value, json};
 
 use crate::fake_graph::FbUser;
-use crate::helpers::{Install, TestApp, delivery, eventually, shopify_webhook_hmac, signed_request, spawn_app};
+use crate::helpers::{
+    Install, TestApp, delivery, eventually, rfc3339, shopify_webhook_hmac, signed_request, spawn_app, unix_millis,
+};
 
 const FIRST: [(&str, &str); 2] = [("104857600012345", "First A"), ("209715200067890", "First B")];
 const SECOND: [(&str, &str); 2] = [("314572800098765", "Second A"), ("419430400011111", "Second B")];
@@ -170,6 +172,113 @@ async fn a_shop_reinstalled_after_uninstall_can_connect_again() {
         );
         assert!(app.page_file(&page.id).exists());
     }
+}
+
+// ----- Shopify webhooks: the signed body names the shop, and replays change nothing -----
+
+/// Headers of a Shopify delivery: the shop it claims, its webhook id, when it fired.
+fn delivery_headers(shop: Option<&str>, id: Option<&str>, triggered_at: Option<String>) -> Vec<(&'static str, String)> {
+    let mut headers = vec![("X-Shopify-API-Version", "2026-04".to_owned())];
+    if let Some(shop) = shop {
+        headers.push(("X-Shopify-Shop-Domain", shop.to_owned()));
+    }
+    if let Some(id) = id {
+        headers.push(("X-Shopify-Webhook-Id", id.to_owned()));
+    }
+    if let Some(at) = triggered_at {
+        headers.push(("X-Shopify-Triggered-At", at));
+    }
+    headers
+}
+
+#[actix_web::test]
+async fn a_shopify_webhook_whose_shop_header_names_another_shop_is_401() {
+    let app = spawn_app().await;
+    let ((first, first_user), (second, second_user)) = two_merchants(&app).await;
+    for topic in ["app/uninstalled", "shop/redact"] {
+        // A body signed for the first shop, the header pointing at the second.
+        let headers = delivery_headers(Some(&second.shop), Some(&format!("{topic}-mismatch")), None);
+        let resp = app.post_shopify_webhook_headers(topic, &TestApp::shop_body(&first.shop), &headers).await;
+        assert_eq!(resp.status(), 401, "{topic}");
+    }
+    assert_merchant_intact(&app, &first, &first_user).await;
+    assert_merchant_intact(&app, &second, &second_user).await;
+}
+
+#[actix_web::test]
+async fn the_shop_header_alone_names_no_shop() {
+    let app = spawn_app().await;
+    let (install, user, connected) = app.merchant(&FIRST).await;
+    let install = Install { cookie: connected.cookie, ..install };
+    app.wait_idle().await;
+    let headers = delivery_headers(Some(&install.shop), None, None);
+    let resp = app.post_shopify_webhook_headers("app/uninstalled", r#"{"id": 954889}"#, &headers).await;
+    assert_eq!(resp.status(), 400, "a signed body naming no shop acts on nothing");
+    assert_merchant_intact(&app, &install, &user).await;
+}
+
+#[actix_web::test]
+async fn app_uninstalled_acts_on_its_myshopify_domain_not_its_custom_domain() {
+    let app = spawn_app().await;
+    let ((first, first_user), (second, second_user)) = two_merchants(&app).await;
+    // The shop object: `domain` is the shop's custom domain (here naming the other
+    // shop's myshopify domain, to show it is never read); no `shop_domain`.
+    let body =
+        json!({"id": 954_889, "name": "First", "domain": second.shop, "myshopify_domain": first.shop}).to_string();
+    let resp = app.post_shopify_webhook_headers("app/uninstalled", &body, &delivery_headers(None, None, None)).await;
+    assert_eq!(resp.status(), 200);
+    assert_merchant_gone(&app, &first, &first_user).await;
+    assert_merchant_intact(&app, &second, &second_user).await;
+}
+
+#[actix_web::test]
+async fn a_shopify_webhook_id_is_acted_on_once() {
+    let app = spawn_app().await;
+    let (install, user, _) = app.merchant(&FIRST).await;
+    let body = TestApp::shop_body(&install.shop);
+    let headers = delivery_headers(Some(&install.shop), Some("b54557e4-bdd9-4b37-8a5f-bf7d70bcd043"), None);
+    assert_eq!(app.post_shopify_webhook_headers("app/uninstalled", &body, &headers).await.status(), 200);
+    assert!(!app.page_file(&user.pages[0].id).exists(), "the first delivery acted");
+
+    // The merchant comes back; Shopify's retry of the old delivery arrives after.
+    let again = app.install_shop(&install.shop).await;
+    let connected = app.connect_facebook(&again.cookie, &user).await;
+    app.wait_idle().await;
+    let again = Install { cookie: connected.cookie, ..again };
+    assert_eq!(app.post_shopify_webhook_headers("app/uninstalled", &body, &headers).await.status(), 200);
+    assert_merchant_intact(&app, &again, &user).await;
+}
+
+#[actix_web::test]
+async fn an_uninstall_triggered_before_the_latest_install_changes_nothing() {
+    let app = spawn_app().await;
+    let (install, user, connected) = app.merchant(&FIRST).await;
+    let install = Install { cookie: connected.cookie, ..install };
+    app.wait_idle().await;
+    let body = TestApp::shop_body(&install.shop);
+    // An hour before the install, written with a +01:00 offset: an old delivery.
+    let before = rfc3339(unix_millis() - 3_600_000, 60);
+    let headers = delivery_headers(Some(&install.shop), Some("stale-uninstall"), Some(before));
+    assert_eq!(app.post_shopify_webhook_headers("app/uninstalled", &body, &headers).await.status(), 200);
+    assert_merchant_intact(&app, &install, &user).await;
+
+    // One triggered after the install acts.
+    let after = rfc3339(unix_millis() + 1000, 0);
+    let headers = delivery_headers(Some(&install.shop), Some("fresh-uninstall"), Some(after));
+    assert_eq!(app.post_shopify_webhook_headers("app/uninstalled", &body, &headers).await.status(), 200);
+    assert_merchant_gone(&app, &install, &user).await;
+}
+
+#[actix_web::test]
+async fn an_uninstall_with_an_unparsable_trigger_time_is_acted_on() {
+    let app = spawn_app().await;
+    let (install, user, connected) = app.merchant(&FIRST).await;
+    let install = Install { cookie: connected.cookie, ..install };
+    app.wait_idle().await;
+    let headers = delivery_headers(Some(&install.shop), None, Some("yesterday".to_owned()));
+    let resp = app.post_shopify_webhook_headers("app/uninstalled", &TestApp::shop_body(&install.shop), &headers).await;
+    assert_eq!(resp.status(), 200);
+    assert_merchant_gone(&app, &install, &user).await;
 }
 
 /// Bad `signed_request` values for `path`: each must get 400.

@@ -156,6 +156,15 @@ impl Form {
 async fn install(sandbox: &Sandbox, client: &reqwest::Client) -> String {
     let resp = client.get(sandbox.open_url()).header(ACCEPT, HTML).send().await.unwrap();
     assert_eq!(resp.status(), 302, "/shopify/login");
+    // The cookie that binds the install to this browser; a browser sends it back to
+    // the callback (Path=/shopify), so carry it by hand like `session_id`.
+    let state_cookie = resp
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.split(';').next()?.trim().strip_prefix("shopify_state=").map(str::to_owned))
+        .expect("a shopify_state cookie with the 302");
     let authorize = location(&resp);
     let expected = format!("{}/shopify/demo-shop.myshopify.com/admin/oauth/authorize", sandbox.emulator_url());
     assert_eq!(format!("{}{}", authorize.origin().ascii_serialization(), authorize.path()), expected);
@@ -173,7 +182,13 @@ async fn install(sandbox: &Sandbox, client: &reqwest::Client) -> String {
         assert!(params.contains_key(key), "{key} missing from {callback}");
     }
 
-    let resp = client.get(callback).header(ACCEPT, HTML).send().await.unwrap();
+    let resp = client
+        .get(callback)
+        .header(ACCEPT, HTML)
+        .header(COOKIE, format!("shopify_state={state_cookie}"))
+        .send()
+        .await
+        .unwrap();
     let status = resp.status();
     let cookie = session_cookie(&resp);
     let body = resp.text().await.unwrap();

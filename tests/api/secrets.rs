@@ -131,9 +131,11 @@ async fn no_token_secret_or_session_id_reaches_the_data_dir_or_the_logs() {
         Endpoint::ShopifyToken(shop.clone()),
         Some(Fault::Status(500, json!({"errors": "Internal Server Error"}))),
     );
-    let state = app.shopify_state(&shop).await;
+    let login = app.shopify_state(&shop).await;
     let code = app.graph.shopify_code(&shop);
-    let resp = app.shopify_callback(&app.shopify_callback_query(&shop, &code, &state, unix_now())).await;
+    let resp = app
+        .shopify_callback(&app.shopify_callback_query(&shop, &code, &login.state, unix_now()), Some(&login.cookie))
+        .await;
     assert_eq!(resp.status(), 502);
     app.graph.set_endpoint_sticky(Endpoint::ShopifyToken(shop.clone()), None);
     let install = app.install_shop(&shop).await;

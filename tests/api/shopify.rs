@@ -6,9 +6,12 @@ use serde_json::{Value, json};
 
 use crate::fake_graph::{Endpoint, Fault};
 use crate::helpers::{
-    Options, SHOPIFY_KEY, location, query_map, session_cookie, session_set_cookie, shopify_query_hmac, spawn_app,
-    spawn_app_with, unique_shop, unix_now,
+    Options, SHOPIFY_KEY, SHOPIFY_STATE_COOKIE, TestApp, cookie_attributes, location, query_map, session_cookie,
+    session_set_cookie, set_cookie_header, shopify_query_hmac, spawn_app, spawn_app_with, unique_shop, unix_now,
 };
+use pagesync::state::{ShopifyState, sign_token};
+use pagesync_actors::store::trees;
+use pagesync_actors::{Secret, ShopDomain};
 
 /// How many bits of randomness a cookie value can hold at most, judged by its alphabet.
 pub fn cookie_bits(value: &str) -> usize {
@@ -74,9 +77,11 @@ async fn shopify_login_rejects_shops_outside_the_myshopify_pattern() {
 async fn shopify_callback_answers_json_and_opens_a_session_with_a_strong_cookie() {
     let app = spawn_app().await;
     let shop = unique_shop();
-    let state = app.shopify_state(&shop).await;
+    let login = app.shopify_state(&shop).await;
     let code = app.graph.shopify_code(&shop);
-    let resp = app.shopify_callback(&app.shopify_callback_query(&shop, &code, &state, unix_now())).await;
+    let resp = app
+        .shopify_callback(&app.shopify_callback_query(&shop, &code, &login.state, unix_now()), Some(&login.cookie))
+        .await;
     assert_eq!(resp.status(), 200);
     let header = session_set_cookie(&resp).expect("Set-Cookie: session_id=...");
     let value = session_cookie(&resp).unwrap();
@@ -111,11 +116,15 @@ async fn shopify_callback_answers_json_and_opens_a_session_with_a_strong_cookie(
 async fn shopify_callback_answers_html_with_a_connect_facebook_link_when_asked() {
     let app = spawn_app().await;
     let shop = unique_shop();
-    let state = app.shopify_state(&shop).await;
+    let login = app.shopify_state(&shop).await;
     let code = app.graph.shopify_code(&shop);
-    let query = app.shopify_callback_query(&shop, &code, &state, unix_now());
+    let query = app.shopify_callback_query(&shop, &code, &login.state, unix_now());
     let resp = app
-        .shopify_callback_with(&query, &[("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")])
+        .shopify_callback_with(
+            &query,
+            Some(&login.cookie),
+            &[("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")],
+        )
         .await;
     assert_eq!(resp.status(), 200);
     let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
@@ -130,12 +139,12 @@ async fn shopify_callback_answers_html_with_a_connect_facebook_link_when_asked()
 async fn shopify_callback_with_a_wrong_hmac_is_401() {
     let app = spawn_app().await;
     let shop = unique_shop();
-    let state = app.shopify_state(&shop).await;
+    let login = app.shopify_state(&shop).await;
     let code = app.graph.shopify_code(&shop);
-    let mut query = app.shopify_callback_query(&shop, &code, &state, unix_now());
+    let mut query = app.shopify_callback_query(&shop, &code, &login.state, unix_now());
     let wrong = shopify_query_hmac("not-the-shopify-secret", &query);
     query.iter_mut().find(|(k, _)| k == "hmac").unwrap().1 = wrong;
-    let resp = app.shopify_callback(&query).await;
+    let resp = app.shopify_callback(&query, Some(&login.cookie)).await;
     assert_eq!(resp.status(), 401);
     assert!(session_cookie(&resp).is_none());
     assert!(app.graph.calls().is_empty(), "nothing is exchanged before the hmac checks out");
@@ -145,11 +154,11 @@ async fn shopify_callback_with_a_wrong_hmac_is_401() {
 async fn shopify_callback_without_hmac_is_401() {
     let app = spawn_app().await;
     let shop = unique_shop();
-    let state = app.shopify_state(&shop).await;
+    let login = app.shopify_state(&shop).await;
     let code = app.graph.shopify_code(&shop);
-    let mut query = app.shopify_callback_query(&shop, &code, &state, unix_now());
+    let mut query = app.shopify_callback_query(&shop, &code, &login.state, unix_now());
     query.retain(|(k, _)| k != "hmac");
-    assert_eq!(app.shopify_callback(&query).await.status(), 401);
+    assert_eq!(app.shopify_callback(&query, Some(&login.cookie)).await.status(), 401);
     assert!(app.graph.calls().is_empty());
 }
 
@@ -157,11 +166,11 @@ async fn shopify_callback_without_hmac_is_401() {
 async fn shopify_callback_with_a_parameter_changed_after_signing_is_401() {
     let app = spawn_app().await;
     let shop = unique_shop();
-    let state = app.shopify_state(&shop).await;
+    let login = app.shopify_state(&shop).await;
     let code = app.graph.shopify_code(&shop);
-    let mut query = app.shopify_callback_query(&shop, &code, &state, unix_now());
+    let mut query = app.shopify_callback_query(&shop, &code, &login.state, unix_now());
     query.iter_mut().find(|(k, _)| k == "host").unwrap().1.push('x');
-    assert_eq!(app.shopify_callback(&query).await.status(), 401);
+    assert_eq!(app.shopify_callback(&query, Some(&login.cookie)).await.status(), 401);
     assert!(app.graph.calls().is_empty());
 }
 
@@ -169,9 +178,14 @@ async fn shopify_callback_with_a_parameter_changed_after_signing_is_401() {
 async fn shopify_callback_with_a_timestamp_older_than_90_seconds_is_400() {
     let app = spawn_app().await;
     let shop = unique_shop();
-    let state = app.shopify_state(&shop).await;
+    let login = app.shopify_state(&shop).await;
     let code = app.graph.shopify_code(&shop);
-    let resp = app.shopify_callback(&app.shopify_callback_query(&shop, &code, &state, unix_now() - 100)).await;
+    let resp = app
+        .shopify_callback(
+            &app.shopify_callback_query(&shop, &code, &login.state, unix_now() - 100),
+            Some(&login.cookie),
+        )
+        .await;
     assert_eq!(resp.status(), 400);
     assert!(session_cookie(&resp).is_none());
     assert!(app.graph.calls().is_empty());
@@ -181,9 +195,14 @@ async fn shopify_callback_with_a_timestamp_older_than_90_seconds_is_400() {
 async fn shopify_callback_with_a_timestamp_more_than_90_seconds_ahead_is_400() {
     let app = spawn_app().await;
     let shop = unique_shop();
-    let state = app.shopify_state(&shop).await;
+    let login = app.shopify_state(&shop).await;
     let code = app.graph.shopify_code(&shop);
-    let resp = app.shopify_callback(&app.shopify_callback_query(&shop, &code, &state, unix_now() + 100)).await;
+    let resp = app
+        .shopify_callback(
+            &app.shopify_callback_query(&shop, &code, &login.state, unix_now() + 100),
+            Some(&login.cookie),
+        )
+        .await;
     assert_eq!(resp.status(), 400);
     assert!(app.graph.calls().is_empty());
 }
@@ -192,9 +211,14 @@ async fn shopify_callback_with_a_timestamp_more_than_90_seconds_ahead_is_400() {
 async fn shopify_callback_with_a_state_issued_for_another_shop_is_400() {
     let app = spawn_app().await;
     let (shop, other) = (unique_shop(), unique_shop());
-    let state_of_other = app.shopify_state(&other).await;
+    let login_of_other = app.shopify_state(&other).await;
     let code = app.graph.shopify_code(&shop);
-    let resp = app.shopify_callback(&app.shopify_callback_query(&shop, &code, &state_of_other, unix_now())).await;
+    let resp = app
+        .shopify_callback(
+            &app.shopify_callback_query(&shop, &code, &login_of_other.state, unix_now()),
+            Some(&login_of_other.cookie),
+        )
+        .await;
     assert_eq!(resp.status(), 400);
     assert!(session_cookie(&resp).is_none());
     assert!(app.graph.calls().is_empty());
@@ -204,12 +228,22 @@ async fn shopify_callback_with_a_state_issued_for_another_shop_is_400() {
 async fn shopify_callback_with_a_replayed_state_is_400() {
     let app = spawn_app().await;
     let shop = unique_shop();
-    let state = app.shopify_state(&shop).await;
+    let login = app.shopify_state(&shop).await;
     let code = app.graph.shopify_code(&shop);
-    assert_eq!(app.shopify_callback(&app.shopify_callback_query(&shop, &code, &state, unix_now())).await.status(), 200);
+    assert_eq!(
+        app.shopify_callback(&app.shopify_callback_query(&shop, &code, &login.state, unix_now()), Some(&login.cookie))
+            .await
+            .status(),
+        200
+    );
 
     let second_code = app.graph.shopify_code(&shop);
-    let resp = app.shopify_callback(&app.shopify_callback_query(&shop, &second_code, &state, unix_now())).await;
+    let resp = app
+        .shopify_callback(
+            &app.shopify_callback_query(&shop, &second_code, &login.state, unix_now()),
+            Some(&login.cookie),
+        )
+        .await;
     assert_eq!(resp.status(), 400);
     assert!(session_cookie(&resp).is_none());
     assert_eq!(app.graph.calls().len(), 1, "the replay reached Shopify");
@@ -221,7 +255,8 @@ async fn shopify_callback_with_a_state_never_issued_is_400() {
     let shop = unique_shop();
     let code = app.graph.shopify_code(&shop);
     let made_up = hex::encode(rand::random::<[u8; 16]>());
-    let resp = app.shopify_callback(&app.shopify_callback_query(&shop, &code, &made_up, unix_now())).await;
+    let resp =
+        app.shopify_callback(&app.shopify_callback_query(&shop, &code, &made_up, unix_now()), Some(&made_up)).await;
     assert_eq!(resp.status(), 400);
     assert!(app.graph.calls().is_empty());
 }
@@ -230,9 +265,12 @@ async fn shopify_callback_with_a_state_never_issued_is_400() {
 async fn shopify_callback_whose_code_shopify_refuses_is_400_asking_to_connect_again() {
     let app = spawn_app().await;
     let shop = unique_shop();
-    let state = app.shopify_state(&shop).await;
+    let login = app.shopify_state(&shop).await;
     let resp = app
-        .shopify_callback(&app.shopify_callback_query(&shop, "0907a61c0c8d55e99db179b68161bc00", &state, unix_now()))
+        .shopify_callback(
+            &app.shopify_callback_query(&shop, "0907a61c0c8d55e99db179b68161bc00", &login.state, unix_now()),
+            Some(&login.cookie),
+        )
         .await;
     assert_eq!(resp.status(), 400);
     assert!(session_cookie(&resp).is_none());
@@ -249,9 +287,11 @@ async fn shopify_callback_when_shopify_answers_500_is_502() {
         Endpoint::ShopifyToken(shop.clone()),
         Some(Fault::Status(500, json!({"errors": "Internal Server Error"}))),
     );
-    let state = app.shopify_state(&shop).await;
+    let login = app.shopify_state(&shop).await;
     let code = app.graph.shopify_code(&shop);
-    let resp = app.shopify_callback(&app.shopify_callback_query(&shop, &code, &state, unix_now())).await;
+    let resp = app
+        .shopify_callback(&app.shopify_callback_query(&shop, &code, &login.state, unix_now()), Some(&login.cookie))
+        .await;
     assert_eq!(resp.status(), 502);
     assert!(session_cookie(&resp).is_none());
 }
@@ -284,13 +324,19 @@ async fn the_session_cookie_is_secure_when_the_redirect_uri_is_https() {
     })
     .await;
     let shop = unique_shop();
-    let state = app.shopify_state(&shop).await;
+    let login = app.shopify_state(&shop).await;
     let code = app.graph.shopify_code(&shop);
-    let resp = app.shopify_callback(&app.shopify_callback_query(&shop, &code, &state, unix_now())).await;
+    let resp = app
+        .shopify_callback(&app.shopify_callback_query(&shop, &code, &login.state, unix_now()), Some(&login.cookie))
+        .await;
     assert_eq!(resp.status(), 200);
     let header = session_set_cookie(&resp).expect("Set-Cookie: session_id=...");
     assert!(header.split(';').skip(1).any(|a| a.trim().eq_ignore_ascii_case("secure")), "{header}");
     assert!(header.split(';').skip(1).any(|a| a.trim().eq_ignore_ascii_case("httponly")), "{header}");
+
+    let login = app.shopify_login(&shop).await;
+    let header = set_cookie_header(&login, SHOPIFY_STATE_COOKIE).expect("Set-Cookie: shopify_state=...");
+    assert!(cookie_attributes(&header).iter().any(|a| a == "secure"), "{header}");
 }
 
 #[actix_web::test]
@@ -302,10 +348,127 @@ async fn shopify_callback_when_shopify_is_unreachable_is_502() {
     })
     .await;
     let shop = unique_shop();
-    let state = app.shopify_state(&shop).await;
+    let login = app.shopify_state(&shop).await;
     let resp = app
-        .shopify_callback(&app.shopify_callback_query(&shop, "0907a61c0c8d55e99db179b68161bc00", &state, unix_now()))
+        .shopify_callback(
+            &app.shopify_callback_query(&shop, "0907a61c0c8d55e99db179b68161bc00", &login.state, unix_now()),
+            Some(&login.cookie),
+        )
         .await;
     assert_eq!(resp.status(), 502);
     assert!(session_cookie(&resp).is_none());
+}
+
+// ----- the state is bound to the browser, single use, and costs no storage ----------
+
+#[actix_web::test]
+async fn shopify_login_binds_the_state_to_the_browser_with_a_cookie() {
+    let app = spawn_app().await;
+    let resp = app.shopify_login(&unique_shop()).await;
+    assert_eq!(resp.status(), 302);
+    let header = set_cookie_header(&resp, SHOPIFY_STATE_COOKIE).expect("Set-Cookie: shopify_state=...");
+    let attributes = cookie_attributes(&header);
+    for wanted in ["httponly", "samesite=lax", "path=/shopify", "max-age=600"] {
+        assert!(attributes.iter().any(|a| a == wanted), "{wanted} missing: {header}");
+    }
+    assert!(!attributes.iter().any(|a| a == "secure"), "no Secure for an http redirect URI: {header}");
+    let value = header.split(';').next().unwrap().trim().trim_start_matches("shopify_state=").to_owned();
+    assert!(cookie_bits(&value) >= 128, "state cookie {value:?} cannot hold 128 random bits");
+}
+
+#[actix_web::test]
+async fn shopify_callback_without_the_state_cookie_is_400() {
+    let app = spawn_app().await;
+    let shop = unique_shop();
+    let login = app.shopify_state(&shop).await;
+    let code = app.graph.shopify_code(&shop);
+    let resp = app.shopify_callback(&app.shopify_callback_query(&shop, &code, &login.state, unix_now()), None).await;
+    assert_eq!(resp.status(), 400);
+    assert!(session_cookie(&resp).is_none());
+    assert!(app.graph.calls().is_empty(), "nothing is exchanged for a browser that did not start the install");
+
+    // The same browser, with its cookie, still can (the refusal did not spend the state).
+    let resp = app
+        .shopify_callback(&app.shopify_callback_query(&shop, &code, &login.state, unix_now()), Some(&login.cookie))
+        .await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[actix_web::test]
+async fn shopify_callback_with_the_cookie_of_another_login_is_400() {
+    let app = spawn_app().await;
+    let shop = unique_shop();
+    // The attacker's login and the victim's browser, each with its own cookie.
+    let attacker = app.shopify_state(&shop).await;
+    let victim = app.shopify_state(&shop).await;
+    let code = app.graph.shopify_code(&shop);
+    let resp = app
+        .shopify_callback(&app.shopify_callback_query(&shop, &code, &attacker.state, unix_now()), Some(&victim.cookie))
+        .await;
+    assert_eq!(resp.status(), 400);
+    assert!(session_cookie(&resp).is_none());
+    assert!(app.graph.calls().is_empty());
+}
+
+#[actix_web::test]
+async fn shopify_callback_clears_the_state_cookie() {
+    let app = spawn_app().await;
+    let shop = unique_shop();
+    let login = app.shopify_state(&shop).await;
+    let code = app.graph.shopify_code(&shop);
+    let resp = app
+        .shopify_callback(&app.shopify_callback_query(&shop, &code, &login.state, unix_now()), Some(&login.cookie))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let header = set_cookie_header(&resp, SHOPIFY_STATE_COOKIE).expect("the state cookie is cleared");
+    let attributes = cookie_attributes(&header);
+    assert!(attributes.iter().any(|a| a == "max-age=0"), "{header}");
+    assert!(attributes.iter().any(|a| a == "path=/shopify"), "{header}");
+}
+
+#[actix_web::test]
+async fn shopify_callback_with_an_expired_state_is_400() {
+    let app = spawn_app().await;
+    let shop = unique_shop();
+    let secret = Secret::new(app.var("STATE_TOKEN_SECRET"));
+    let nonce = hex::encode(rand::random::<[u8; 16]>());
+    let expired =
+        ShopifyState { shop: ShopDomain::parse(&shop).unwrap(), nonce: nonce.clone(), expires_at: unix_now() - 1 };
+    let code = app.graph.shopify_code(&shop);
+    let query = app.shopify_callback_query(&shop, &code, &sign_token(&secret, &expired), unix_now());
+    let resp = app.shopify_callback(&query, Some(&nonce)).await;
+    assert_eq!(resp.status(), 400);
+    assert!(app.graph.calls().is_empty());
+
+    // The same state, unexpired, goes through: only the expiry was wrong above.
+    let fresh = ShopifyState { expires_at: unix_now() + 600, ..expired };
+    let query = app.shopify_callback_query(&shop, &code, &sign_token(&secret, &fresh), unix_now());
+    assert_eq!(app.shopify_callback(&query, Some(&nonce)).await.status(), 200);
+}
+
+#[actix_web::test]
+async fn a_used_state_stays_refused_after_a_restart() {
+    let app = spawn_app().await;
+    let shop = unique_shop();
+    let login = app.shopify_state(&shop).await;
+    let code = app.graph.shopify_code(&shop);
+    let query = app.shopify_callback_query(&shop, &code, &login.state, unix_now());
+    assert_eq!(app.shopify_callback(&query, Some(&login.cookie)).await.status(), 200);
+    let (dir, key, graph) = app.stop().await;
+    let app = crate::helpers::start_app(dir, key, graph, Options::default()).await;
+    let code = app.graph.shopify_code(&shop);
+    let query = app.shopify_callback_query(&shop, &code, &login.state, unix_now());
+    assert_eq!(app.shopify_callback(&query, Some(&login.cookie)).await.status(), 400);
+}
+
+#[actix_web::test]
+async fn shopify_logins_do_not_grow_the_database() {
+    let app = spawn_app().await;
+    for i in 0..500 {
+        let resp = app.shopify_login(&format!("flood-{i}.myshopify.com")).await;
+        assert_eq!(resp.status(), 302);
+    }
+    let (dir, _key, _graph) = app.stop().await;
+    assert_eq!(TestApp::tree_len(&dir, trees::SHOPIFY_STATES), 0, "logins wrote states");
+    assert_eq!(TestApp::tree_len(&dir, trees::SESSIONS), 0, "logins wrote sessions");
 }
