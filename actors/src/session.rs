@@ -175,11 +175,11 @@ impl SessionActor {
         }
         for item in self.facebook_nonces.iter() {
             let (key, value) = item?;
-            match serde_json::from_slice::<Nonce>(&value) {
-                Ok(nonce) => {
-                    self.expiries.insert(expiry_key(nonce.expires_at, kind::FACEBOOK_NONCE, &key), &[])?;
+            match be_u64(&value).or_else(|| serde_json::from_slice::<Nonce>(&value).ok().map(|n| n.expires_at)) {
+                Some(expires_at) => {
+                    self.expiries.insert(expiry_key(expires_at, kind::FACEBOOK_NONCE, &key), &[])?;
                 }
-                Err(_) => {
+                None => {
                     self.facebook_nonces.remove(key)?;
                 }
             }
@@ -233,42 +233,25 @@ impl SessionActor {
         Ok(id)
     }
 
-    fn issue_nonce(&self, bound_to: &str) -> Result<String, StoreError> {
-        let nonce = crate::hex(&rand::random::<[u8; 16]>());
-        let record = Nonce { bound_to: bound_to.to_owned(), expires_at: now() + STATE_TTL.as_secs() };
-        self.expiries.insert(expiry_key(record.expires_at, kind::FACEBOOK_NONCE, nonce.as_bytes()), &[])?;
-        self.facebook_nonces.insert(nonce.as_bytes(), to_json(&record)?)?;
-        Ok(nonce)
-    }
-
-    /// Removes the nonce whatever happens (single use), then checks it.
-    fn consume_nonce(&self, nonce: &str, bound_to: &str) -> Result<(), StateError> {
-        let tree = &self.facebook_nonces;
-        let raw = tree.remove(nonce.as_bytes()).map_err(|_| StateError::Store)?.ok_or(StateError::Unknown)?;
-        let record: Nonce = serde_json::from_slice(&raw).map_err(|_| StateError::Unknown)?;
-        // The index entry would be swept anyway; removing it now keeps the index small.
-        let _ = self.expiries.remove(expiry_key(record.expires_at, kind::FACEBOOK_NONCE, nonce.as_bytes()));
-        if record.expires_at < now() {
-            return Err(StateError::Expired);
-        }
-        if record.bound_to != bound_to {
-            return Err(StateError::Mismatch);
-        }
-        Ok(())
-    }
-
-    /// Records that the Shopify state with this nonce was used; refuses a second use.
-    fn use_shopify_state(&self, nonce: &str, expires_at: u64, now: u64) -> Result<(), StateError> {
+    /// Records that the signed state with this nonce was used, in `tree` (Shopify's or
+    /// Facebook's used states); refuses a second use. States are signed, not stored,
+    /// when issued: only used ones are remembered, until they expire.
+    fn use_once(&self, tree: &sled::Tree, kind: u8, nonce: &str, expires_at: u64, now: u64) -> Result<(), StateError> {
         if expires_at < now {
             return Err(StateError::Expired);
         }
         let key = nonce.as_bytes();
-        self.expiries.insert(expiry_key(expires_at, kind::USED_STATE, key), &[]).map_err(|_| StateError::Store)?;
-        match self.shopify_states.compare_and_swap(key, None as Option<&[u8]>, Some(&expires_at.to_be_bytes()[..])) {
+        self.expiries.insert(expiry_key(expires_at, kind, key), &[]).map_err(|_| StateError::Store)?;
+        match tree.compare_and_swap(key, None as Option<&[u8]>, Some(&expires_at.to_be_bytes()[..])) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(StateError::Used),
             Err(_) => Err(StateError::Store),
         }
+    }
+
+    /// Records that the Shopify state with this nonce was used; refuses a second use.
+    fn use_shopify_state(&self, nonce: &str, expires_at: u64, now: u64) -> Result<(), StateError> {
+        self.use_once(&self.shopify_states, kind::USED_STATE, nonce, expires_at, now)
     }
 
     fn webhook_key(id: &str) -> Vec<u8> {
@@ -357,7 +340,10 @@ impl SessionActor {
         let Some(value) = tree.get(key)? else { return Ok(false) };
         let expires_at = match kind {
             kind::SESSION => serde_json::from_slice::<SessionInfo>(&value).ok().map(|s| s.expires_at),
-            kind::FACEBOOK_NONCE => serde_json::from_slice::<Nonce>(&value).ok().map(|n| n.expires_at),
+            // A used nonce holds its expiry; a store from before holds a `Nonce`.
+            kind::FACEBOOK_NONCE => {
+                be_u64(&value).or_else(|| serde_json::from_slice::<Nonce>(&value).ok().map(|n| n.expires_at))
+            }
             _ => be_u64(&value),
         };
         if expires_at.is_some_and(|at| at >= now) {
@@ -490,19 +476,14 @@ pub struct RotateSession {
     pub shop: ShopDomain,
 }
 
-/// A nonce for a Facebook `state`, bound to `user`.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<String, StoreError>")]
-pub struct IssueFacebookNonce {
-    pub user: UserId,
-}
-
-/// Uses up a Facebook nonce.
+/// Uses up the nonce of a signed Facebook `state` (its signature binds the user):
+/// remembered until `expires_at`, a second use is refused.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), StateError>")]
 pub struct ConsumeFacebookNonce {
-    pub user: UserId,
     pub nonce: String,
+    /// Unix seconds: the state's own expiry.
+    pub expires_at: u64,
 }
 
 /// The shop whose user UUID this is, if any (one index lookup).
@@ -674,17 +655,10 @@ impl Handler<RotateSession> for SessionActor {
     }
 }
 
-impl Handler<IssueFacebookNonce> for SessionActor {
-    type Result = Result<String, StoreError>;
-    fn handle(&mut self, msg: IssueFacebookNonce, _: &mut Self::Context) -> Self::Result {
-        self.issue_nonce(msg.user.as_str())
-    }
-}
-
 impl Handler<ConsumeFacebookNonce> for SessionActor {
     type Result = Result<(), StateError>;
     fn handle(&mut self, msg: ConsumeFacebookNonce, _: &mut Self::Context) -> Self::Result {
-        self.consume_nonce(&msg.nonce, msg.user.as_str())
+        self.use_once(&self.facebook_nonces, kind::FACEBOOK_NONCE, &msg.nonce, msg.expires_at, now())
     }
 }
 
@@ -928,7 +902,9 @@ mod tests {
         actor.use_shopify_state("aa", t + 50, t).unwrap();
         actor.use_shopify_state("bb", t + 500, t).unwrap();
         actor.remember_webhook("w", t).unwrap(); // expires at t + 48 h
-        actor.issue_nonce(user.as_str()).unwrap(); // expires at t + 600
+        actor.use_once(&actor.facebook_nonces, kind::FACEBOOK_NONCE, "cc", t + 600, t).unwrap();
+        let again = actor.use_once(&actor.facebook_nonces, kind::FACEBOOK_NONCE, "cc", t + 600, t);
+        assert_eq!(again, Err(StateError::Used), "a Facebook nonce is single use");
 
         assert_eq!(actor.sweep_at(t), 0, "nothing has expired yet");
         assert_eq!(actor.sweep_at(t + 60), 1, "the first used state");

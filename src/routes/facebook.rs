@@ -17,13 +17,13 @@ use pagesync_actors::messages::{
     ConnectPages, DeletePages, ForgetFacebookUser, ForgetPage, MarkDisconnected, PageConnected, Removal, SyncNow,
 };
 use pagesync_actors::session::{
-    CheckSession, ConsumeFacebookNonce, DeletionRecord, DeletionStatus, IssueFacebookNonce, RecordDeletion,
-    RotateSession,
+    CheckSession, ConsumeFacebookNonce, DeletionRecord, DeletionStatus, RecordDeletion, RotateSession,
 };
 use pagesync_actors::subscription::{EnsureAppSubscription, EnsurePageSubscription, ForgetSubscriptions};
 use pagesync_actors::{FacebookUserId, FetchError, PageId};
 
 use super::{AppState, ask, escape, html_page, session_cookie, session_cookie_header, unix_now, wants_html};
+use crate::body::{BodyLimits, read_body};
 use crate::error::ApiError;
 use crate::state::{self, FacebookState, STATE_LIFETIME_SECS};
 use crate::verify::verify_signed_request;
@@ -47,9 +47,9 @@ async fn login_inner(req: &HttpRequest, state: &AppState) -> Result<HttpResponse
         .await?
         .map_err(|e| ApiError::Unexpected(e.into()))?
         .ok_or(ApiError::Unauthorized("your session has expired; open the app from Shopify again"))?;
-    let nonce = ask(&state.actors.sessions, IssueFacebookNonce { user: session.user.clone() })
-        .await?
-        .map_err(|e| ApiError::Unexpected(e.into()))?;
+    // Signed, not stored: only a used nonce is remembered (so /facebook/login writes
+    // nothing, however often it is called).
+    let nonce = pagesync_actors::hex(&rand::random::<[u8; 16]>());
     let signed = state::sign(
         &state.settings.state_token_secret,
         &FacebookState { user: session.user, nonce, expires_at: unix_now() + STATE_LIFETIME_SECS },
@@ -132,12 +132,15 @@ async fn callback_inner(req: &HttpRequest, state: &AppState) -> Result<HttpRespo
                 .into(),
         ));
     };
-    ask(&state.actors.sessions, ConsumeFacebookNonce { user: fb_state.user.clone(), nonce: fb_state.nonce.clone() })
-        .await?
-        .map_err(|e| {
-            tracing::warn!(error = %e, "Facebook state nonce refused");
-            ApiError::BadRequest("this connection link was already used or has expired; please connect again".into())
-        })?;
+    ask(
+        &state.actors.sessions,
+        ConsumeFacebookNonce { nonce: fb_state.nonce.clone(), expires_at: fb_state.expires_at },
+    )
+    .await?
+    .map_err(|e| {
+        tracing::warn!(error = %e, "Facebook state nonce refused");
+        ApiError::BadRequest("this connection link was already used or has expired; please connect again".into())
+    })?;
     let code =
         query.get("code").filter(|c| !c.is_empty()).ok_or_else(|| ApiError::BadRequest("code missing".into()))?;
     let user = fb_state.user;
@@ -233,16 +236,23 @@ async fn callback_inner(req: &HttpRequest, state: &AppState) -> Result<HttpRespo
     }
 }
 
-/// The form Meta posts to the removal callbacks.
-#[derive(serde::Deserialize)]
-pub struct SignedForm {
-    signed_request: String,
-}
+/// The largest removal-callback form we read: a `signed_request` is a few hundred bytes.
+const FORM_MAX_BYTES: usize = 64 * 1024;
 
-/// Verifies the form's `signed_request`; returns the Facebook user it names and its
-/// `issued_at`.
-fn signed_user(state: &AppState, form: &SignedForm) -> Result<(FacebookUserId, Option<u64>), ApiError> {
-    let request = verify_signed_request(&state.settings.facebook.app_secret, &form.signed_request).map_err(|e| {
+/// Reads the form Meta posts to the removal callbacks (with the webhook body deadline:
+/// a slow body never holds a connection), verifies its `signed_request` and returns
+/// the Facebook user it names and its `issued_at`.
+async fn signed_user(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<(FacebookUserId, Option<u64>), ApiError> {
+    let limits = BodyLimits { max_bytes: FORM_MAX_BYTES, deadline: state.webhook_body_deadline };
+    let body = read_body(req, payload, limits).await?;
+    let signed = form_urlencoded::parse(&body)
+        .find_map(|(k, v)| (k == "signed_request").then(|| v.into_owned()))
+        .ok_or_else(|| ApiError::BadRequest("signed_request missing".into()))?;
+    let request = verify_signed_request(&state.settings.facebook.app_secret, &signed).map_err(|e| {
         tracing::warn!(error = %e, "signed_request refused");
         ApiError::BadRequest("invalid signed_request".into())
     })?;
@@ -276,8 +286,12 @@ async fn disconnect(
 
 /// `POST /facebook/deauthorize`: the user removed the app.
 #[tracing::instrument(skip_all)]
-pub async fn deauthorize(form: web::Form<SignedForm>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (fb_user, issued_at) = signed_user(&state, &form)?;
+pub async fn deauthorize(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (fb_user, issued_at) = signed_user(&req, payload, &state).await?;
     let Some(pages) = disconnect(&state, fb_user, issued_at).await? else {
         return Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ignored" })));
     };
@@ -287,8 +301,12 @@ pub async fn deauthorize(form: web::Form<SignedForm>, state: web::Data<AppState>
 
 /// `POST /facebook/data-deletion`: the user asked for their data to be deleted.
 #[tracing::instrument(skip_all)]
-pub async fn data_deletion(form: web::Form<SignedForm>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (fb_user, issued_at) = signed_user(&state, &form)?;
+pub async fn data_deletion(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (fb_user, issued_at) = signed_user(&req, payload, &state).await?;
     let code = pagesync_actors::hex(&rand::random::<[u8; 16]>());
     let record = match disconnect(&state, fb_user, issued_at).await? {
         Some(pages) => {

@@ -19,7 +19,6 @@ use std::collections::HashMap;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use bytes::Bytes;
 use pagesync_actors::ShopDomain;
 use pagesync_actors::messages::{ForgetOwner, ForgetShopToken, StoreShopToken};
 use pagesync_actors::session::{
@@ -29,6 +28,7 @@ use pagesync_actors::session::{
 use pagesync_actors::subscription::ForgetSubscriptions;
 
 use super::{AppState, ask, cookie, escape, html_page, session_cookie_header, unix_now, wants_html};
+use crate::body::{BodyLimits, read_body};
 use crate::clients::shopify::ShopifyError;
 use crate::error::ApiError;
 use crate::state::{STATE_LIFETIME_SECS, ShopifyState, sign_token, verify_token};
@@ -219,7 +219,15 @@ fn header_str<'r>(req: &'r HttpRequest, name: &str) -> Option<&'r str> {
 
 /// `POST /shopify/webhooks`: compliance topics and `app/uninstalled`.
 #[tracing::instrument(skip_all)]
-pub async fn webhooks(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn webhooks(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    // The same size limit and deadline as Meta's deliveries: a slow or endless body
+    // never holds a connection.
+    let limits = BodyLimits { max_bytes: state.settings.webhook_max_bytes, deadline: state.webhook_body_deadline };
+    let body = read_body(&req, payload, limits).await?;
     let verified =
         verify_shopify_webhook(&state.settings.shopify.api_secret, header_str(&req, "x-shopify-hmac-sha256"), body)
             .map_err(|e| {

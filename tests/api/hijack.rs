@@ -72,3 +72,24 @@ async fn the_owner_can_still_use_a_link_another_browser_was_refused_on() {
     assert_eq!(resp.status(), 200);
     assert_eq!(owned(&app, &owner.user_uuid).await, vec![PageId::parse(VICTIM_PAGE.0).unwrap()]);
 }
+
+#[actix_web::test]
+async fn facebook_logins_do_not_grow_the_database_and_each_state_is_used_once() {
+    let app = spawn_app().await;
+    let merchant = app.install_shop(&unique_shop()).await;
+    let mut states = Vec::new();
+    for _ in 0..200 {
+        states.push(app.facebook_state(&merchant.cookie).await);
+    }
+    // One of them is used; the replay of the same state is refused.
+    let fb_user = app.graph.register_user(&[VICTIM_PAGE]);
+    let code = app.graph.new_code(&fb_user);
+    let resp = app.facebook_callback(&[("code", &code), ("state", &states[7])], Some(&merchant.cookie)).await;
+    assert_eq!(resp.status(), 200);
+    let cookie = crate::helpers::session_cookie(&resp).unwrap();
+    let code = app.graph.new_code(&fb_user);
+    let replay = app.facebook_callback(&[("code", &code), ("state", &states[7])], Some(&cookie)).await;
+    assert_eq!(replay.status(), 400);
+    let (dir, _, _) = app.stop().await;
+    assert_eq!(TestApp::tree_len(&dir, "facebook_nonces"), 1, "only the used state is remembered");
+}

@@ -289,3 +289,23 @@ async fn a_body_that_trickles_in_past_the_deadline_gets_408() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
     assert!(started.elapsed() < Duration::from_secs(4), "answered after {:?}", started.elapsed());
 }
+
+#[actix_web::test]
+async fn every_route_that_reads_a_body_answers_408_when_it_stalls() {
+    let app = spawn_app_with_short_body_deadline().await;
+    for (path, content_type) in [
+        ("/shopify/webhooks", "application/json"),
+        ("/facebook/deauthorize", "application/x-www-form-urlencoded"),
+        ("/facebook/data-deletion", "application/x-www-form-urlencoded"),
+    ] {
+        let address = app.address.clone();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nX-Shopify-Hmac-Sha256: x\r\nContent-Length: 100\r\n\r\n"
+        );
+        let started = Instant::now();
+        let answer =
+            actix_web::rt::task::spawn_blocking(move || raw_request(&address, &head, b"signed_req")).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer:?}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{path} answered after {:?}", started.elapsed());
+    }
+}
