@@ -194,6 +194,41 @@ pub const VARS: &[Var] = &[
         help: "larger webhook bodies get 413",
     },
     Var {
+        name: "PAGESYNC_BOT_FIELDS",
+        flag: "bot-fields",
+        default: None,
+        required: false,
+        help: "Page webhook fields the bot needs (e.g. messages,messaging_postbacks); subscribed, never removed",
+    },
+    Var {
+        name: "PAGESYNC_FORWARD_URL",
+        flag: "forward-url",
+        default: None,
+        required: false,
+        help: "the bot's Meta webhook URL: every verified delivery is relayed there",
+    },
+    Var {
+        name: "PAGESYNC_FORWARD_MAX_AGE",
+        flag: "forward-max-age",
+        default: Some("24h"),
+        required: false,
+        help: "a forward or event still failing after this long is dead-lettered",
+    },
+    Var {
+        name: "PAGESYNC_EVENTS_URL",
+        flag: "events-url",
+        default: None,
+        required: false,
+        help: "receives pagesync's events (Standard Webhooks)",
+    },
+    Var {
+        name: "PAGESYNC_EVENTS_SECRET",
+        flag: "events-secret",
+        default: None,
+        required: false,
+        help: "whsec_ + base64 of 24-64 random bytes (pagesync keygen --events-secret); signs events",
+    },
+    Var {
         name: "PAGESYNC_LOG",
         flag: "log",
         default: Some("info"),
@@ -345,10 +380,116 @@ pub struct Settings {
     pub webhook_max_bytes: usize,
     pub log: String,
     pub log_format: LogFormat,
+    /// What pagesync hands the bot: its fields, the relay and the events.
+    pub bot: BotSettings,
     /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY` (either case): the proxies
     /// for outgoing HTTP to real hosts; loopback targets never use them. Its `Debug`
     /// hides proxy credentials.
     pub proxy: ProxySettings,
+}
+
+/// The bot's side (SPEC §7).
+#[derive(Debug, Clone)]
+pub struct BotSettings {
+    /// `PAGESYNC_BOT_FIELDS`: subscribed next to `FACEBOOK_SUBSCRIBED_FIELDS`.
+    pub fields: Vec<String>,
+    /// `PAGESYNC_FORWARD_URL`: `None` relays nothing.
+    pub forward_url: Option<String>,
+    /// `PAGESYNC_FORWARD_MAX_AGE`.
+    pub max_age: Duration,
+    /// `PAGESYNC_EVENTS_URL` with its secret: `None` emits no events.
+    pub events: Option<EventsSettings>,
+}
+
+/// Where events go and the key that signs them.
+#[derive(Debug, Clone)]
+pub struct EventsSettings {
+    pub url: String,
+    pub key: EventsKey,
+}
+
+/// The decoded bytes of `PAGESYNC_EVENTS_SECRET` (the part after `whsec_`). `Debug`
+/// is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EventsKey(Vec<u8>);
+
+impl EventsKey {
+    /// Parses `whsec_` + base64 of 24 to 64 bytes.
+    pub fn parse(text: &str) -> Result<EventsKey, String> {
+        use base64::Engine as _;
+        let err = || "must be whsec_ followed by base64 of 24 to 64 random bytes (pagesync keygen --events-secret)";
+        let encoded = text.trim().strip_prefix("whsec_").ok_or_else(err)?;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|_| err())?;
+        if (24..=64).contains(&bytes.len()) { Ok(EventsKey(bytes)) } else { Err(err().into()) }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for EventsKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventsKey([redacted])")
+    }
+}
+
+/// Reads the bot's variables; every problem goes to `v`.
+fn bot_settings(v: &mut Validator<'_>) -> Option<BotSettings> {
+    let sources = v.sources;
+    let mut ok = true;
+    let mut optional = |name: &'static str, parse: &dyn Fn(&str) -> Result<String, String>| match sources.get(name) {
+        None => Some(None),
+        Some((value, _)) if value.is_empty() => Some(None),
+        Some((value, _)) => match parse(&value) {
+            Ok(parsed) => Some(Some(parsed)),
+            Err(why) => {
+                v.problems.push(format!("{name}: {why}"));
+                ok = false;
+                None
+            }
+        },
+    };
+    let fields = optional("PAGESYNC_BOT_FIELDS", &|s| field_list(s).map(|f| f.join(",")))
+        .flatten()
+        .map(|f| f.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let forward_url = optional("PAGESYNC_FORWARD_URL", &http_url).flatten();
+    let events_url = optional("PAGESYNC_EVENTS_URL", &http_url).flatten();
+    let events_secret = optional("PAGESYNC_EVENTS_SECRET", &|s| EventsKey::parse(s).map(|_| s.to_owned())).flatten();
+    let max_age = v.required("PAGESYNC_FORWARD_MAX_AGE", |s| match parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
+        other => other,
+    });
+    let events = match (events_url, events_secret) {
+        (Some(url), Some(secret)) => EventsKey::parse(&secret).ok().map(|key| EventsSettings { url, key }),
+        (Some(_), None) => {
+            v.problems.push("PAGESYNC_EVENTS_SECRET: missing (needed with PAGESYNC_EVENTS_URL)".into());
+            ok = false;
+            None
+        }
+        (None, Some(_)) => {
+            v.problems.push("PAGESYNC_EVENTS_URL: missing (PAGESYNC_EVENTS_SECRET is set without it)".into());
+            ok = false;
+            None
+        }
+        (None, None) => None,
+    };
+    (ok).then_some(())?;
+    Some(BotSettings { fields, forward_url, max_age: max_age?, events })
+}
+
+/// A comma-separated list of webhook field names (a-z, 0-9, _).
+fn field_list(s: &str) -> Result<Vec<String>, String> {
+    let fields: Vec<String> = s.split(',').map(|f| f.trim().to_owned()).collect();
+    if fields
+        .iter()
+        .all(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+    {
+        Ok(fields)
+    } else {
+        Err("must be a comma-separated list of field names (a-z, 0-9, _)".into())
+    }
 }
 
 /// Validation result: settings when there were no problems.
@@ -366,17 +507,7 @@ pub fn load(sources: &Sources) -> Result<Settings, Vec<String>> {
     let fb_redirect = v.required("FACEBOOK_REDIRECT_URI", http_url);
     let webhook_address = v.required("FACEBOOK_WEBHOOK_ADDRESS", http_url);
     let verify_token = v.required("FACEBOOK_VERIFY_TOKEN", secret);
-    let subscribed_fields = v.required("FACEBOOK_SUBSCRIBED_FIELDS", |s| {
-        let fields: Vec<String> = s.split(',').map(|f| f.trim().to_owned()).collect();
-        if fields
-            .iter()
-            .all(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
-        {
-            Ok(fields)
-        } else {
-            Err("must be a comma-separated list of field names (a-z, 0-9, _)".into())
-        }
-    });
+    let subscribed_fields = v.required("FACEBOOK_SUBSCRIBED_FIELDS", field_list);
     let page_fields = v.required("FACEBOOK_PAGE_FIELDS", page_fields);
     let graph_url = v.required("FACEBOOK_GRAPH_URL", http_url);
     let dialog_url = v.required("FACEBOOK_DIALOG_URL", http_url);
@@ -448,6 +579,7 @@ pub fn load(sources: &Sources) -> Result<Settings, Vec<String>> {
         },
     };
 
+    let bot = bot_settings(&mut v);
     let proxy = match ProxySettings::from_lookup(|name| sources.get(name).map(|(value, _)| value)) {
         Ok(proxy) => Some(proxy),
         Err(problems) => {
@@ -482,6 +614,7 @@ pub fn load(sources: &Sources) -> Result<Settings, Vec<String>> {
         max_bytes,
         log,
         log_format,
+        bot,
         proxy,
     ) {
         (
@@ -509,6 +642,7 @@ pub fn load(sources: &Sources) -> Result<Settings, Vec<String>> {
             Some(max_bytes),
             Some(log),
             Some(log_format),
+            Some(bot),
             Some(proxy),
         ) if problems.is_empty() => Ok(Settings {
             facebook: FacebookSettings {
@@ -539,6 +673,7 @@ pub fn load(sources: &Sources) -> Result<Settings, Vec<String>> {
             webhook_max_bytes: max_bytes,
             log,
             log_format,
+            bot,
             proxy,
         }),
         _ => Err(problems),
