@@ -23,6 +23,8 @@ pub struct Delivery {
     pub rejected: usize,
     /// Entries that name no subscribed field (Messenger traffic, other fields).
     pub not_ours: usize,
+    /// The outbox lane of its forward: the first entry's Page id, else `object:page`.
+    pub lane: String,
 }
 
 /// What a verified body turned out to be.
@@ -30,25 +32,15 @@ pub struct Delivery {
 pub enum Parsed {
     /// `object` is `page`.
     Page(Delivery),
-    /// Any other (or no) `object`: acknowledged and ignored.
-    Ignored,
+    /// Any other (or no) `object`: acknowledged, not refreshed; forwarded in `lane`
+    /// (`object:<object>`).
+    Ignored { lane: String },
 }
 
 /// The body is not a JSON object of the expected shape.
 #[derive(Debug, thiserror::Error)]
 #[error("delivery is not valid JSON of the expected shape: {0}")]
 pub struct MalformedDelivery(#[from] serde_json::Error);
-
-impl Verified<Parsed> {
-    /// The delivery, when the body was for the `page` object.
-    pub fn into_delivery(self) -> Option<Verified<Delivery>> {
-        self.try_map(|parsed| match parsed {
-            Parsed::Page(d) => Ok(d),
-            Parsed::Ignored => Err(()),
-        })
-        .ok()
-    }
-}
 
 #[derive(Deserialize)]
 struct Head {
@@ -127,25 +119,49 @@ enum EntryId {
     Other(serde::de::IgnoredAny),
 }
 
+impl EntryId {
+    fn page(&self) -> Option<PageId> {
+        match self {
+            EntryId::Text(s) => PageId::parse(s).ok(),
+            EntryId::Number(n) => PageId::parse(&n.to_string()).ok(),
+            EntryId::Other(_) => None,
+        }
+    }
+}
+
+/// `object:<object>`, keeping only `a-z`, `0-9` and `_` of a name from the body (it
+/// becomes a lane name in logs and listings); `object:none` without one.
+fn object_lane(object: Option<&str>) -> String {
+    let name: String = object
+        .unwrap_or("none")
+        .chars()
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+        .take(32)
+        .collect();
+    format!("object:{}", if name.is_empty() { "none" } else { &name })
+}
+
 /// Parses a verified delivery; `fields` is `FACEBOOK_SUBSCRIBED_FIELDS`.
 pub fn parse(body: Verified<Bytes>, fields: &[String]) -> Result<Verified<Parsed>, MalformedDelivery> {
     body.try_map(|bytes| {
         let head: Head = serde_json::from_slice(&bytes)?;
         if head.object.as_deref() != Some("page") {
-            return Ok(Parsed::Ignored);
+            return Ok(Parsed::Ignored { lane: object_lane(head.object.as_deref()) });
         }
         let page: PageBody = serde_json::from_slice(&bytes)?;
-        let mut delivery = Delivery { pages: Vec::with_capacity(page.entry.len()), rejected: 0, not_ours: 0 };
+        let lane = page
+            .entry
+            .first()
+            .and_then(|e| e.id.as_ref())
+            .and_then(EntryId::page)
+            .map_or_else(|| object_lane(Some("page")), |p| p.as_str().to_owned());
+        let mut delivery = Delivery { pages: Vec::with_capacity(page.entry.len()), rejected: 0, not_ours: 0, lane };
         for entry in page.entry {
             if !entry.asks_refresh(fields) {
                 delivery.not_ours += 1;
                 continue;
             }
-            let id = match entry.id {
-                Some(EntryId::Text(s)) => PageId::parse(&s).ok(),
-                Some(EntryId::Number(n)) => PageId::parse(&n.to_string()).ok(),
-                Some(EntryId::Other(_)) | None => None,
-            };
+            let id = entry.id.as_ref().and_then(EntryId::page);
             match id {
                 Some(id) => delivery.pages.push(id),
                 None => delivery.rejected += 1,
@@ -181,7 +197,7 @@ mod tests {
     fn pages(body: &str) -> Delivery {
         match parse(verified(body), &fields()).unwrap().into_inner() {
             Parsed::Page(d) => d,
-            Parsed::Ignored => panic!("ignored"),
+            Parsed::Ignored { .. } => panic!("ignored"),
         }
     }
 
@@ -215,7 +231,7 @@ mod tests {
     #[test]
     fn other_objects_are_ignored() {
         for body in [r#"{"object":"user","entry":"anything"}"#, r#"{"entry":[]}"#, r#"{"object":"instagram"}"#] {
-            assert_eq!(parse(verified(body), &fields()).unwrap().into_inner(), Parsed::Ignored, "{body}");
+            assert!(matches!(parse(verified(body), &fields()).unwrap().into_inner(), Parsed::Ignored { .. }), "{body}");
         }
     }
 
@@ -242,5 +258,19 @@ mod tests {
         );
         assert_eq!(d.pages, vec![PageId::parse("8").unwrap()]);
         assert_eq!(d.not_ours, 7);
+    }
+
+    #[test]
+    fn forwards_get_the_lane_of_their_first_page_or_their_object() {
+        assert_eq!(pages(r#"{"object":"page","entry":[{"id":"77","messaging":[]},{"id":"1"}]}"#).lane, "77");
+        assert_eq!(pages(r#"{"object":"page","entry":[{"id":"../x"}]}"#).lane, "object:page");
+        assert_eq!(pages(r#"{"object":"page","entry":[]}"#).lane, "object:page");
+        let lane = |body: &str| match parse(verified(body), &fields()).unwrap().into_inner() {
+            Parsed::Ignored { lane } => lane,
+            Parsed::Page(_) => panic!("page"),
+        };
+        assert_eq!(lane(r#"{"object":"instagram","entry":[]}"#), "object:instagram");
+        assert_eq!(lane(r#"{"object":"../<b>"}"#), "object:b");
+        assert_eq!(lane(r#"{"entry":[]}"#), "object:none");
     }
 }

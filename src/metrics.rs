@@ -92,6 +92,11 @@ fn method_label(method: &str) -> &'static str {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct StatusLabel {
     status: &'static str,
 }
@@ -197,6 +202,7 @@ pub struct Snapshot {
     pub pages_by_status: Vec<(&'static str, u64)>,
     pub poll_runs: u64,
     pub poll_refreshes: u64,
+    pub outbox: pagesync_actors::outbox::OutboxStats,
 }
 
 impl Snapshot {
@@ -232,6 +238,27 @@ impl Snapshot {
         }
         registry.register("pages", "Pages with a sync state, by status", by_status);
         registry.register("poll_runs", "Daily re-sync runs finished since start", counter(self.poll_runs));
+        let o = &self.outbox;
+        let pending = Family::<KindLabel, Gauge>::default();
+        let dead = Family::<KindLabel, Gauge>::default();
+        for (kind, p, d) in
+            [("forward", o.pending_forwards, o.dead_forwards), ("event", o.pending_events, o.dead_events)]
+        {
+            pending.get_or_create(&KindLabel { kind }).set(i64::try_from(p).unwrap_or(i64::MAX));
+            dead.get_or_create(&KindLabel { kind }).set(i64::try_from(d).unwrap_or(i64::MAX));
+        }
+        registry.register("outbox_pending", "Forwards and events waiting to be delivered to the bot", pending);
+        registry.register("outbox_dead", "Forwards and events dead-lettered (see pagesync outbox)", dead);
+        let attempts = Family::<ResultLabel, Counter>::default();
+        attempts.get_or_create(&ResultLabel { result: "delivered" }).inc_by(o.delivered);
+        attempts.get_or_create(&ResultLabel { result: "failed" }).inc_by(o.failed);
+        attempts.get_or_create(&ResultLabel { result: "dead_lettered" }).inc_by(o.dead_lettered);
+        registry.register("outbox_attempts", "Delivery attempts to the bot since start, by result", attempts);
+        registry.register(
+            "outbox_oldest_age_seconds",
+            "Age of the oldest forward or event still waiting",
+            gauge(o.oldest_age_seconds),
+        );
         registry.register(
             "poll_refreshes",
             "Page refreshes the daily re-sync asked for since start",

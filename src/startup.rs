@@ -12,11 +12,13 @@ use std::time::Duration;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use pagesync_actors::messages::{GetWriterStats, Shutdown};
+use pagesync_actors::outbox::OutboxConfig;
 use pagesync_actors::poller::PollConfig;
 use pagesync_actors::subscription::RetryConfig;
 use pagesync_actors::{Actors, ActorsConfig, Sealer, Store, StoreConfig, WriterConfig};
 
 use crate::clients::graph::{self, GraphClient, RetryPolicy};
+use crate::clients::outbox::HttpOutboxSender;
 use crate::clients::shopify::ShopifyClient;
 use crate::config::Settings;
 use crate::metrics::Metrics;
@@ -33,6 +35,10 @@ pub struct Tuning {
     pub refresh_backoff_cap: Duration,
     /// First retry of a failed webhook subscription (doubles, capped at an hour).
     pub subscription_retry_base: Duration,
+    /// About the first retry of a failed forward or event (doubles per attempt).
+    pub outbox_retry_base: Duration,
+    /// The longest pause between two attempts of one forward or event.
+    pub outbox_retry_cap: Duration,
     /// HTTP worker threads; `None`: actix's default (one per core).
     pub workers: Option<usize>,
     /// How long a graceful stop lets requests in flight finish.
@@ -53,6 +59,8 @@ impl Default for Tuning {
             refresh_backoff_base: Duration::from_secs(60),
             refresh_backoff_cap: Duration::from_secs(3600),
             subscription_retry_base: Duration::from_secs(30),
+            outbox_retry_base: Duration::from_secs(1),
+            outbox_retry_cap: Duration::from_secs(300),
             workers: None,
             shutdown_timeout: Duration::from_secs(10),
             notifier: None,
@@ -203,7 +211,7 @@ impl Core {
         let http = graph::http_client(&settings.proxy).context("cannot build the HTTP client")?;
         let metrics = Metrics::new();
         let graph = GraphClient::new(&settings.facebook, http.clone(), tuning.graph_retry.clone(), metrics.clone());
-        let shopify = ShopifyClient::new(&settings.shopify, http);
+        let shopify = ShopifyClient::new(&settings.shopify, http.clone());
         let mut writer = WriterConfig::new(pages_dir);
         writer.backoff_base = tuning.refresh_backoff_base;
         writer.backoff_cap = tuning.refresh_backoff_cap;
@@ -219,6 +227,13 @@ impl Core {
                 session_ttl: settings.session_ttl,
                 poll: PollConfig { interval: settings.poll_interval, concurrency: 4 },
                 usage: graph.usage(),
+                outbox_sender: Arc::new(HttpOutboxSender::new(&settings.bot, http.clone())),
+                outbox: OutboxConfig {
+                    max_age: settings.bot.max_age,
+                    base: tuning.outbox_retry_base,
+                    cap: tuning.outbox_retry_cap,
+                    ..OutboxConfig::default()
+                },
             },
         )?;
 
@@ -259,6 +274,8 @@ impl Offline {
 async fn stop_actors(actors: &Actors) {
     let _ = actors.poller.send(Shutdown).await;
     let _ = actors.page_writer.send(Shutdown).await;
+    // After the writer: nothing adds items any more; what is pending stays in the tree.
+    let _ = actors.outbox.addr.send(Shutdown).await;
     let _ = actors.subscriptions.send(Shutdown).await;
     let _ = actors.sessions.send(Shutdown).await;
     let _ = actors.vault.send(Shutdown).await;

@@ -8,7 +8,8 @@
 //! | [`TokenVaultActor`] | `page_tokens`, `page_owner`, `page_grantor`, `user_tokens`, `shop_tokens` | OAuth and removal routes, PageWriterActor, SubscriptionActor | the store |
 //! | [`SubscriptionActor`](subscription::SubscriptionActor) | `subscriptions` | Facebook callback, removal routes | TokenVaultActor, a [`SubscriptionApi`] (Graph) |
 //! | [`PollerActor`](poller::PollerActor) | nothing (counters) | a timer, the operator CLI | TokenVaultActor, PageWriterActor |
-//! | [`PageWriterActor`] | `inbox`, `page_state`, `facebook/<id>/page_data.json` | webhook route, Facebook callback, removal routes, readiness | TokenVaultActor, a [`PageSource`] (Graph) |
+//! | [`PageWriterActor`] | `inbox`, `page_state`, `facebook/<id>/page_data.json` | webhook route, Facebook callback, removal routes, readiness | TokenVaultActor, a [`PageSource`] (Graph), OutboxActor |
+//! | [`OutboxActor`](outbox::OutboxActor) | `outbox`, `outbox_dead` | PageWriterActor (after a commit that holds an item), the operator CLI | an [`OutboxSender`](outbox::OutboxSender) (HTTP to the bot) |
 //!
 //! One [`Store`] holds the sled database; each tree belongs to one actor and no other
 //! code touches it. Durable writes go through the store's group commit (one writer
@@ -56,6 +57,8 @@ pub struct Actors {
     pub subscriptions: Addr<SubscriptionActor>,
     pub page_writer: Addr<PageWriterActor>,
     pub poller: Addr<poller::PollerActor>,
+    /// The outbox actor and the queue that feeds it.
+    pub outbox: outbox::OutboxHandle,
 }
 
 /// What the actors are started with.
@@ -72,6 +75,9 @@ pub struct ActorsConfig {
     pub poll: poller::PollConfig,
     /// Graph usage as the Graph client last saw it; slows the poll.
     pub usage: poller::UsageGauge,
+    /// Delivers forwards and events (the HTTP client).
+    pub outbox_sender: Arc<dyn outbox::OutboxSender>,
+    pub outbox: outbox::OutboxConfig,
 }
 
 /// Starts every actor on the current arbiter. Call once, inside an actix `System`,
@@ -81,9 +87,12 @@ pub fn start(store: &Store, config: ActorsConfig) -> Result<Actors, StoreError> 
     let vault = TokenVaultActor::new(store.clone(), config.sealer)?.start();
     let subscriptions =
         SubscriptionActor::new(store, config.subscriptions, vault.clone(), config.subscription_retry)?.start();
-    let page_writer = PageWriterActor::new(store.clone(), vault.clone(), config.source, config.writer)?.start();
+    let (outbox, queue) = outbox::OutboxActor::new(store, config.outbox_sender, config.outbox)?;
+    let outbox = outbox::OutboxHandle { queue, addr: outbox.start() };
+    let page_writer =
+        PageWriterActor::new(store.clone(), vault.clone(), config.source, config.writer, Some(outbox.clone()))?.start();
     let poller = poller::PollerActor::new(vault.clone(), page_writer.clone(), config.poll, config.usage).start();
-    Ok(Actors { sessions, vault, subscriptions, page_writer, poller })
+    Ok(Actors { sessions, vault, subscriptions, page_writer, poller, outbox })
 }
 
 /// Lowercase hex of `bytes`.

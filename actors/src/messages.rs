@@ -170,17 +170,33 @@ pub enum InboxError {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Receipt, InboxError>")]
 pub struct AcceptDelivery {
-    /// The Pages the delivery's entries name, duplicates allowed.
+    /// The Pages whose entries ask for a refresh, duplicates allowed.
     pub pages: Vec<PageId>,
+    /// The delivery as the bot must receive it, when relaying is on: committed in the
+    /// same group commit as the inbox record.
+    pub forward: Option<Forward>,
+}
+
+/// A verified Meta delivery to relay to the bot byte for byte.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    /// The outbox lane: the first entry's Page id, else `object:<object>`.
+    pub lane: String,
+    /// `Content-Type` and Meta's signature headers exactly as received.
+    pub headers: Vec<(String, String)>,
+    /// The raw body Meta signed.
+    pub body: bytes::Bytes,
 }
 
 /// Proof that a delivery is durable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
-    /// Inbox sequence number; `None` when the delivery named no Page (nothing to store).
+    /// Inbox sequence number; `None` when the delivery named no Page to refresh.
     pub seq: Option<u64>,
     /// Distinct Pages queued for a refresh.
     pub pages: usize,
+    /// Whether a forward to the bot was committed with it.
+    pub forwarded: bool,
 }
 
 /// Refresh a Page now, through the same per-Page queue as webhook deliveries (so a

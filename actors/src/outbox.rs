@@ -170,6 +170,14 @@ impl OutboxQueue {
     }
 }
 
+/// What an actor that adds items holds: the queue that builds records for its own
+/// group commits, and the actor to tell once they are durable.
+#[derive(Clone)]
+pub struct OutboxHandle {
+    pub queue: OutboxQueue,
+    pub addr: Addr<OutboxActor>,
+}
+
 /// Items committed into the `outbox` tree: queue them.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
@@ -474,14 +482,9 @@ impl OutboxActor {
         });
     }
 
+    /// Sequence numbers grow with time, so the first record is the oldest: one read.
     fn oldest_age_seconds(&self) -> u64 {
-        let oldest = self
-            .lanes
-            .values()
-            .filter_map(|l| l.items.first())
-            .min()
-            .and_then(|seq| self.tree().get(seq.to_be_bytes()).ok().flatten())
-            .and_then(|raw| decode(&raw).map(|(m, _)| m.queued_ms));
+        let oldest = self.tree().first().ok().flatten().and_then(|(_, raw)| decode(&raw).map(|(m, _)| m.queued_ms));
         oldest.map_or(0, |ms| unix_ms().saturating_sub(ms) / 1000)
     }
 

@@ -34,6 +34,7 @@ use actix::prelude::*;
 use crate::graph::{FetchError, LimitScope, PageData, PageSource, TokenCheck};
 use crate::ids::PageId;
 use crate::messages::*;
+use crate::outbox::{ItemKind, OutboxHandle};
 use crate::store::{Store, StoreError, trees};
 use crate::token_vault::TokenVaultActor;
 
@@ -147,6 +148,8 @@ pub struct PageWriterActor {
     /// How many `page_state` records are in each status (index of `SyncStatus::ALL`):
     /// counted once at start, then kept as records change, so `/metrics` never scans.
     status_counts: [u64; SyncStatus::ALL.len()],
+    /// Where relayed deliveries and events go; `None` when the bot gets neither.
+    outbox: Option<OutboxHandle>,
     /// Names this process's temporary files, so the start-up sweep of leftovers from
     /// an earlier crash never takes a file a refresh of ours is writing.
     generation: u64,
@@ -159,6 +162,7 @@ impl PageWriterActor {
         vault: Addr<TokenVaultActor>,
         source: Arc<dyn PageSource>,
         config: WriterConfig,
+        outbox: Option<OutboxHandle>,
     ) -> Result<Self, StoreError> {
         let inbox = store.tree(trees::INBOX)?;
         let states = store.tree(trees::PAGE_STATE)?;
@@ -191,6 +195,7 @@ impl PageWriterActor {
             }
         }
         Ok(PageWriterActor {
+            outbox,
             status_counts,
             generation: rand::random(),
             store,
@@ -677,18 +682,39 @@ impl Handler<AcceptDelivery> for PageWriterActor {
         }
         let mut seen = HashSet::new();
         let pages: Vec<PageId> = msg.pages.into_iter().filter(|p| seen.insert(p.clone())).collect();
-        if pages.is_empty() {
-            return Box::pin(fut::ready(Ok(Receipt { seq: None, pages: 0 })));
+        let mut writes = Vec::with_capacity(2);
+        // The forward goes first: a crash keeps a prefix of a commit, so the inbox
+        // record never survives without it.
+        let forward = match (msg.forward, &self.outbox) {
+            (Some(f), Some(outbox)) => {
+                let prepared = outbox.queue.prepare(ItemKind::Forward, &f.lane, f.headers, &f.body);
+                writes.push(prepared.write);
+                Some((outbox.addr.clone(), prepared.enqueued))
+            }
+            _ => None,
+        };
+        let seq = (!pages.is_empty()).then(|| {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            writes.push((self.inbox.clone(), seq.to_be_bytes().to_vec(), encode_pages(&pages)));
+            seq
+        });
+        if writes.is_empty() {
+            return Box::pin(fut::ready(Ok(Receipt { seq: None, pages: 0, forwarded: false })));
         }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let commit = self.store.commit(&self.inbox, seq.to_be_bytes().to_vec(), encode_pages(&pages));
+        let commit = self.store.commit_all(writes);
         Box::pin(commit.into_actor(self).map(move |result, act, ctx| {
             result?;
-            act.stats.accepted += 1;
+            let forwarded = forward.is_some();
+            if let Some((outbox, enqueued)) = forward {
+                outbox.do_send(enqueued);
+            }
             let count = pages.len();
-            act.enqueue(seq, pages, ctx);
-            Ok(Receipt { seq: Some(seq), pages: count })
+            if let Some(seq) = seq {
+                act.stats.accepted += 1;
+                act.enqueue(seq, pages, ctx);
+            }
+            Ok(Receipt { seq, pages: count, forwarded })
         }))
     }
 }

@@ -1,6 +1,7 @@
 //! Clients of the platforms pagesync talks to, sharing one `reqwest::Client`.
 
 pub mod graph;
+pub mod outbox;
 pub mod proxy;
 pub mod shopify;
 

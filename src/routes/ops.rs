@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use pagesync_actors::messages::{CountPagesByStatus, GetWriterStats, Ping};
+use pagesync_actors::outbox::GetOutboxStats;
 use pagesync_actors::poller::GetPollStats;
 use pagesync_actors::{Actors, Store};
 
@@ -40,6 +41,9 @@ pub async fn not_ready(store: &Store, actors: &Actors, timeout: Duration) -> Vec
     if !matches!(actors.poller.send(Ping).timeout(timeout).await, Ok(())) {
         not_ready.push("poller");
     }
+    if !matches!(actors.outbox.addr.send(Ping).timeout(timeout).await, Ok(())) {
+        not_ready.push("outbox");
+    }
     not_ready
 }
 
@@ -61,10 +65,11 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 /// than reported wrong, and the failure is logged.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let actors = &state.actors;
-    let (writer, counts, poll) = tokio::join!(
+    let (writer, counts, poll, outbox) = tokio::join!(
         actors.page_writer.send(GetWriterStats).timeout(PING_TIMEOUT),
         actors.page_writer.send(CountPagesByStatus).timeout(PING_TIMEOUT),
         actors.poller.send(GetPollStats).timeout(PING_TIMEOUT),
+        actors.outbox.addr.send(GetOutboxStats).timeout(PING_TIMEOUT),
     );
     let mut snapshot = Snapshot::default();
     match writer {
@@ -89,6 +94,10 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             snapshot.poll_refreshes = p.refreshes;
         }
         Err(e) => tracing::warn!(error = %e, "metrics: the poller did not answer"),
+    }
+    match outbox {
+        Ok(o) => snapshot.outbox = o,
+        Err(e) => tracing::warn!(error = %e, "metrics: the outbox did not answer"),
     }
     match state.metrics.render(&snapshot) {
         Ok(text) => HttpResponse::Ok().content_type(CONTENT_TYPE).body(text),

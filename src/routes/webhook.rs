@@ -12,14 +12,15 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use pagesync_actors::messages::{AcceptDelivery, InboxError};
+use pagesync_actors::PageId;
+use pagesync_actors::messages::{AcceptDelivery, Forward, InboxError};
 
 use super::AppState;
 use crate::body::{self, BodyLimits};
-use crate::delivery::{self, Delivery};
+use crate::delivery::{self, Parsed};
 use crate::error::ApiError;
 use crate::metrics::DeliveryResult;
-use crate::verify::{MetaSignatures, Verified, constant_time_eq};
+use crate::verify::{MetaSignatures, constant_time_eq};
 
 /// How long a request waits for the writer's mailbox and the inbox commit before it
 /// answers 503 (Meta retries). Far below Meta's 5 s answer budget for Messenger.
@@ -88,30 +89,61 @@ async fn receive_inner(
         tracing::warn!(error = %e, "delivery refused");
         ApiError::Unauthorized("invalid signature")
     })?;
+    let raw = verified.get().clone();
     let parsed = delivery::parse(verified, &state.settings.facebook.subscribed_fields)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    match parsed.into_delivery() {
-        None => {
-            tracing::debug!("delivery for another object ignored");
+    // Every verified JSON delivery, of any object, is the bot's too (SPEC §7).
+    let forward = |lane: String| {
+        state.settings.bot.forward_url.as_ref().map(|_| Forward {
+            lane,
+            headers: relayed_headers(req),
+            body: raw.clone(),
+        })
+    };
+    match parsed.into_inner() {
+        Parsed::Ignored { lane } => {
+            let forward = forward(lane);
+            if forward.is_some() {
+                accept(state, Vec::new(), forward).await?;
+            }
+            tracing::debug!("delivery for another object: not refreshed");
             Ok((HttpResponse::Ok().json(serde_json::json!({ "status": "ignored" })), DeliveryResult::Ignored))
         }
-        Some(delivery) => {
-            accept(state, delivery).await?;
+        Parsed::Page(delivery) => {
+            if delivery.rejected > 0 {
+                tracing::warn!(rejected = delivery.rejected, "entries with invalid Page ids skipped");
+            }
+            let forward = forward(delivery.lane);
+            accept(state, delivery.pages, forward).await?;
             Ok((HttpResponse::Ok().json(serde_json::json!({ "status": "success" })), DeliveryResult::Success))
         }
     }
 }
 
-/// Hands a verified delivery to the writer and waits until it is durable.
-async fn accept(state: &AppState, delivery: Verified<Delivery>) -> Result<(), ApiError> {
-    let delivery = delivery.into_inner();
-    if delivery.rejected > 0 {
-        tracing::warn!(rejected = delivery.rejected, "entries with invalid Page ids skipped");
-    }
-    let sent = state.actors.page_writer.send(AcceptDelivery { pages: delivery.pages }).timeout(ACCEPT_TIMEOUT).await;
+/// The headers a relayed delivery carries exactly as Meta sent them (only those
+/// present), so the bot's own signature check works unchanged.
+fn relayed_headers(req: &HttpRequest) -> Vec<(String, String)> {
+    ["content-type", "x-hub-signature-256", "x-hub-signature"]
+        .into_iter()
+        .filter_map(|name| {
+            let value = req.headers().get(name)?.to_str().ok()?;
+            let canonical = match name {
+                "content-type" => "Content-Type",
+                "x-hub-signature-256" => "X-Hub-Signature-256",
+                _ => "X-Hub-Signature",
+            };
+            Some((canonical.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+/// Hands a verified delivery (the Pages to refresh and the forward, if any) to the
+/// writer and waits until it is durable.
+async fn accept(state: &AppState, pages: Vec<PageId>, forward: Option<Forward>) -> Result<(), ApiError> {
+    let sent = state.actors.page_writer.send(AcceptDelivery { pages, forward }).timeout(ACCEPT_TIMEOUT).await;
     match sent {
         Ok(Ok(receipt)) => {
-            tracing::debug!(seq = ?receipt.seq, pages = receipt.pages, "delivery stored");
+            tracing::debug!(seq = ?receipt.seq, pages = receipt.pages, forwarded = receipt.forwarded, "delivery stored");
             Ok(())
         }
         Ok(Err(InboxError::ShuttingDown)) => Err(ApiError::Unavailable("shutting down")),

@@ -68,6 +68,8 @@ pub fn fast_tuning() -> Tuning {
         workers: Some(2),
         shutdown_timeout: Duration::from_secs(5),
         subscription_retry_base: Duration::from_millis(200),
+        outbox_retry_base: Duration::from_millis(50),
+        outbox_retry_cap: Duration::from_millis(200),
         ..Tuning::default()
     }
 }
