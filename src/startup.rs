@@ -228,6 +228,7 @@ impl Core {
                 poll: PollConfig { interval: settings.poll_interval, concurrency: 4 },
                 usage: graph.usage(),
                 outbox_sender: Arc::new(HttpOutboxSender::new(&settings.bot, http.clone())),
+                events: settings.bot.events.is_some(),
                 outbox: OutboxConfig {
                     max_age: settings.bot.max_age,
                     base: tuning.outbox_retry_base,

@@ -78,6 +78,8 @@ pub struct ActorsConfig {
     /// Delivers forwards and events (the HTTP client).
     pub outbox_sender: Arc<dyn outbox::OutboxSender>,
     pub outbox: outbox::OutboxConfig,
+    /// Whether the actors emit events (`PAGESYNC_EVENTS_URL` is set).
+    pub events: bool,
 }
 
 /// Starts every actor on the current arbiter. Call once, inside an actix `System`,
@@ -88,7 +90,7 @@ pub fn start(store: &Store, config: ActorsConfig) -> Result<Actors, StoreError> 
     let subscriptions =
         SubscriptionActor::new(store, config.subscriptions, vault.clone(), config.subscription_retry)?.start();
     let (outbox, queue) = outbox::OutboxActor::new(store, config.outbox_sender, config.outbox)?;
-    let outbox = outbox::OutboxHandle { queue, addr: outbox.start() };
+    let outbox = outbox::OutboxHandle { queue, addr: outbox.start(), events: config.events };
     let page_writer =
         PageWriterActor::new(store.clone(), vault.clone(), config.source, config.writer, Some(outbox.clone()))?.start();
     let poller = poller::PollerActor::new(vault.clone(), page_writer.clone(), config.poll, config.usage).start();

@@ -218,18 +218,26 @@ pub struct PollPage {
 }
 
 /// The Page was (re)connected: clears `needs_reauth` / `disconnected` so it is fetched
-/// again, and lifts a deletion tombstone.
+/// again, lifts a deletion tombstone, remembers the merchant's shop and emits
+/// `page.connected`.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct PageConnected {
     pub page: PageId,
+    /// The merchant's shop, carried by the Page's events.
+    pub shop: Option<ShopDomain>,
+    /// The Page's name as Meta listed it at connect.
+    pub name: Option<String>,
 }
 
 /// Marks Pages `disconnected` (their tokens are gone); they are no longer fetched.
+/// Emits `page.disconnected` with `reason` for each Page that was not already.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct MarkDisconnected {
     pub pages: Vec<PageId>,
+    /// Why, for the event: `deauthorized` or `data_deletion`.
+    pub reason: &'static str,
 }
 
 /// Deletes Pages' sync state and `facebook/<id>/` folders; a refresh still running
@@ -351,6 +359,14 @@ pub struct PageState {
     pub last_error_code: Option<i64>,
     /// Successful refreshes so far.
     pub refreshes: u64,
+    /// The merchant's shop (for events), remembered at connect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shop: Option<String>,
+    /// The ETag of the `page_data.json` content last announced in a `page.updated`
+    /// event: an event is due whenever the file's ETag differs, so a crash between the
+    /// file write and the event's commit is made up for by the next refresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
 }
 
 impl Default for PageState {
@@ -362,6 +378,8 @@ impl Default for PageState {
             last_error: None,
             last_error_code: None,
             refreshes: 0,
+            shop: None,
+            etag: None,
         }
     }
 }

@@ -176,6 +176,30 @@ impl OutboxQueue {
 pub struct OutboxHandle {
     pub queue: OutboxQueue,
     pub addr: Addr<OutboxActor>,
+    /// Whether events are wanted (`PAGESYNC_EVENTS_URL` is set): without, none is made.
+    pub events: bool,
+}
+
+/// The body of an event (Standard Webhooks): `{"type", "timestamp", "data"}`.
+pub fn event_body(kind: &str, data: serde_json::Value) -> Vec<u8> {
+    let body = serde_json::json!({ "type": kind, "timestamp": rfc3339_utc(unix_ms() / 1000), "data": data });
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for unix seconds (days to civil date, proleptic Gregorian).
+pub fn rfc3339_utc(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Items committed into the `outbox` tree: queue them.
@@ -817,6 +841,15 @@ mod tests {
         // New items after a restart never reuse a pending item's key.
         let p = queue.prepare(ItemKind::Forward, "9", vec![], b"four");
         assert!(u64::from_be_bytes(p.write.1.clone().try_into().unwrap()) >= 3);
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_utc(1_767_225_600), "2026-01-01T00:00:00Z");
+        assert_eq!(rfc3339_utc(1_614_265_330), "2021-02-25T15:02:10Z");
+        let _ = rfc3339_utc(u64::MAX);
     }
 
     #[test]

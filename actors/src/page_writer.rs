@@ -34,7 +34,7 @@ use actix::prelude::*;
 use crate::graph::{FetchError, LimitScope, PageData, PageSource, TokenCheck};
 use crate::ids::PageId;
 use crate::messages::*;
-use crate::outbox::{ItemKind, OutboxHandle};
+use crate::outbox::{Enqueued, ItemKind, OutboxHandle, event_body};
 use crate::store::{Store, StoreError, trees};
 use crate::token_vault::TokenVaultActor;
 
@@ -107,9 +107,13 @@ struct PageWork {
 /// How one refresh ended.
 #[derive(Debug)]
 enum Outcome {
-    /// The Page's data is current on disk; `true` when the file changed (an identical
-    /// answer leaves the file untouched: no write, no fsync).
-    Written(bool),
+    /// The Page's data is current on disk; `changed` when the file changed (an
+    /// identical answer leaves the file untouched: no write, no fsync); `etag` is the
+    /// file's ETag either way.
+    Written {
+        changed: bool,
+        etag: String,
+    },
     UnknownPage,
     Skipped(SyncStatus),
     Failed(FetchError),
@@ -287,10 +291,17 @@ impl PageWriterActor {
         let known = state.is_some() || !matches!(outcome, Outcome::UnknownPage);
         let previous = state.as_ref().map(|s| s.status);
         let mut st = state.take().unwrap_or_default();
+        // Events this outcome reports, committed with the state below.
+        let mut events: Vec<(&'static str, serde_json::Value)> = Vec::new();
         // `Some(delay)`: keep the deliveries and try this Page again after `delay`.
         let mut retry_after: Option<Duration> = None;
         match &outcome {
-            Outcome::Written(changed) => {
+            Outcome::Written { changed, etag } => {
+                if st.etag.as_deref() != Some(etag.as_str()) {
+                    events
+                        .push(("page.updated", serde_json::json!({ "page_id": page, "shop": st.shop, "etag": etag })));
+                    st.etag = Some(etag.clone());
+                }
                 if *changed {
                     self.stats.pages_written += 1;
                 } else {
@@ -319,6 +330,9 @@ impl PageWriterActor {
                 let streak = self.pages.get(&page).map(|w| w.streak).unwrap_or(0);
                 match err {
                     FetchError::Auth { .. } => {
+                        if st.status != SyncStatus::NeedsReauth {
+                            events.push(("page.needs_reauth", serde_json::json!({ "page_id": page, "shop": st.shop })));
+                        }
                         st.status = SyncStatus::NeedsReauth;
                         tracing::warn!(page_id = %page, error = %err, "token refused; Page needs its owner to reconnect");
                     }
@@ -358,18 +372,21 @@ impl PageWriterActor {
             // MarkDisconnected landed while this refresh ran: the tokens are gone and
             // that outranks whatever the refresh found.
             st.status = SyncStatus::Disconnected;
+            events.retain(|(kind, _)| *kind != "page.needs_reauth");
         }
         let deleted = self.tombstones.contains(&page);
-        if deleted && matches!(outcome, Outcome::Written(_)) {
+        if deleted && matches!(outcome, Outcome::Written { .. }) {
             // Deleted while this refresh ran: take back what it wrote.
             let dir = self.config.pages_dir.join(page.as_str());
             tokio::task::spawn_blocking(move || remove_page_dir(&dir));
         } else if known && !deleted {
+            let announced = self.record_events(&page, events);
             self.save_state(&page, &st);
+            self.announce(announced, ctx);
         }
 
         let Some(work) = self.pages.get_mut(&page) else { return };
-        let written = matches!(outcome, Outcome::Written(_)) && !deleted;
+        let written = matches!(outcome, Outcome::Written { .. }) && !deleted;
         for waiter in work.running_waiters.drain(..) {
             let _ = waiter.send(written);
         }
@@ -460,6 +477,44 @@ impl PageWriterActor {
         }
     }
 
+    /// Writes `events` about `page` into the outbox tree now, before the state change
+    /// they report is written: sled keeps a prefix of writes across a crash, so the
+    /// change never survives without its events. Returns what to tell the outbox once
+    /// a flush made both durable (see [`Self::announce`]). Nothing without events on.
+    fn record_events(&self, page: &PageId, events: Vec<(&'static str, serde_json::Value)>) -> Vec<Enqueued> {
+        let Some(outbox) = self.outbox.as_ref().filter(|o| o.events) else { return Vec::new() };
+        let mut enqueued = Vec::with_capacity(events.len());
+        for (kind, data) in events {
+            let prepared = outbox.queue.prepare(ItemKind::Event, page.as_str(), Vec::new(), &event_body(kind, data));
+            let (tree, key, value) = prepared.write;
+            match tree.insert(key, value) {
+                Ok(_) => enqueued.push(prepared.enqueued),
+                Err(e) => tracing::error!(page_id = %page, kind, error = %e, "cannot record an event"),
+            }
+        }
+        enqueued
+    }
+
+    /// Hands recorded events to the outbox once everything written so far is flushed.
+    fn announce(&self, enqueued: Vec<Enqueued>, ctx: &mut Context<Self>) {
+        let Some(outbox) = self.outbox.as_ref().filter(|_| !enqueued.is_empty()) else { return };
+        let addr = outbox.addr.clone();
+        let flush = self.store.flush();
+        ctx.spawn(
+            async move {
+                if let Err(e) = flush.await {
+                    // Still in the tree: sent after the next start at the latest.
+                    tracing::error!(error = %e, "flush before handing events to the outbox failed");
+                    return;
+                }
+                for item in enqueued {
+                    addr.do_send(item);
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
     /// A `page_state` record left (replaced or removed): uncount its status.
     fn count_out(&mut self, previous: Option<&[u8]>) {
         if let Some(i) = previous.and_then(status_of).and_then(status_index) {
@@ -516,7 +571,7 @@ async fn refresh(
     };
     let written = tokio::task::spawn_blocking(move || write_page_file(&pages_dir, &page, data, generation)).await;
     match written {
-        Ok(Ok(changed)) => Outcome::Written(changed),
+        Ok(Ok((changed, etag))) => Outcome::Written { changed, etag },
         Ok(Err(e)) => Outcome::Internal(format!("cannot write page_data.json: {e}")),
         Err(e) => Outcome::Internal(format!("page file writer failed: {e}")),
     }
@@ -530,7 +585,12 @@ async fn refresh(
 /// dropped first, so a misconfigured field list cannot put a token on disk. When the
 /// file already holds exactly these bytes nothing is written and `false` is returned.
 /// `generation` names the temporary file (see [`remove_leftovers`]).
-pub fn write_page_file(pages_dir: &Path, page: &PageId, mut data: PageData, generation: u64) -> std::io::Result<bool> {
+pub fn write_page_file(
+    pages_dir: &Path,
+    page: &PageId,
+    mut data: PageData,
+    generation: u64,
+) -> std::io::Result<(bool, String)> {
     use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     data.remove("access_token");
     let dir = pages_dir.join(page.as_str());
@@ -544,8 +604,9 @@ pub fn write_page_file(pages_dir: &Path, page: &PageId, mut data: PageData, gene
     }
     let mut body = serde_json::to_vec_pretty(&data).map_err(std::io::Error::other)?;
     body.push(b'\n');
+    let etag = etag_of(&body);
     if std::fs::read(dir.join("page_data.json")).is_ok_and(|current| current == body) {
-        return Ok(false);
+        return Ok((false, etag));
     }
     let tmp = dir.join(format!("{TMP_PREFIX}{generation:016x}.{:016x}{TMP_SUFFIX}", rand::random::<u64>()));
     let result = (|| {
@@ -560,7 +621,15 @@ pub fn write_page_file(pages_dir: &Path, page: &PageId, mut data: PageData, gene
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result.map(|()| true)
+    result.map(|()| (true, etag))
+}
+
+/// The ETag of a `page_data.json` content: the first 32 hex digits of its SHA-256. The
+/// consumer API's `ETag` header and the `page.updated` event carry this same value.
+pub fn etag_of(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(bytes);
+    crate::hex(&digest[..16])
 }
 
 /// Temporary files are `.page_data.json.<generation>.<random>.tmp`.
@@ -760,14 +829,19 @@ impl PageWriterActor {
 impl Handler<PageConnected> for PageWriterActor {
     type Result = ();
 
-    fn handle(&mut self, msg: PageConnected, _: &mut Self::Context) {
+    fn handle(&mut self, msg: PageConnected, ctx: &mut Self::Context) {
         self.tombstones.remove(&msg.page);
-        if let Some(mut state) = self.load_state(&msg.page)
-            && matches!(state.status, SyncStatus::NeedsReauth | SyncStatus::Disconnected)
-        {
+        let mut state = self.load_state(&msg.page).unwrap_or_default();
+        if matches!(state.status, SyncStatus::NeedsReauth | SyncStatus::Disconnected) {
             state.status = SyncStatus::Pending;
-            self.save_state(&msg.page, &state);
         }
+        if let Some(shop) = &msg.shop {
+            state.shop = Some(shop.to_string());
+        }
+        let data = serde_json::json!({ "page_id": msg.page, "shop": state.shop, "name": msg.name });
+        let announced = self.record_events(&msg.page, vec![("page.connected", data)]);
+        self.save_state(&msg.page, &state);
+        self.announce(announced, ctx);
     }
 }
 
@@ -775,12 +849,18 @@ impl Handler<PageConnected> for PageWriterActor {
 impl Handler<MarkDisconnected> for PageWriterActor {
     type Result = ();
 
-    fn handle(&mut self, msg: MarkDisconnected, _: &mut Self::Context) {
+    fn handle(&mut self, msg: MarkDisconnected, ctx: &mut Self::Context) {
+        let mut announced = Vec::new();
         for page in msg.pages {
             let mut state = self.load_state(&page).unwrap_or_default();
+            if state.status != SyncStatus::Disconnected {
+                let data = serde_json::json!({ "page_id": page, "shop": state.shop, "reason": msg.reason });
+                announced.extend(self.record_events(&page, vec![("page.disconnected", data)]));
+            }
             state.status = SyncStatus::Disconnected;
             self.save_state(&page, &state);
         }
+        self.announce(announced, ctx);
     }
 }
 
@@ -790,7 +870,11 @@ impl Handler<DeletePages> for PageWriterActor {
 
     fn handle(&mut self, msg: DeletePages, _: &mut Self::Context) -> Self::Result {
         let mut dirs = Vec::new();
+        let mut announced = Vec::new();
         for page in &msg.pages {
+            let shop = self.load_state(page).and_then(|s| s.shop);
+            let data = serde_json::json!({ "page_id": page, "shop": shop });
+            announced.extend(self.record_events(page, vec![("page.removed", data)]));
             match self.states.remove(page.as_str()) {
                 Ok(previous) => self.count_out(previous.as_deref()),
                 Err(e) => return Box::pin(async move { Err(StoreError::from(e)) }),
@@ -809,6 +893,7 @@ impl Handler<DeletePages> for PageWriterActor {
             dirs.push(self.config.pages_dir.join(page.as_str()));
         }
         let flush = self.store.flush();
+        let outbox = self.outbox.as_ref().map(|o| o.addr.clone());
         Box::pin(async move {
             let removed = tokio::task::spawn_blocking(move || dirs.iter().try_for_each(|d| remove_page_dir(d))).await;
             match removed {
@@ -816,7 +901,13 @@ impl Handler<DeletePages> for PageWriterActor {
                 Ok(Err(e)) => return Err(StoreError::Corrupt { tree: "page files", detail: e.to_string() }),
                 Err(e) => return Err(StoreError::Corrupt { tree: "page files", detail: e.to_string() }),
             }
-            flush.await
+            flush.await?;
+            if let Some(outbox) = outbox {
+                for item in announced {
+                    outbox.do_send(item);
+                }
+            }
+            Ok(())
         })
     }
 }
@@ -902,10 +993,18 @@ mod tests {
         data.insert("id".into(), "42".into());
         data.insert("name".into(), "Old".into());
         data.insert("access_token".into(), "EAAG-leak".into());
-        assert!(write_page_file(dir.path(), &page, data.clone(), 1).unwrap());
-        assert!(!write_page_file(dir.path(), &page, data.clone(), 1).unwrap(), "identical data is not rewritten");
+        let (written, first) = write_page_file(dir.path(), &page, data.clone(), 1).unwrap();
+        assert!(written);
+        assert_eq!(
+            write_page_file(dir.path(), &page, data.clone(), 1).unwrap(),
+            (false, first.clone()),
+            "identical data is not rewritten"
+        );
         data.insert("name".into(), "New".into());
-        assert!(write_page_file(dir.path(), &page, data, 1).unwrap());
+        let (written, second) = write_page_file(dir.path(), &page, data, 1).unwrap();
+        assert!(written && second != first);
+        let on_disk = std::fs::read(dir.path().join("42/page_data.json")).unwrap();
+        assert_eq!(etag_of(&on_disk), second, "the ETag is the file's");
         let text = std::fs::read_to_string(dir.path().join("42/page_data.json")).unwrap();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["name"], "New");

@@ -170,8 +170,10 @@ async fn callback_inner(req: &HttpRequest, state: &AppState) -> Result<HttpRespo
     let rows = join_all(accounts.iter().map(|page| {
         let actors = state.actors.clone();
         let page_id = page.id.clone();
+        let connected =
+            PageConnected { page: page_id.clone(), shop: Some(session.shop.clone()), name: Some(page.name.clone()) };
         async move {
-            actors.page_writer.do_send(PageConnected { page: page_id.clone() });
+            actors.page_writer.do_send(connected);
             let subscribe =
                 actors.subscriptions.send(EnsurePageSubscription { page: page_id.clone() }).timeout(PER_PAGE_WAIT);
             let sync = actors.page_writer.send(SyncNow { page: page_id.clone() }).timeout(PER_PAGE_WAIT);
@@ -268,6 +270,7 @@ async fn disconnect(
     state: &AppState,
     fb_user: FacebookUserId,
     issued_at: Option<u64>,
+    reason: &'static str,
 ) -> Result<Option<Vec<PageId>>, ApiError> {
     let removal = ask(&state.actors.vault, ForgetFacebookUser { fb_user, issued_at })
         .await?
@@ -279,7 +282,7 @@ async fn disconnect(
             return Ok(None);
         }
     };
-    ask(&state.actors.page_writer, MarkDisconnected { pages: pages.clone() }).await?;
+    ask(&state.actors.page_writer, MarkDisconnected { pages: pages.clone(), reason }).await?;
     ask(&state.actors.subscriptions, ForgetSubscriptions { pages: pages.clone() }).await?;
     Ok(Some(pages))
 }
@@ -292,7 +295,7 @@ pub async fn deauthorize(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (fb_user, issued_at) = signed_user(&req, payload, &state).await?;
-    let Some(pages) = disconnect(&state, fb_user, issued_at).await? else {
+    let Some(pages) = disconnect(&state, fb_user, issued_at, "deauthorized").await? else {
         return Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ignored" })));
     };
     tracing::info!(pages = pages.len(), "Facebook user deauthorized the app; Pages disconnected");
@@ -308,7 +311,7 @@ pub async fn data_deletion(
 ) -> Result<HttpResponse, ApiError> {
     let (fb_user, issued_at) = signed_user(&req, payload, &state).await?;
     let code = pagesync_actors::hex(&rand::random::<[u8; 16]>());
-    let record = match disconnect(&state, fb_user, issued_at).await? {
+    let record = match disconnect(&state, fb_user, issued_at, "data_deletion").await? {
         Some(pages) => {
             for page in &pages {
                 ask(&state.actors.vault, ForgetPage { page: page.clone() })

@@ -57,7 +57,7 @@ async fn a_disconnect_landing_during_a_refresh_is_not_overwritten_by_synced() {
     let running = eventually(Duration::from_secs(5), || async { app.stats().await.running == 1 }).await;
     assert!(running, "the refresh never started");
     let page = PageId::parse("6200000001").unwrap();
-    app.actors.page_writer.send(MarkDisconnected { pages: vec![page] }).await.unwrap();
+    app.actors.page_writer.send(MarkDisconnected { pages: vec![page], reason: "deauthorized" }).await.unwrap();
     app.wait_idle().await;
     let state = app.page_state("6200000001").await.unwrap();
     assert_eq!(state.status, SyncStatus::Disconnected, "{state:?}");

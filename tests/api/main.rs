@@ -5,6 +5,7 @@
 
 mod cli;
 mod dashboard;
+mod events;
 mod facebook;
 mod fake_graph;
 mod hardening;
