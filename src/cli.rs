@@ -16,6 +16,14 @@ pub const EXIT_CONFIG: u8 = 78;
 #[cfg(test)]
 mod tests {
     #[test]
+    fn the_command_line_definition_is_consistent() {
+        // clap checks names only when a command is parsed, and only in debug builds:
+        // a flag of a configuration variable clashing with a command's own flag must
+        // fail here, not in an operator's shell.
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
     fn unix_times_format_as_utc() {
         assert_eq!(super::format_unix(0), "1970-01-01 00:00:00");
         assert_eq!(super::format_unix(1_767_225_600), "2026-01-01 00:00:00");
@@ -46,8 +54,13 @@ pub enum Command {
     Sandbox,
     /// Validate the configuration, print every problem, exit 0 or 1.
     CheckConfig,
-    /// Print a new base64 encryption key for PAGESYNC_ENCRYPTION_KEY.
-    Keygen,
+    /// Print a new base64 encryption key for PAGESYNC_ENCRYPTION_KEY (or, with
+    /// --events-secret, a new PAGESYNC_EVENTS_SECRET).
+    Keygen {
+        /// Print a `whsec_` secret for signing events instead.
+        #[arg(long)]
+        events_secret: bool,
+    },
     /// List Pages: id, name, owner UUID, subscribed, last sync, status.
     Pages {
         /// One JSON array instead of a table.
@@ -132,8 +145,15 @@ impl Args for ConfigFlags {
     }
 }
 
-/// `pagesync keygen`.
-pub fn keygen() -> ExitCode {
+/// `pagesync keygen [--events-secret]`.
+pub fn keygen(events_secret: bool) -> ExitCode {
+    if events_secret {
+        use base64::Engine as _;
+        // 32 bytes from the OS random source: inside the 24-64 Standard Webhooks asks for.
+        let bytes: [u8; 32] = rand::random();
+        println!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes));
+        return ExitCode::SUCCESS;
+    }
     match EncryptionKey::generate() {
         Ok(key) => {
             println!("{}", key.to_base64());

@@ -223,7 +223,8 @@ pub const VARS: &[Var] = &[
     },
     Var {
         name: "PAGESYNC_EVENTS_SECRET",
-        flag: "events-secret",
+        // Not `--events-secret`: that is `pagesync keygen --events-secret` (SPEC §6).
+        flag: "events-signing-secret",
         default: None,
         required: false,
         help: "whsec_ + base64 of 24-64 random bytes (pagesync keygen --events-secret); signs events",

@@ -12,7 +12,7 @@ use pagesync::telemetry;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Keygen => cli::keygen(),
+        Command::Keygen { events_secret } => cli::keygen(events_secret),
         Command::RotateKey { new_key_file } => cli::rotate_key(&Sources::gather(cli.config.0), &new_key_file),
         Command::CheckConfig => cli::check_config(&Sources::gather(cli.config.0)),
         Command::Serve => serve(Sources::gather(cli.config.0)),

@@ -117,3 +117,43 @@ async fn reauth_disconnect_and_removal_each_emit_their_event_once() {
         "one Page's events arrive in the order of its changes"
     );
 }
+
+/// The Python that has the official `standardwebhooks` package (`.ci/run` makes it).
+fn interop_python() -> std::path::PathBuf {
+    std::env::var_os("PAGESYNC_INTEROP_PYTHON").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/interop-venv/bin/python"),
+        std::path::PathBuf::from,
+    )
+}
+
+#[actix_web::test]
+async fn events_verify_with_the_official_standard_webhooks_library() {
+    let python = interop_python();
+    assert!(
+        python.exists(),
+        "{} is missing: run `python3 -m venv target/interop-venv && target/interop-venv/bin/pip install \
+         standardwebhooks` (.ci/run does)",
+        python.display()
+    );
+    let (app, sink) = app_with_events().await;
+    app.merchant(&[("7200000003", "Interop")]).await;
+    wait_for(&sink, "page.updated", 1).await;
+    let exported: Vec<Value> = sink
+        .received()
+        .iter()
+        .map(|r| {
+            let headers: serde_json::Map<String, Value> = ["webhook-id", "webhook-timestamp", "webhook-signature"]
+                .iter()
+                .map(|h| ((*h).to_owned(), Value::from(r.header(h).unwrap_or_default())))
+                .collect();
+            serde_json::json!({ "headers": headers, "body": String::from_utf8_lossy(&r.body) })
+        })
+        .collect();
+    let file = app.dir.path().join("events.json");
+    std::fs::write(&file, serde_json::to_vec(&exported).unwrap()).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/verify_events.py");
+    let out = std::process::Command::new(&python).arg(script).arg(SECRET).arg(&file).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the standardwebhooks library refused our events: {text}");
+    assert!(text.contains("2 events verified"), "{text}");
+}

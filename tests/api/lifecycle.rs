@@ -416,3 +416,14 @@ async fn serve_with_another_encryption_key_exits_78_naming_the_variable_and_chan
     let _ = daemon.child.kill();
     let _ = daemon.child.wait();
 }
+
+#[test]
+fn keygen_events_secret_prints_a_usable_whsec_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, _) = run_cli(dir.path(), &["keygen", "--events-secret"], &[]);
+    assert_eq!(code, 0);
+    let secret = out.trim();
+    assert!(pagesync::config::EventsKey::parse(secret).is_ok(), "{secret}");
+    let (_, again, _) = run_cli(dir.path(), &["keygen", "--events-secret"], &[]);
+    assert_ne!(secret, again.trim());
+}
