@@ -427,3 +427,61 @@ fn keygen_events_secret_prints_a_usable_whsec_secret() {
     let (_, again, _) = run_cli(dir.path(), &["keygen", "--events-secret"], &[]);
     assert_ne!(secret, again.trim());
 }
+
+#[actix_web::test]
+async fn forwards_acknowledged_while_the_bot_is_down_all_arrive_after_kill_9_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = EncryptionKey::generate().unwrap();
+    let graph = FakeGraph::start();
+    // The bot's port, closed for now: every forward attempt is refused.
+    let bot_port = free_port();
+    let bot_url = format!("http://127.0.0.1:{bot_port}/bot");
+    let extra = [("PAGESYNC_FORWARD_URL", bot_url.as_str())];
+    let mut daemon = start_daemon_with(dir.path(), &key, &graph, "first.log", &extra);
+    wait_ready(&daemon).await;
+    let bodies: Vec<String> = (0..20)
+        .map(|i| {
+            format!(
+                r#"{{"object":"page","entry":[{{"id":"{}","time":1,"messaging":[{{"message":{{"mid":"m_{i}"}}}}]}}]}}"#,
+                7300000000u64 + i % 3
+            )
+        })
+        .collect();
+    for body in &bodies {
+        assert_eq!(post_signed(&daemon.address, body).await, 200);
+    }
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+
+    let sink = crate::sink::Sink::start_on(TcpListener::bind(("127.0.0.1", bot_port)).unwrap());
+    let mut daemon = start_daemon_with(dir.path(), &key, &graph, "second.log", &extra);
+    wait_ready(&daemon).await;
+    let all = poll_until(Duration::from_secs(20), || {
+        let got: std::collections::HashSet<Vec<u8>> = sink.received().iter().map(|r| r.body.to_vec()).collect();
+        bodies.iter().all(|b| got.contains(b.as_bytes()))
+    })
+    .await;
+    daemon.child.kill().unwrap();
+    let _ = daemon.child.wait();
+    assert!(
+        all,
+        "{} of {} forwards arrived; log: {}",
+        sink.count(),
+        bodies.len(),
+        std::fs::read_to_string(dir.path().join("second.log")).unwrap_or_default()
+    );
+    // In arrival order per Page.
+    for page in 0..3u64 {
+        let lane: Vec<String> = sink
+            .received()
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+            .filter(|b| b.contains(&format!("\"{}\"", 7300000000u64 + page)))
+            .collect();
+        let mut expected: Vec<String> = bodies.iter().filter(|b| b.contains(&format!("\"{}\"", 7300000000u64 + page))).cloned().collect();
+        expected.dedup();
+        let mut seen = lane.clone();
+        seen.dedup();
+        assert_eq!(seen, expected, "lane {page} out of order");
+    }
+}
