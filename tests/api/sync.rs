@@ -211,3 +211,37 @@ async fn an_absurd_regain_access_estimate_does_not_take_the_daemon_down() {
     assert_eq!(app.post_webhook(&delivery(&["4243"])).await.status(), 200);
     assert_eq!(app.get("/readyz").await.status(), 200);
 }
+
+/// The JSON type name of `value`, as JSON Schema spells it.
+fn json_type(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
+}
+
+#[actix_web::test]
+async fn page_files_match_the_published_json_schema() {
+    let schema: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/page_data.schema.json")).unwrap())
+            .unwrap();
+    let app = crate::helpers::spawn_app().await;
+    let (_, _, _) = app.merchant(&[("7400000001", "Schema Checked")]).await;
+    let file = app.wait_for_name("7400000001", "Schema Checked").await;
+    let object = file.as_object().unwrap();
+    for required in schema["required"].as_array().unwrap() {
+        assert!(object.contains_key(required.as_str().unwrap()), "{required} missing in {file}");
+    }
+    assert!(!object.contains_key("access_token"));
+    for (key, value) in object {
+        let declared = &schema["properties"][key]["type"];
+        let declared = declared.as_str().unwrap_or_else(|| panic!("{key} is not in the schema"));
+        let actual = json_type(value);
+        assert!(actual == declared || (declared == "number" && actual == "integer"), "{key}: {actual} vs {declared}");
+    }
+}
