@@ -275,6 +275,9 @@ struct Lane {
     items: BTreeSet<u64>,
     /// Its head is being sent or waits for a retry; the lane is not in `ready`.
     busy: bool,
+    /// It waits for a retry (a timer will put it back in `ready`); a success of the
+    /// same kind wakes it early (see [`OutboxActor::wake_waiting`]).
+    waiting: bool,
 }
 
 /// See the module docs.
@@ -344,6 +347,9 @@ impl OutboxActor {
 
     fn add(&mut self, seq: u64, lane: String, kind: ItemKind, ctx: &mut Context<Self>) {
         *self.pending.entry(kind).or_insert(0) += 1;
+        // Forwards and events never share a lane: an events receiver that is down must
+        // not hold up the bot's messages, nor the other way round.
+        let lane = format!("{}{lane}", kind_prefix(kind));
         let entry = self.lanes.entry(lane.clone()).or_default();
         entry.items.insert(seq);
         if !entry.busy {
@@ -411,6 +417,7 @@ impl OutboxActor {
         match result {
             Ok(()) => {
                 self.delivered += 1;
+                self.wake_waiting(meta.kind);
                 // Not flushed: if this removal is lost in a crash the item is sent
                 // again with the same id (at least once).
                 if let Err(e) = self.tree().remove(seq.to_be_bytes()) {
@@ -500,10 +507,35 @@ impl OutboxActor {
     }
 
     fn retry_later(&mut self, lane: String, delay: Duration, ctx: &mut Context<Self>) {
+        if let Some(l) = self.lanes.get_mut(&lane) {
+            l.waiting = true;
+        }
         ctx.run_later(delay, move |act, ctx| {
-            act.ready.push_back(lane);
-            act.pump(ctx);
+            // Already woken by a success meanwhile: the lane is not waiting any more.
+            if let Some(l) = act.lanes.get_mut(&lane)
+                && std::mem::take(&mut l.waiting)
+            {
+                act.ready.push_back(lane);
+                act.pump(ctx);
+            }
         });
+    }
+
+    /// A send of `kind` just succeeded, so its receiver is back: lanes of that kind
+    /// waiting out a back-off go now instead of after their (up to minutes long)
+    /// pause. One receiver serves every lane of a kind, so after an outage the backlog
+    /// drains at once rather than lane by lane as timers expire.
+    fn wake_waiting(&mut self, kind: ItemKind) {
+        let woken: Vec<String> = self
+            .lanes
+            .iter_mut()
+            .filter(|(name, l)| l.waiting && name.starts_with(kind_prefix(kind)))
+            .map(|(name, l)| {
+                l.waiting = false;
+                name.clone()
+            })
+            .collect();
+        self.ready.extend(woken);
     }
 
     /// Sequence numbers grow with time, so the first record is the oldest: one read.
@@ -582,6 +614,14 @@ impl OutboxActor {
             }
         }
         Ok(OutboxListing { stats: self.stats(), items })
+    }
+}
+
+/// The prefix that keeps each kind's lanes apart.
+fn kind_prefix(kind: ItemKind) -> &'static str {
+    match kind {
+        ItemKind::Forward => "forward:",
+        ItemKind::Event => "event:",
     }
 }
 
@@ -795,7 +835,7 @@ mod tests {
         let config = OutboxConfig { max_age: Duration::from_millis(100), ..fast() };
         let (actor, queue) = OutboxActor::new(&store, sender.clone(), config).unwrap();
         let addr = actor.start();
-        let prepared = queue.prepare(ItemKind::Event, "7", vec![], b"{}");
+        let prepared = queue.prepare(ItemKind::Forward, "7", vec![], b"{}");
         let dead_id = decode(&prepared.write.2).unwrap().0.id;
         sender.broken.lock().unwrap().push(dead_id.clone());
         store.commit_all(vec![prepared.write]).await.unwrap();
@@ -803,7 +843,7 @@ mod tests {
         let next = enqueue(&store, &queue, &addr, "7", "after").await;
         until(|| sender.attempts.lock().unwrap().iter().any(|(id, _, _)| *id == next)).await;
         let stats = addr.send(GetOutboxStats).await.unwrap();
-        assert_eq!((stats.dead_events, stats.dead_lettered), (1, 1), "{stats:?}");
+        assert_eq!((stats.dead_forwards, stats.dead_lettered), (1, 1), "{stats:?}");
         let listing = addr.send(ListOutbox { limit: 10 }).await.unwrap().unwrap();
         let row = listing.items.iter().find(|r| r.id == dead_id).unwrap();
         assert_eq!((row.state, row.last_error.as_deref()), ("dead", Some("HTTP 503")));
@@ -883,5 +923,34 @@ mod tests {
         for garbage in [&b""[..], &[0, 0, 0, 9, b'{'], &[0xff, 0xff, 0xff, 0xff], &[0, 0, 0, 2, b'{', b'}']] {
             assert!(decode(garbage).is_none(), "{garbage:?}");
         }
+    }
+
+    #[actix::test]
+    async fn a_success_wakes_lanes_waiting_out_a_back_off_and_kinds_never_share_a_lane() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
+        let sender = Arc::new(FakeSender::default());
+        // Long pauses: only a wake-up can deliver the waiting lane within the test.
+        let config = OutboxConfig { base: Duration::from_secs(30), cap: Duration::from_secs(60), ..fast() };
+        let (actor, queue) = OutboxActor::new(&store, sender.clone(), config).unwrap();
+        let addr = actor.start();
+        let stuck = queue.prepare(ItemKind::Forward, "1", vec![], b"stuck");
+        let stuck_id = decode(&stuck.write.2).unwrap().0.id;
+        sender.failing.lock().unwrap().push(stuck_id.clone());
+        // An event of the same Page is not held up by the failing forward.
+        let event = queue.prepare(ItemKind::Event, "1", vec![], b"event");
+        let event_id = decode(&event.write.2).unwrap().0.id;
+        sender.failing.lock().unwrap().push(event_id.clone());
+        store.commit_all(vec![stuck.write, event.write]).await.unwrap();
+        addr.send(stuck.enqueued).await.unwrap();
+        addr.send(event.enqueued).await.unwrap();
+        until(|| sender.attempts.lock().unwrap().len() == 2).await;
+        // The receiver is back: a forward of another Page succeeds and wakes Page 1's
+        // forward lane (not the event lane: another receiver).
+        let other = enqueue(&store, &queue, &addr, "2", "other").await;
+        until(|| sender.attempts.lock().unwrap().iter().filter(|(id, _, _)| *id == stuck_id).count() == 2).await;
+        let attempts = sender.attempts.lock().unwrap().clone();
+        assert!(attempts.iter().any(|(id, _, _)| *id == other));
+        assert_eq!(attempts.iter().filter(|(id, _, _)| *id == event_id).count(), 1, "the event lane was woken too");
     }
 }

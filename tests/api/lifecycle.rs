@@ -478,7 +478,8 @@ async fn forwards_acknowledged_while_the_bot_is_down_all_arrive_after_kill_9_and
             .map(|r| String::from_utf8_lossy(&r.body).into_owned())
             .filter(|b| b.contains(&format!("\"{}\"", 7300000000u64 + page)))
             .collect();
-        let mut expected: Vec<String> = bodies.iter().filter(|b| b.contains(&format!("\"{}\"", 7300000000u64 + page))).cloned().collect();
+        let mut expected: Vec<String> =
+            bodies.iter().filter(|b| b.contains(&format!("\"{}\"", 7300000000u64 + page))).cloned().collect();
         expected.dedup();
         let mut seen = lane.clone();
         seen.dedup();

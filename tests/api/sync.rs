@@ -227,9 +227,10 @@ fn json_type(value: &serde_json::Value) -> &'static str {
 
 #[actix_web::test]
 async fn page_files_match_the_published_json_schema() {
-    let schema: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/page_data.schema.json")).unwrap())
-            .unwrap();
+    let schema: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/page_data.schema.json")).unwrap(),
+    )
+    .unwrap();
     let app = crate::helpers::spawn_app().await;
     let (_, _, _) = app.merchant(&[("7400000001", "Schema Checked")]).await;
     let file = app.wait_for_name("7400000001", "Schema Checked").await;
