@@ -346,12 +346,16 @@ impl OutboxActor {
     }
 
     fn add(&mut self, seq: u64, lane: String, kind: ItemKind, ctx: &mut Context<Self>) {
-        *self.pending.entry(kind).or_insert(0) += 1;
         // Forwards and events never share a lane: an events receiver that is down must
         // not hold up the bot's messages, nor the other way round.
         let lane = format!("{}{lane}", kind_prefix(kind));
         let entry = self.lanes.entry(lane.clone()).or_default();
-        entry.items.insert(seq);
+        // An item committed just before `started` read the tree arrives twice (read
+        // back, then announced): count it once.
+        if !entry.items.insert(seq) {
+            return;
+        }
+        *self.pending.entry(kind).or_insert(0) += 1;
         if !entry.busy {
             entry.busy = true;
             self.ready.push_back(lane);
@@ -376,8 +380,8 @@ impl OutboxActor {
             let raw = match self.tree().get(seq.to_be_bytes()) {
                 Ok(Some(raw)) => raw,
                 Ok(None) => {
-                    // Already gone (moved by a retry command): next one.
-                    self.forget(&lane, seq, None);
+                    // Already gone (delivered before a late announcement): next one.
+                    self.forget(&lane, seq);
                     continue;
                 }
                 Err(e) => {
@@ -389,7 +393,7 @@ impl OutboxActor {
             let Some((mut meta, body)) = decode(&raw) else {
                 tracing::error!(seq, "dropping an unreadable outbox record");
                 let _ = self.tree().remove(seq.to_be_bytes());
-                self.forget(&lane, seq, None);
+                self.forget(&lane, seq);
                 continue;
             };
             meta.attempts = meta.attempts.saturating_add(1);
@@ -423,7 +427,7 @@ impl OutboxActor {
                 if let Err(e) = self.tree().remove(seq.to_be_bytes()) {
                     tracing::error!(seq, error = %e, "cannot remove a delivered outbox item");
                 }
-                self.forget(&lane, seq, Some(meta.kind));
+                self.forget(&lane, seq);
                 self.next_in_lane(lane, ctx);
             }
             Err(failure) => {
@@ -440,7 +444,7 @@ impl OutboxActor {
                         "outbox item dead-lettered"
                     );
                     self.bury(seq, &meta);
-                    self.forget(&lane, seq, Some(meta.kind));
+                    self.forget(&lane, seq);
                     self.next_in_lane(lane, ctx);
                 } else {
                     if let Some((_, body)) =
@@ -486,12 +490,10 @@ impl OutboxActor {
     }
 
     /// The lane's head is done (delivered, dead or gone).
-    fn forget(&mut self, lane: &str, seq: u64, kind: Option<ItemKind>) {
-        if let Some(l) = self.lanes.get_mut(lane) {
-            l.items.remove(&seq);
-        }
-        if let Some(kind) = kind
-            && let Some(n) = self.pending.get_mut(&kind)
+    fn forget(&mut self, lane: &str, seq: u64) {
+        // Counted out only if it was counted in (see `add`).
+        if self.lanes.get_mut(lane).is_some_and(|l| l.items.remove(&seq))
+            && let Some(n) = self.pending.get_mut(&kind_of_lane(lane))
         {
             *n = n.saturating_sub(1);
         }
@@ -623,6 +625,10 @@ fn kind_prefix(kind: ItemKind) -> &'static str {
         ItemKind::Forward => "forward:",
         ItemKind::Event => "event:",
     }
+}
+
+fn kind_of_lane(lane: &str) -> ItemKind {
+    if lane.starts_with(kind_prefix(ItemKind::Event)) { ItemKind::Event } else { ItemKind::Forward }
 }
 
 /// The pause before attempt `attempts + 1`: about `base`·2^(attempts-1) with jitter
@@ -952,5 +958,24 @@ mod tests {
         let attempts = sender.attempts.lock().unwrap().clone();
         assert!(attempts.iter().any(|(id, _, _)| *id == other));
         assert_eq!(attempts.iter().filter(|(id, _, _)| *id == event_id).count(), 1, "the event lane was woken too");
+    }
+
+    #[actix::test]
+    async fn an_item_announced_twice_is_sent_and_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
+        let sender = Arc::new(FakeSender::default());
+        let (actor, queue) = OutboxActor::new(&store, sender.clone(), fast()).unwrap();
+        let addr = actor.start();
+        let p = queue.prepare(ItemKind::Forward, "5", vec![], b"once");
+        store.commit_all(vec![p.write]).await.unwrap();
+        addr.send(p.enqueued.clone()).await.unwrap();
+        addr.send(p.enqueued.clone()).await.unwrap();
+        until(|| store.tree(trees::OUTBOX).unwrap().is_empty()).await;
+        // Late again, after delivery: nothing is sent and nothing stays counted.
+        addr.send(p.enqueued).await.unwrap();
+        let stats = addr.send(GetOutboxStats).await.unwrap();
+        assert_eq!((stats.pending_forwards, stats.delivered), (0, 1), "{stats:?}");
+        assert_eq!(sender.attempts.lock().unwrap().len(), 1);
     }
 }
