@@ -41,6 +41,9 @@ use pagesync_actors::messages::{Shutdown, StorePageToken};
 use pagesync_actors::store::trees;
 use pagesync_actors::{EncryptionKey, PageId, Sealer, Secret, Store, StoreConfig, TokenVaultActor, UserId};
 
+#[path = "webhook/relay.rs"]
+mod relay;
+
 /// Pages with a stored token; the throughput run cycles over all of them.
 const PAGES: u64 = 100;
 /// Page `i` has the id `PAGE_BASE + i` (15 digits, like real Page ids).
@@ -90,7 +93,11 @@ fn run() -> anyhow::Result<()> {
     let wrk_version = wrk_version.split(" Copyright").next().unwrap_or("wrk").trim().to_owned();
 
     let tmp = tempfile::Builder::new().prefix("pagesync-bench-").tempdir().context("cannot create a temp dir")?;
-    match bench(tmp.path(), seconds, &wrk_version) {
+    // `PAGESYNC_BENCH_MODE=relay` (benches/relay.sh) measures the relay instead.
+    let relay = std::env::var("PAGESYNC_BENCH_MODE").is_ok_and(|m| m == "relay");
+    let result =
+        if relay { relay::bench(tmp.path(), seconds, &wrk_version) } else { bench(tmp.path(), seconds, &wrk_version) };
+    match result {
         Ok(()) if std::env::var_os("PAGESYNC_BENCH_KEEP").is_none() => Ok(()),
         Ok(()) => {
             let kept = tmp.keep();
