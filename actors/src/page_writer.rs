@@ -881,6 +881,26 @@ impl Handler<GetWriterStats> for PageWriterActor {
     }
 }
 
+/// The entity tag of a `page_data.json` content: the first 32 hex digits (128 bits)
+/// of the SHA-256 of the file's bytes. The consumer API sends it as `ETag` (quoted) and
+/// `page.updated` events carry it (unquoted), so both must come from here.
+pub fn etag_of(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(bytes);
+    crate::hex(&digest[..16])
+}
+
+/// The bytes of `<pages_dir>/<page>/page_data.json`, or `None` when the Page has no
+/// file yet. Blocking: call it off the async threads. Readers never see a torn file
+/// (see [`write_page_file`]), so no coordination with the writer is needed.
+pub fn read_page_file(pages_dir: &Path, page: &PageId) -> std::io::Result<Option<Vec<u8>>> {
+    match std::fs::read(pages_dir.join(page.as_str()).join("page_data.json")) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
