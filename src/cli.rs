@@ -110,9 +110,7 @@ pub enum ApiKeyCommand {
         json: bool,
     },
     /// Revoke a key; the next request with it is refused.
-    Revoke {
-        name: String,
-    },
+    Revoke { name: String },
 }
 
 #[derive(Debug, Subcommand)]

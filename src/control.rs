@@ -32,15 +32,26 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
     Pages,
-    Resync { pages: Vec<String>, all: bool },
+    Resync {
+        pages: Vec<String>,
+        all: bool,
+    },
     /// `api-key create NAME --scope SCOPES` (both parsed again here: the line is input).
-    ApiKeyCreate { name: String, scopes: String },
+    ApiKeyCreate {
+        name: String,
+        scopes: String,
+    },
     ApiKeyList,
-    ApiKeyRevoke { name: String },
+    ApiKeyRevoke {
+        name: String,
+    },
     /// `outbox`: counts and the oldest items.
     Outbox,
     /// `outbox retry [ID...] [--all-dead]`.
-    OutboxRetry { ids: Vec<String>, all: bool },
+    OutboxRetry {
+        ids: Vec<String>,
+        all: bool,
+    },
 }
 
 /// Most items of each state (pending, dead) that `pagesync outbox` lists; the counts
@@ -109,16 +120,34 @@ pub struct ResyncRow {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
-    Pages { pages: Vec<PageRow> },
-    Resync { pages: Vec<ResyncRow> },
+    Pages {
+        pages: Vec<PageRow>,
+    },
+    Resync {
+        pages: Vec<ResyncRow>,
+    },
     /// The new key (`key`, shown once) and its record.
-    ApiKeyCreated { key: String, info: ApiKeyInfo },
-    ApiKeys { keys: Vec<ApiKeyInfo> },
-    ApiKeyRevoked { info: ApiKeyInfo },
-    Outbox { outbox: OutboxReport },
+    ApiKeyCreated {
+        key: String,
+        info: ApiKeyInfo,
+    },
+    ApiKeys {
+        keys: Vec<ApiKeyInfo>,
+    },
+    ApiKeyRevoked {
+        info: ApiKeyInfo,
+    },
+    Outbox {
+        outbox: OutboxReport,
+    },
     /// `moved` items put back in line; `named` ids were asked for (0 with `--all-dead`).
-    OutboxRetried { moved: usize, named: usize },
-    Error { message: String },
+    OutboxRetried {
+        moved: usize,
+        named: usize,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// The status name shown by `pagesync pages --json` and the consumer API.

@@ -496,11 +496,8 @@ mod tests {
         let (_dir, _store, addr) = actor();
         create(&addr, "zeta", "tokens:read").await;
         create(&addr, "alpha", "pages:read").await;
-        let err = addr
-            .send(CreateApiKey { name: name("zeta"), scopes: vec![Scope::PagesRead] })
-            .await
-            .unwrap()
-            .unwrap_err();
+        let err =
+            addr.send(CreateApiKey { name: name("zeta"), scopes: vec![Scope::PagesRead] }).await.unwrap().unwrap_err();
         assert!(err.to_string().contains("already exists"), "{err}");
         let listed = addr.send(ListApiKeys).await.unwrap().unwrap();
         let names: Vec<&str> = listed.iter().map(|k| k.name.as_str()).collect();

@@ -25,8 +25,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use pagesync_actors::api_keys::{self, ApiKeyInfo, Scope, VerifyApiKey};
 use pagesync_actors::messages::{
-    DescribePage, GetPageState, GetPageToken, GetShopToken, ListPages, OwnerOfPage, PageState, PagesOfOwner,
-    SyncStatus,
+    DescribePage, GetPageState, GetPageToken, GetShopToken, ListPages, OwnerOfPage, PageState, PagesOfOwner, SyncStatus,
 };
 use pagesync_actors::session::{ShopOfUser, UserOfShop};
 use pagesync_actors::subscription::GetSubscription;
@@ -182,9 +181,8 @@ async fn list_pages_inner(req: &HttpRequest, state: &AppState) -> Result<HttpRes
                 None => Vec::new(),
                 Some(owner) => {
                     shops.insert(owner.clone(), Some(shop.clone()));
-                    let pages = ask(&state.actors.vault, PagesOfOwner { owner: owner.clone() })
-                        .await?
-                        .map_err(unexpected)?;
+                    let pages =
+                        ask(&state.actors.vault, PagesOfOwner { owner: owner.clone() }).await?.map_err(unexpected)?;
                     pages.into_iter().map(|p| (p, owner.clone())).collect()
                 }
             }
@@ -291,8 +289,7 @@ async fn page_token_inner(req: &HttpRequest, raw: &str, state: &AppState) -> Res
     if let Some(status @ (SyncStatus::NeedsReauth | SyncStatus::Disconnected)) = status {
         return Err(Refusal::NoUsableToken(status.as_str()));
     }
-    let Some(credentials) =
-        ask(&state.actors.vault, GetPageToken { page: page.clone() }).await?.map_err(unexpected)?
+    let Some(credentials) = ask(&state.actors.vault, GetPageToken { page: page.clone() }).await?.map_err(unexpected)?
     else {
         // Ownership without a token: the token was forgotten (a removal callback).
         return Err(Refusal::NoUsableToken(SyncStatus::Disconnected.as_str()));

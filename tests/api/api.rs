@@ -2,9 +2,9 @@
 //! that do not imply each other, the Page list and its `?shop=` filter, one Page with
 //! its `ETag`, Page and shop tokens (never cached, audited, counted, never logged).
 
+use pagesync_actors::PageId;
 use pagesync_actors::api_keys::{CreateApiKey, KeyName, RevokeApiKey, Scope};
 use pagesync_actors::messages::{SyncNow, SyncStatus};
-use pagesync_actors::PageId;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
