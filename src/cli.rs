@@ -29,6 +29,14 @@ mod tests {
         assert_eq!(super::format_unix(1_767_225_600), "2026-01-01 00:00:00");
         assert_eq!(super::format_unix(951_782_400), "2000-02-29 00:00:00");
     }
+
+    #[test]
+    fn ages_read_at_a_glance() {
+        assert_eq!(super::format_age(0), "0s");
+        assert_eq!(super::format_age(61), "1m 1s");
+        assert_eq!(super::format_age(7_260), "2h 1m");
+        assert_eq!(super::format_age(90_000), "1d 1h");
+    }
 }
 
 #[derive(Debug, Parser)]
@@ -78,11 +86,55 @@ pub enum Command {
     /// Webhook tools.
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// Consumer API keys (`/api/v1`): create, list, revoke.
+    #[command(subcommand)]
+    ApiKey(ApiKeyCommand),
+    /// Forwards and events for the bot: pending and dead-lettered, per kind, with
+    /// attempts, last error and age. `outbox retry` puts dead-lettered items back in line.
+    Outbox {
+        #[command(subcommand)]
+        action: Option<OutboxCommand>,
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-seal every stored token under a new encryption key (pagesync stopped).
     RotateKey {
         /// File holding the new key (base64, as `pagesync keygen` prints it).
         #[arg(long, value_name = "PATH")]
         new_key_file: std::path::PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create a key and print it once (it is stored only as a hash).
+    Create {
+        /// 1 to 64 of A-Z a-z 0-9 _ . - ; unique.
+        name: String,
+        /// Comma-separated: pages:read, tokens:read (independent of each other).
+        #[arg(long, value_name = "SCOPES")]
+        scope: String,
+    },
+    /// Keys by name, scopes, created, last used (never the key).
+    List {
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key; the next request with it is refused.
+    Revoke { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// Put dead-lettered items back in line (named ids, or all of them).
+    Retry {
+        /// Ids as `pagesync outbox` shows them.
+        ids: Vec<String>,
+        /// Every dead-lettered item.
+        #[arg(long, conflicts_with = "ids")]
+        all_dead: bool,
     },
 }
 
@@ -343,6 +395,73 @@ pub fn print_pages(rows: &[crate::control::PageRow]) {
             if row.subscribed { "yes" } else { "no" },
             row.last_sync.map(format_unix).unwrap_or_else(|| "never".into()),
             row.status
+        );
+    }
+}
+
+/// Prints `value` as pretty JSON; exit status 1 if that fails.
+pub fn print_json(value: &impl serde::Serialize) -> ExitCode {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `pages:read,tokens:read`.
+pub fn scope_list(scopes: &[pagesync_actors::api_keys::Scope]) -> String {
+    scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+}
+
+/// Prints `api-key list` rows as a table.
+pub fn print_api_keys(keys: &[pagesync_actors::api_keys::ApiKeyInfo]) {
+    println!("{:<24} {:<24} {:<20} {:<20} ID", "NAME", "SCOPES", "CREATED (UTC)", "LAST USED (UTC)");
+    for key in keys {
+        println!(
+            "{:<24} {:<24} {:<20} {:<20} {}",
+            key.name,
+            scope_list(&key.scopes),
+            format_unix(key.created),
+            key.last_used.map(format_unix).unwrap_or_else(|| "never".into()),
+            key.id
+        );
+    }
+}
+
+/// `3d 4h`, `12m 5s`, `40s`: an age at a glance.
+pub fn format_age(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m {}s", secs / 60, secs % 60),
+        3600..86_400 => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d {}h", secs / 86_400, secs % 86_400 / 3600),
+    }
+}
+
+/// Prints `outbox`: counts per kind, then the items.
+pub fn print_outbox(report: &crate::control::OutboxReport) {
+    println!("forward: {} pending, {} dead", report.pending.forward, report.dead.forward);
+    println!("event:   {} pending, {} dead", report.pending.event, report.dead.event);
+    if report.items.is_empty() {
+        return;
+    }
+    println!();
+    println!("{:<36} {:<8} {:<8} {:<24} {:>8} {:>8}  LAST ERROR", "ID", "KIND", "STATE", "LANE", "ATTEMPTS", "AGE");
+    for item in &report.items {
+        println!(
+            "{:<36} {:<8} {:<8} {:<24} {:>8} {:>8}  {}",
+            item.id,
+            item.kind,
+            item.state,
+            item.lane,
+            item.attempts,
+            format_age(item.age_seconds),
+            item.last_error.as_deref().unwrap_or("-")
         );
     }
 }

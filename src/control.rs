@@ -1,13 +1,16 @@
 //! The operator's control socket: `PAGESYNC_DATA_DIR/control.sock`, mode 0600, owner
-//! only. `pagesync pages` and `pagesync resync` ask a running daemon through it, one
-//! JSON request line and one JSON answer line per connection; without a daemon they
-//! open the store themselves and run the same functions ([`list_pages`],
-//! [`resync`]) against actors of their own.
+//! only. `pagesync pages`, `resync`, `api-key` and `outbox` ask a running daemon
+//! through it, one JSON request line and one JSON answer line per connection; without
+//! a daemon they open the store themselves and run the same function ([`answer`])
+//! against actors of their own. A new API key travels back over this socket once
+//! (it is owner-only, like the store the key would be read from otherwise).
 
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
+use pagesync_actors::api_keys::{ApiKeyInfo, CreateApiKey, KeyName, ListApiKeys, RevokeApiKey, Scope};
 use pagesync_actors::messages::{DescribePage, ListPages, SyncNow};
+use pagesync_actors::outbox::{ListOutbox, RetryDead};
 use pagesync_actors::subscription::GetSubscription;
 use pagesync_actors::{Actors, PageId};
 use serde::{Deserialize, Serialize};
@@ -29,7 +32,63 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
     Pages,
-    Resync { pages: Vec<String>, all: bool },
+    Resync {
+        pages: Vec<String>,
+        all: bool,
+    },
+    /// `api-key create NAME --scope SCOPES` (both parsed again here: the line is input).
+    ApiKeyCreate {
+        name: String,
+        scopes: String,
+    },
+    ApiKeyList,
+    ApiKeyRevoke {
+        name: String,
+    },
+    /// `outbox`: counts and the oldest items.
+    Outbox,
+    /// `outbox retry [ID...] [--all-dead]`.
+    OutboxRetry {
+        ids: Vec<String>,
+        all: bool,
+    },
+}
+
+/// Most items of each state (pending, dead) that `pagesync outbox` lists; the counts
+/// cover all of them.
+pub const OUTBOX_LIST_LIMIT: usize = 1000;
+
+/// One item of `pagesync outbox` (its `--json` output has an `items` array of these).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxItem {
+    /// The delivery id (`fwd_…`) or event id (`msg_…`), as `outbox retry` takes it.
+    pub id: String,
+    /// `forward` or `event`.
+    pub kind: String,
+    /// `pending` or `dead`.
+    pub state: String,
+    /// The Page id the item is ordered behind, or `object:<object>`.
+    pub lane: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// Seconds since it was queued (or put back in line).
+    pub age_seconds: u64,
+}
+
+/// Items per kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PerKind {
+    pub forward: u64,
+    pub event: u64,
+}
+
+/// What `pagesync outbox` shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxReport {
+    pub pending: PerKind,
+    pub dead: PerKind,
+    /// Oldest first: pending items, then dead ones, at most [`OUTBOX_LIST_LIMIT`] each.
+    pub items: Vec<OutboxItem>,
 }
 
 /// One line of `pagesync pages` (its `--json` output is an array of these).
@@ -61,12 +120,38 @@ pub struct ResyncRow {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
-    Pages { pages: Vec<PageRow> },
-    Resync { pages: Vec<ResyncRow> },
-    Error { message: String },
+    Pages {
+        pages: Vec<PageRow>,
+    },
+    Resync {
+        pages: Vec<ResyncRow>,
+    },
+    /// The new key (`key`, shown once) and its record.
+    ApiKeyCreated {
+        key: String,
+        info: ApiKeyInfo,
+    },
+    ApiKeys {
+        keys: Vec<ApiKeyInfo>,
+    },
+    ApiKeyRevoked {
+        info: ApiKeyInfo,
+    },
+    Outbox {
+        outbox: OutboxReport,
+    },
+    /// `moved` items put back in line; `named` ids were asked for (0 with `--all-dead`).
+    OutboxRetried {
+        moved: usize,
+        named: usize,
+    },
+    Error {
+        message: String,
+    },
 }
 
-fn status_name(state: Option<&pagesync_actors::messages::PageState>) -> String {
+/// The status name shown by `pagesync pages --json` and the consumer API.
+pub fn status_name(state: Option<&pagesync_actors::messages::PageState>) -> String {
     state
         .and_then(|s| serde_json::to_value(s.status).ok())
         .and_then(|v| v.as_str().map(str::to_owned))
@@ -122,10 +207,80 @@ pub async fn resync(actors: &Actors, pages: &[String], all: bool) -> Result<Vec<
     Ok(rows)
 }
 
-async fn answer(actors: &Actors, request: Request) -> Response {
+/// `api-key create`: parses the name and scopes (a clear message for each mistake) and
+/// creates the key.
+pub async fn create_api_key(actors: &Actors, name: &str, scopes: &str) -> Result<Response, String> {
+    let name = KeyName::parse(name).map_err(|e| e.to_string())?;
+    let scopes = Scope::parse_list(scopes).map_err(|e| e.to_string())?;
+    let new = actors
+        .api_keys
+        .send(CreateApiKey { name, scopes })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(Response::ApiKeyCreated { key: new.key.expose().to_owned(), info: new.info })
+}
+
+/// `api-key revoke`.
+pub async fn revoke_api_key(actors: &Actors, name: &str) -> Result<Response, String> {
+    let name = KeyName::parse(name).map_err(|e| e.to_string())?;
+    let info =
+        actors.api_keys.send(RevokeApiKey { name }).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    Ok(Response::ApiKeyRevoked { info })
+}
+
+/// `outbox`: counts per kind and state, and the oldest items of each state.
+pub async fn outbox_report(actors: &Actors) -> Result<OutboxReport, String> {
+    let listing = actors
+        .outbox
+        .addr
+        .send(ListOutbox { limit: OUTBOX_LIST_LIMIT })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let s = &listing.stats;
+    let items = listing
+        .items
+        .into_iter()
+        .map(|row| OutboxItem {
+            id: row.id,
+            kind: row.kind.as_str().to_owned(),
+            state: row.state.to_owned(),
+            lane: row.lane,
+            attempts: row.attempts,
+            last_error: row.last_error,
+            age_seconds: row.age_seconds,
+        })
+        .collect();
+    Ok(OutboxReport {
+        pending: PerKind { forward: s.pending_forwards, event: s.pending_events },
+        dead: PerKind { forward: s.dead_forwards, event: s.dead_events },
+        items,
+    })
+}
+
+/// Runs one request against `actors`: what the socket answers, and what the CLI does
+/// itself when no daemon runs.
+pub async fn answer(actors: &Actors, request: Request) -> Response {
     let result = match request {
         Request::Pages => list_pages(actors).await.map(|pages| Response::Pages { pages }),
         Request::Resync { pages, all } => resync(actors, &pages, all).await.map(|pages| Response::Resync { pages }),
+        Request::ApiKeyCreate { name, scopes } => create_api_key(actors, &name, &scopes).await,
+        Request::ApiKeyList => match actors.api_keys.send(ListApiKeys).await {
+            Ok(Ok(keys)) => Ok(Response::ApiKeys { keys }),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        },
+        Request::ApiKeyRevoke { name } => revoke_api_key(actors, &name).await,
+        Request::Outbox => outbox_report(actors).await.map(|outbox| Response::Outbox { outbox }),
+        Request::OutboxRetry { ids, all } => {
+            let named = if all { 0 } else { ids.len() };
+            match actors.outbox.addr.send(RetryDead { ids, all }).await {
+                Ok(Ok(moved)) => Ok(Response::OutboxRetried { moved, named }),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
     };
     result.unwrap_or_else(|message| Response::Error { message })
 }

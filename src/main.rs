@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use pagesync::cli::{self, Cli, Command, WebhookCommand};
+use pagesync::cli::{self, ApiKeyCommand, Cli, Command, OutboxCommand, WebhookCommand};
 use pagesync::config::{self, Sources};
 use pagesync::control::{self, Request, Response};
 use pagesync::startup::{Application, Offline, Tuning};
@@ -28,10 +28,36 @@ fn main() -> ExitCode {
             }
             operate(Sources::gather(cli.config.0), Request::Resync { pages, all }, false)
         }
+        Command::ApiKey(command) => {
+            let (request, json) = match command {
+                ApiKeyCommand::Create { name, scope } => {
+                    // Refuse a bad name or scope before looking for a daemon or a store.
+                    if let Err(e) = pagesync_actors::api_keys::KeyName::parse(&name)
+                        .map(drop)
+                        .and_then(|()| pagesync_actors::api_keys::Scope::parse_list(&scope).map(drop))
+                    {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                    (Request::ApiKeyCreate { name, scopes: scope }, false)
+                }
+                ApiKeyCommand::List { json } => (Request::ApiKeyList, json),
+                ApiKeyCommand::Revoke { name } => (Request::ApiKeyRevoke { name }, false),
+            };
+            operate(Sources::gather(cli.config.0), request, json)
+        }
+        Command::Outbox { action: None, json } => operate(Sources::gather(cli.config.0), Request::Outbox, json),
+        Command::Outbox { action: Some(OutboxCommand::Retry { ids, all_dead }), .. } => {
+            if ids.is_empty() && !all_dead {
+                eprintln!("error: name dead-lettered item ids, or pass --all-dead");
+                return ExitCode::from(2);
+            }
+            operate(Sources::gather(cli.config.0), Request::OutboxRetry { ids, all: all_dead }, false)
+        }
     }
 }
 
-/// `pages` and `resync`: ask the running daemon over its control socket; without one,
+/// `pages`, `resync`, `api-key` and `outbox`: ask the running daemon over its control socket; without one,
 /// open the store and run the same request against actors of our own.
 fn operate(sources: Sources, request: Request, json: bool) -> ExitCode {
     let data_dir = sources.get("PAGESYNC_DATA_DIR").map(|(d, _)| std::path::PathBuf::from(d)).unwrap_or_default();
@@ -76,6 +102,28 @@ fn operate(sources: Sources, request: Request, json: bool) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
+        Response::ApiKeyCreated { key, info } => {
+            // The key alone on stdout, so that `KEY=$(pagesync api-key create ...)` works.
+            println!("{key}");
+            eprintln!(
+                "API key {} ({}) created with scopes {}. It is shown only this once: store it now.",
+                info.name,
+                info.id,
+                cli::scope_list(&info.scopes)
+            );
+        }
+        Response::ApiKeys { keys } if json => return cli::print_json(&keys),
+        Response::ApiKeys { keys } => cli::print_api_keys(&keys),
+        Response::ApiKeyRevoked { info } => println!("API key {} ({}) revoked", info.name, info.id),
+        Response::Outbox { outbox } if json => return cli::print_json(&outbox),
+        Response::Outbox { outbox } => cli::print_outbox(&outbox),
+        Response::OutboxRetried { moved, named } => {
+            println!("{moved} dead-lettered item(s) put back in line");
+            if moved < named {
+                eprintln!("error: {} of the named ids are not dead-lettered (see pagesync outbox)", named - moved);
+                return ExitCode::FAILURE;
+            }
+        }
         Response::Error { message } => {
             eprintln!("error: {message}");
             return ExitCode::FAILURE;
@@ -89,13 +137,7 @@ async fn offline(settings: pagesync::config::Settings, request: Request) -> anyh
     let app = Offline::open(settings, Tuning::default()).with_context(
         || "the store is in use by a running pagesync that does not answer on its control socket, or cannot be opened",
     )?;
-    let response = match request {
-        Request::Pages => control::list_pages(app.actors()).await.map(|pages| Response::Pages { pages }),
-        Request::Resync { pages, all } => {
-            control::resync(app.actors(), &pages, all).await.map(|pages| Response::Resync { pages })
-        }
-    }
-    .unwrap_or_else(|message| Response::Error { message });
+    let response = control::answer(app.actors(), request).await;
     app.close().await?;
     Ok(response)
 }

@@ -56,6 +56,64 @@ impl DeliveryResult {
     }
 }
 
+/// The answer to a consumer API request, as counted (a fixed set of label values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApiResult {
+    Ok,
+    NotModified,
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    Conflict,
+    Unavailable,
+    Error,
+}
+
+impl ApiResult {
+    pub const ALL: [ApiResult; 9] = [
+        ApiResult::Ok,
+        ApiResult::NotModified,
+        ApiResult::BadRequest,
+        ApiResult::Unauthorized,
+        ApiResult::Forbidden,
+        ApiResult::NotFound,
+        ApiResult::Conflict,
+        ApiResult::Unavailable,
+        ApiResult::Error,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            ApiResult::Ok => "ok",
+            ApiResult::NotModified => "not_modified",
+            ApiResult::BadRequest => "bad_request",
+            ApiResult::Unauthorized => "unauthorized",
+            ApiResult::Forbidden => "forbidden",
+            ApiResult::NotFound => "not_found",
+            ApiResult::Conflict => "conflict",
+            ApiResult::Unavailable => "unavailable",
+            ApiResult::Error => "error",
+        }
+    }
+}
+
+/// Which token the consumer API handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenKind {
+    Page,
+    Shop,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Page => "page",
+            TokenKind::Shop => "shop",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
@@ -115,6 +173,10 @@ struct Inner {
     graph_requests: Family<GraphLabels, Counter>,
     graph_latency: HistogramFamily<EndpointLabel>,
     http_duration: HistogramFamily<HttpLabels>,
+    /// `/api/v1` answers by [`ApiResult`].
+    api_requests: Family<ResultLabel, Counter>,
+    /// Access tokens handed out by the consumer API, by kind (`page`, `shop`).
+    token_reads: Family<KindLabel, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -161,7 +223,32 @@ impl Metrics {
             "HTTP requests served, by method, route and status",
             http_duration.clone(),
         );
-        Metrics { inner: Arc::new(Inner { registry, deliveries, graph_requests, graph_latency, http_duration }) }
+        let api_requests = Family::<ResultLabel, Counter>::default();
+        registry.register("api_requests", "Consumer API (/api/v1) requests answered, by result", api_requests.clone());
+        let token_reads = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "api_token_reads",
+            "Access tokens handed out by the consumer API, by kind (page or shop)",
+            token_reads.clone(),
+        );
+        // Every label value exists from the start, so a dashboard sees 0, not a gap.
+        for result in ApiResult::ALL {
+            let _ = api_requests.get_or_create(&ResultLabel { result: result.as_str() });
+        }
+        for kind in [TokenKind::Page, TokenKind::Shop] {
+            let _ = token_reads.get_or_create(&KindLabel { kind: kind.as_str() });
+        }
+        Metrics {
+            inner: Arc::new(Inner {
+                registry,
+                deliveries,
+                graph_requests,
+                graph_latency,
+                http_duration,
+                api_requests,
+                token_reads,
+            }),
+        }
     }
 
     /// One webhook delivery answered.
@@ -173,6 +260,16 @@ impl Metrics {
     pub fn graph_request(&self, endpoint: &'static str, outcome: &'static str, took: Duration) {
         self.inner.graph_requests.get_or_create(&GraphLabels { endpoint, outcome }).inc();
         self.inner.graph_latency.get_or_create(&EndpointLabel { endpoint }).observe(took.as_secs_f64());
+    }
+
+    /// One `/api/v1` request answered.
+    pub fn api_request(&self, result: ApiResult) {
+        self.inner.api_requests.get_or_create(&ResultLabel { result: result.as_str() }).inc();
+    }
+
+    /// One access token handed out by the consumer API.
+    pub fn token_read(&self, kind: TokenKind) {
+        self.inner.token_reads.get_or_create(&KindLabel { kind: kind.as_str() }).inc();
     }
 
     fn http_request(&self, method: &str, route: &str, status: u16, took: Duration) {

@@ -242,8 +242,8 @@ impl Core {
     }
 }
 
-/// The actors on an open store, without HTTP: what `pagesync pages` and `pagesync
-/// resync` use when no daemon runs. Polling is off.
+/// The actors on an open store, without HTTP: what `pagesync pages`, `resync`,
+/// `api-key` and `outbox` use when no daemon runs. Polling is off.
 pub struct Offline {
     store: Store,
     actors: Actors,
@@ -279,6 +279,7 @@ async fn stop_actors(actors: &Actors) {
     let _ = actors.outbox.addr.send(Shutdown).await;
     let _ = actors.subscriptions.send(Shutdown).await;
     let _ = actors.sessions.send(Shutdown).await;
+    let _ = actors.api_keys.send(Shutdown).await;
     let _ = actors.vault.send(Shutdown).await;
 }
 

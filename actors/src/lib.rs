@@ -9,6 +9,7 @@
 //! | [`SubscriptionActor`](subscription::SubscriptionActor) | `subscriptions` | Facebook callback, removal routes | TokenVaultActor, a [`SubscriptionApi`] (Graph) |
 //! | [`PollerActor`](poller::PollerActor) | nothing (counters) | a timer, the operator CLI | TokenVaultActor, PageWriterActor |
 //! | [`PageWriterActor`] | `inbox`, `page_state`, `facebook/<id>/page_data.json` | webhook route, Facebook callback, removal routes, readiness | TokenVaultActor, a [`PageSource`] (Graph), OutboxActor |
+//! | [`ApiKeyActor`](api_keys::ApiKeyActor) | `api_keys` (hashes of consumer API keys, never the keys) | `/api/v1` routes (verify), the operator CLI (create, list, revoke) | nothing |
 //! | [`OutboxActor`](outbox::OutboxActor) | `outbox`, `outbox_dead` | PageWriterActor (after a commit that holds an item), the operator CLI | an [`OutboxSender`](outbox::OutboxSender) (HTTP to the bot) |
 //!
 //! One [`Store`] holds the sled database; each tree belongs to one actor and no other
@@ -22,6 +23,7 @@
 //! The actix plumbing is kept thin on purpose (the `actix` crate is in passive
 //! maintenance): the logic lives in plain methods, the `Handler` impls only route.
 
+pub mod api_keys;
 pub mod graph;
 pub mod ids;
 pub mod messages;
@@ -57,6 +59,8 @@ pub struct Actors {
     pub subscriptions: Addr<SubscriptionActor>,
     pub page_writer: Addr<PageWriterActor>,
     pub poller: Addr<poller::PollerActor>,
+    /// Consumer API keys (`/api/v1`, `pagesync api-key`).
+    pub api_keys: Addr<api_keys::ApiKeyActor>,
     /// The outbox actor and the queue that feeds it.
     pub outbox: outbox::OutboxHandle,
 }
@@ -94,7 +98,8 @@ pub fn start(store: &Store, config: ActorsConfig) -> Result<Actors, StoreError> 
     let page_writer =
         PageWriterActor::new(store.clone(), vault.clone(), config.source, config.writer, Some(outbox.clone()))?.start();
     let poller = poller::PollerActor::new(vault.clone(), page_writer.clone(), config.poll, config.usage).start();
-    Ok(Actors { sessions, vault, subscriptions, page_writer, poller, outbox })
+    let api_keys = api_keys::ApiKeyActor::new(store.clone())?.start();
+    Ok(Actors { sessions, vault, subscriptions, page_writer, poller, api_keys, outbox })
 }
 
 /// Lowercase hex of `bytes`.

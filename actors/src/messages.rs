@@ -104,6 +104,22 @@ pub struct HasShopToken {
     pub shop: ShopDomain,
 }
 
+/// A shop's opened Shopify token, or `None` when none is stored (the consumer API's
+/// `GET /api/v1/shops/{shop}/token`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<ShopToken>, VaultError>")]
+pub struct GetShopToken {
+    pub shop: ShopDomain,
+}
+
+/// A Page's owner, or `None` for a Page nobody connected (one point read; no token is
+/// opened). Ownership outlives the token: a `disconnected` Page still has its owner.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<UserId>, VaultError>")]
+pub struct OwnerOfPage {
+    pub page: PageId,
+}
+
 /// Forgets a shop's Shopify token. Idempotent.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), VaultError>")]

@@ -624,14 +624,6 @@ pub fn write_page_file(
     result.map(|()| (true, etag))
 }
 
-/// The ETag of a `page_data.json` content: the first 32 hex digits of its SHA-256. The
-/// consumer API's `ETag` header and the `page.updated` event carry this same value.
-pub fn etag_of(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(bytes);
-    crate::hex(&digest[..16])
-}
-
 /// Temporary files are `.page_data.json.<generation>.<random>.tmp`.
 const TMP_PREFIX: &str = ".page_data.json.";
 const TMP_SUFFIX: &str = ".tmp";
@@ -969,6 +961,26 @@ impl Handler<GetWriterStats> for PageWriterActor {
         stats.running = self.running;
         stats.waiting_pages = self.pages.values().filter(|w| w.scheduled).count();
         MessageResult(stats)
+    }
+}
+
+/// The entity tag of a `page_data.json` content: the first 32 hex digits (128 bits)
+/// of the SHA-256 of the file's bytes. The consumer API sends it as `ETag` (quoted) and
+/// `page.updated` events carry it (unquoted), so both must come from here.
+pub fn etag_of(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(bytes);
+    crate::hex(&digest[..16])
+}
+
+/// The bytes of `<pages_dir>/<page>/page_data.json`, or `None` when the Page has no
+/// file yet. Blocking: call it off the async threads. Readers never see a torn file
+/// (see [`write_page_file`]), so no coordination with the writer is needed.
+pub fn read_page_file(pages_dir: &Path, page: &PageId) -> std::io::Result<Option<Vec<u8>>> {
+    match std::fs::read(pages_dir.join(page.as_str()).join("page_data.json")) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

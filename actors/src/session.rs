@@ -493,6 +493,14 @@ pub struct ShopOfUser {
     pub user: UserId,
 }
 
+/// The user UUID of a shop pagesync knows, if any (one point read of `shops`; never
+/// creates one, unlike [`RegisterShop`]).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<UserId>, StoreError>")]
+pub struct UserOfShop {
+    pub shop: ShopDomain,
+}
+
 /// Forgets a shop: ends every session of its user (through the `shop_sessions` index);
 /// with `erase`, also forgets the shop -> UUID binding (so a later install gets a new
 /// UUID) and its install time. Returns the user.
@@ -669,6 +677,16 @@ impl Handler<ShopOfUser> for SessionActor {
     }
 }
 
+impl Handler<UserOfShop> for SessionActor {
+    type Result = Result<Option<UserId>, StoreError>;
+    fn handle(&mut self, msg: UserOfShop, _: &mut Self::Context) -> Self::Result {
+        Ok(self
+            .shops
+            .get(msg.shop.as_str())?
+            .and_then(|raw| std::str::from_utf8(&raw).ok().and_then(|s| UserId::parse(s).ok())))
+    }
+}
+
 impl Handler<ForgetShop> for SessionActor {
     type Result = ResponseFuture<Result<Option<UserId>, StoreError>>;
     fn handle(&mut self, msg: ForgetShop, _: &mut Self::Context) -> Self::Result {
@@ -822,6 +840,8 @@ mod tests {
         assert_eq!(a.send(ShopOfUser { user: ua.clone() }).await.unwrap().unwrap(), Some(sa.clone()));
         assert_eq!(a.send(ShopOfUser { user: ub.clone() }).await.unwrap().unwrap(), Some(sb.clone()));
         assert_eq!(a.send(ShopOfUser { user: UserId::random() }).await.unwrap().unwrap(), None);
+        assert_eq!(a.send(UserOfShop { shop: sb.clone() }).await.unwrap().unwrap(), Some(ub.clone()));
+        assert_eq!(a.send(UserOfShop { shop: shop("c.myshopify.com") }).await.unwrap().unwrap(), None);
         let indexed: Vec<Vec<u8>> =
             keys(&store, trees::SHOP_SESSIONS).into_iter().filter(|k| k.starts_with(b"a.myshopify.com/")).collect();
         assert_eq!(indexed.len(), 2, "a's two sessions are in its index");

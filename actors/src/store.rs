@@ -70,6 +70,8 @@ pub mod trees {
     pub const OUTBOX_DEAD: &str = "outbox_dead";
     /// "app" and "page/<id>" -> webhook subscription state (SubscriptionActor).
     pub const SUBSCRIPTIONS: &str = "subscriptions";
+    /// SHA-256 of a consumer API key -> its record, and name -> that hash (ApiKeyActor).
+    pub const API_KEYS: &str = "api_keys";
 }
 
 /// How many queued writes one flush may cover at most. Large enough that a flush is

@@ -498,6 +498,44 @@ impl Handler<HasShopToken> for TokenVaultActor {
     }
 }
 
+/// Opens a shop's token.
+impl Handler<GetShopToken> for TokenVaultActor {
+    type Result = Result<Option<ShopToken>, VaultError>;
+
+    fn handle(&mut self, msg: GetShopToken, _: &mut Self::Context) -> Self::Result {
+        let Some(sealed) = self.trees.shop_tokens.get(msg.shop.as_str()).map_err(StoreError::from)? else {
+            return Ok(None);
+        };
+        let plain = self.sealer.open(format!("shop_token/{}", msg.shop).as_bytes(), &sealed)?;
+        let record: SealedShopToken = serde_json::from_slice(&plain).map_err(|e| StoreError::Corrupt {
+            tree: trees::SHOP_TOKENS,
+            detail: format!("token of shop {}: {e}", msg.shop),
+        })?;
+        Ok(Some(ShopToken {
+            access_token: Secret::new(record.access_token),
+            scope: record.scope,
+            refresh_token: record.refresh_token.map(Secret::new),
+            expires_at: record.expires_at,
+            refresh_expires_at: record.refresh_expires_at,
+        }))
+    }
+}
+
+/// A Page's owner (no token opened).
+impl Handler<OwnerOfPage> for TokenVaultActor {
+    type Result = Result<Option<UserId>, VaultError>;
+
+    fn handle(&mut self, msg: OwnerOfPage, _: &mut Self::Context) -> Self::Result {
+        let Some(raw) = self.trees.owners.get(msg.page.as_str()).map_err(StoreError::from)? else {
+            return Ok(None);
+        };
+        let owner = std::str::from_utf8(&raw).ok().and_then(|s| UserId::parse(s).ok()).ok_or_else(|| {
+            StoreError::Corrupt { tree: trees::PAGE_OWNER, detail: format!("owner of Page {} is not a UUID", msg.page) }
+        })?;
+        Ok(Some(owner))
+    }
+}
+
 /// Removes a shop's token.
 impl Handler<ForgetShopToken> for TokenVaultActor {
     type Result = Result<(), VaultError>;
@@ -785,6 +823,9 @@ mod tests {
         }
         let pages = vault.send(ListPages).await.unwrap().unwrap();
         assert_eq!(pages, vec![(page.clone(), b.clone())]);
+        assert_eq!(vault.send(OwnerOfPage { page: page.clone() }).await.unwrap().unwrap(), Some(b.clone()));
+        let stranger = PageId::parse("43").unwrap();
+        assert_eq!(vault.send(OwnerOfPage { page: stranger }).await.unwrap().unwrap(), None);
         let creds = vault.send(GetPageToken { page }).await.unwrap().unwrap().unwrap();
         assert_eq!(creds.token.expose(), "t2");
     }
@@ -853,9 +894,13 @@ mod tests {
         };
         vault.send(StoreShopToken { shop: shop.clone(), token }).await.unwrap().unwrap();
         assert!(vault.send(HasShopToken { shop: shop.clone() }).await.unwrap().unwrap());
+        let opened = vault.send(GetShopToken { shop: shop.clone() }).await.unwrap().unwrap().unwrap();
+        assert_eq!(opened.access_token.expose(), "shpat_secret_value");
+        assert_eq!(opened.scope, "read_products");
         let raw = store.tree(trees::SHOP_TOKENS).unwrap().get(shop.as_str()).unwrap().unwrap();
         assert!(!raw.windows(6).any(|w| w == b"shpat_" || w == b"shprt_"));
         vault.send(ForgetShopToken { shop: shop.clone() }).await.unwrap().unwrap();
+        assert!(vault.send(GetShopToken { shop: shop.clone() }).await.unwrap().unwrap().is_none());
         assert!(!vault.send(HasShopToken { shop }).await.unwrap().unwrap());
     }
 

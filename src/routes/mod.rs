@@ -1,6 +1,7 @@
 //! HTTP surfaces, one file each. Handlers parse and verify input, then talk to the
 //! actors through messages; they own no state.
 
+pub mod api;
 pub mod dashboard;
 pub mod facebook;
 pub mod ops;
@@ -141,5 +142,13 @@ pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
         .route("/facebook/callback", web::get().to(facebook::callback))
         .route("/facebook/deauthorize", web::post().to(facebook::deauthorize))
         .route("/facebook/data-deletion", web::post().to(facebook::data_deletion))
-        .route("/facebook/data-deletion/status", web::get().to(facebook::deletion_status));
+        .route("/facebook/data-deletion/status", web::get().to(facebook::deletion_status))
+        .service(
+            web::scope("/api/v1")
+                .route("/pages", web::get().to(api::list_pages))
+                .route("/pages/{id}", web::get().to(api::get_page))
+                .route("/pages/{id}/token", web::get().to(api::page_token))
+                .route("/shops/{shop}/token", web::get().to(api::shop_token))
+                .default_service(web::to(api::not_found)),
+        );
 }

@@ -44,6 +44,9 @@ pub async fn not_ready(store: &Store, actors: &Actors, timeout: Duration) -> Vec
     if !matches!(actors.outbox.addr.send(Ping).timeout(timeout).await, Ok(())) {
         not_ready.push("outbox");
     }
+    if !matches!(actors.api_keys.send(Ping).timeout(timeout).await, Ok(())) {
+        not_ready.push("api_keys");
+    }
     not_ready
 }
 

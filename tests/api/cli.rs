@@ -145,3 +145,182 @@ async fn webhook_send_to_a_loopback_daemon_ignores_the_proxy_variables() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with("HTTP 200"), "{out}");
 }
+
+// ----- api-key and outbox ------------------------------------------------------------
+
+/// `GET path` on the app with `Authorization: Bearer key`.
+async fn api_status(app: &TestApp, path: &str, key: &str) -> u16 {
+    let resp = app.client.get(format!("{}{path}", app.address)).bearer_auth(key).send().await.unwrap();
+    resp.status().as_u16()
+}
+
+#[actix_web::test]
+async fn api_key_create_list_and_revoke_go_through_the_running_daemon() {
+    let app = spawn_app().await;
+    let (code, out, err) = run(&app, &["api-key", "create", "bot-1", "--scope", "pages:read,tokens:read"]).await;
+    assert_eq!(code, 0, "{err}");
+    let key = out.trim().to_owned();
+    assert!(key.starts_with("psk_") && key.len() >= 47 && !key.contains(' '), "{out}");
+    assert!(err.contains("shown only this once"), "{err}");
+    assert_eq!(api_status(&app, "/api/v1/pages", &key).await, 200, "the daemon knows the key at once");
+
+    let (code, out, err) = run(&app, &["api-key", "create", "reader", "--scope", "pages:read"]).await;
+    assert_eq!(code, 0, "{err}");
+    let reader = out.trim().to_owned();
+    assert_eq!(api_status(&app, "/api/v1/pages/1/token", &reader).await, 403);
+
+    let (code, out, err) = run(&app, &["api-key", "list", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains(&key[4..]) && !out.contains(&reader[4..]), "a key is listed: {out}");
+    let keys: Value = serde_json::from_str(&out).unwrap();
+    let rows = keys.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["name"], "bot-1");
+    assert_eq!(rows[0]["scopes"], serde_json::json!(["pages:read", "tokens:read"]));
+    assert!(rows[0]["created"].as_u64().is_some());
+    assert!(rows[0]["last_used"].as_u64().is_some(), "bot-1 was used");
+    assert!(rows[1]["id"].as_str().unwrap().starts_with("ak_"));
+    let (code, out, _) = run(&app, &["api-key", "list"]).await;
+    assert_eq!(code, 0);
+    assert!(out.lines().nth(1).unwrap().starts_with("bot-1"), "{out}");
+    assert!(!out.contains(&key[4..]));
+
+    // Mistakes: exit 1 with a clear message.
+    for (args, says) in [
+        (vec!["api-key", "create", "bot-1", "--scope", "pages:read"], "already exists"),
+        (vec!["api-key", "create", "other", "--scope", "pages:write"], "unknown scope"),
+        (vec!["api-key", "create", "bad name", "--scope", "pages:read"], "key name"),
+        (vec!["api-key", "revoke", "nobody"], "no API key is named nobody"),
+    ] {
+        let (code, _, err) = run(&app, &args).await;
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+
+    let (code, out, err) = run(&app, &["api-key", "revoke", "bot-1"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("bot-1") && out.contains("revoked"), "{out}");
+    assert_eq!(api_status(&app, "/api/v1/pages", &key).await, 401, "a revoked key works");
+    assert_eq!(api_status(&app, "/api/v1/pages", &reader).await, 200);
+}
+
+#[actix_web::test]
+async fn api_keys_made_without_a_daemon_work_once_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = pagesync_actors::EncryptionKey::generate().unwrap();
+    let env: Vec<(String, String)> =
+        base_env(&dir.path().join("data"), "http://127.0.0.1:9", &key).into_iter().collect();
+    let run_offline = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        run_in(dir.path(), &args, env.clone())
+    };
+    let (code, out, err) = run_offline(&["api-key", "create", "offline", "--scope", "pages:read"]);
+    assert_eq!(code, 0, "{err}");
+    let api_key = out.trim().to_owned();
+    let (code, _, err) = run_offline(&["api-key", "create", "gone", "--scope", "tokens:read"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run_offline(&["api-key", "revoke", "gone"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run_offline(&["api-key", "list", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+    assert_eq!(rows[0]["name"], "offline");
+    assert_eq!(rows[0]["last_used"], Value::Null);
+    let (code, _, err) = run_offline(&["api-key", "revoke", "gone"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no API key is named gone"), "{err}");
+
+    let app = crate::helpers::start_app(dir, key, crate::fake_graph::FakeGraph::start(), Default::default()).await;
+    assert_eq!(api_status(&app, "/api/v1/pages", &api_key).await, 200);
+}
+
+/// An app whose bot refuses everything, with one forward already dead-lettered.
+async fn app_with_a_dead_forward() -> (TestApp, crate::sink::Sink) {
+    use crate::sink::{Answer, Sink};
+    let sink = Sink::start();
+    sink.set_sticky(Some(Answer::Status(503, None)));
+    let env = vec![("PAGESYNC_FORWARD_URL", sink.url.clone()), ("PAGESYNC_FORWARD_MAX_AGE", "1s".to_owned())];
+    let app = crate::helpers::spawn_app_with(crate::helpers::Options { env, ..Default::default() }).await;
+    assert_eq!(app.post_webhook(&crate::helpers::delivery(&["7501"])).await.status(), 200);
+    let dead = crate::helpers::eventually(std::time::Duration::from_secs(10), || async {
+        app.get("/metrics").await.text().await.unwrap().contains("pagesync_outbox_dead{kind=\"forward\"} 1")
+    })
+    .await;
+    assert!(dead, "the forward was not dead-lettered");
+    (app, sink)
+}
+
+#[actix_web::test]
+async fn outbox_lists_dead_letters_and_retry_puts_them_back_through_the_daemon() {
+    let (app, sink) = app_with_a_dead_forward().await;
+    let (code, out, err) = run(&app, &["outbox", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["dead"], serde_json::json!({"forward": 1, "event": 0}));
+    assert_eq!(report["pending"], serde_json::json!({"forward": 0, "event": 0}));
+    let item = &report["items"][0];
+    assert_eq!(item["kind"], "forward");
+    assert_eq!(item["state"], "dead");
+    assert_eq!(item["lane"], "7501");
+    assert!(item["attempts"].as_u64().unwrap() >= 2, "{item}");
+    assert!(item["last_error"].as_str().unwrap().contains("503"), "{item}");
+    assert!(item["age_seconds"].as_u64().is_some());
+    let id = item["id"].as_str().unwrap().to_owned();
+
+    let (code, out, _) = run(&app, &["outbox"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("forward: 0 pending, 1 dead"), "{out}");
+    assert!(out.contains(&id), "{out}");
+
+    let (code, _, err) = run(&app, &["outbox", "retry"]).await;
+    assert_eq!(code, 2, "neither ids nor --all-dead");
+    assert!(err.contains("--all-dead"), "{err}");
+    let (code, out, err) = run(&app, &["outbox", "retry", "fwd_not_there"]).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("not dead-lettered"), "{err}");
+
+    // The bot is back: the dead forward goes out again.
+    sink.set_sticky(None);
+    let before = sink.count();
+    let (code, out, err) = run(&app, &["outbox", "retry", &id]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("1 dead-lettered item(s) put back in line"), "{out}");
+    let sent = crate::helpers::eventually(std::time::Duration::from_secs(10), || async { sink.count() > before }).await;
+    assert!(sent, "the retried forward was not sent");
+    let got = sink.received();
+    assert_eq!(got.last().unwrap().header("x-pagesync-delivery"), Some(id.as_str()), "same delivery id");
+    let (code, out, err) = run(&app, &["outbox", "retry", "--all-dead"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("0 dead-lettered"), "{out}");
+}
+
+#[actix_web::test]
+async fn outbox_and_outbox_retry_work_without_a_daemon() {
+    let (app, _sink) = app_with_a_dead_forward().await;
+    let data = app.data_dir();
+    let key_env = base_env(&data, "http://127.0.0.1:9", &app.key);
+    let (dir, _, _) = app.stop().await;
+    let env: Vec<(String, String)> = key_env.into_iter().collect();
+    let run_offline = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        run_in(dir.path(), &args, env.clone())
+    };
+    let (code, out, err) = run_offline(&["outbox", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["dead"]["forward"], 1, "{out}");
+    let id = report["items"][0]["id"].as_str().unwrap().to_owned();
+    let (code, _, _) = run_offline(&["outbox", "retry"]);
+    assert_eq!(code, 2);
+    let (code, out, err) = run_offline(&["outbox", "retry", "--all-dead"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("1 dead-lettered item(s) put back in line"), "{out}");
+    let (code, out, err) = run_offline(&["outbox", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["dead"]["forward"], 0, "{out}");
+    assert_eq!(report["pending"]["forward"], 1, "{out}");
+    assert_eq!(report["items"][0]["id"], id.as_str());
+    assert_eq!(report["items"][0]["state"], "pending");
+}

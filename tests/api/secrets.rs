@@ -51,11 +51,11 @@ impl Write for CaptureWriter {
     }
 }
 
-/// Log capture while alive.
-struct Capture;
+/// Log capture while alive (also used by the consumer API's audit test).
+pub(crate) struct Capture;
 
 impl Capture {
-    fn start() -> Capture {
+    pub(crate) fn start() -> Capture {
         INSTALL.call_once(|| {
             let layer = tracing_subscriber::fmt::layer().with_ansi(false).with_writer(|| CaptureWriter).with_filter(
                 tracing_subscriber::filter::dynamic_filter_fn(|_, _| CAPTURING.load(Ordering::Relaxed) > 0),
@@ -66,7 +66,7 @@ impl Capture {
         Capture
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&CAPTURED.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
     }
 }
