@@ -385,14 +385,18 @@ pub fn webhook_send(sources: &Sources, page: &str, field: &str, value: Option<&s
 
 /// Prints `pages` rows as a table.
 pub fn print_pages(rows: &[crate::control::PageRow]) {
-    println!("{:<20} {:<30} {:<36} {:<10} {:<20} STATUS", "PAGE", "NAME", "OWNER", "SUBSCRIBED", "LAST SYNC (UTC)");
+    println!(
+        "{:<20} {:<30} {:<36} {:<10} {:<12} {:<20} STATUS",
+        "PAGE", "NAME", "OWNER", "SUBSCRIBED", "WEBHOOKS", "LAST SYNC (UTC)"
+    );
     for row in rows {
         println!(
-            "{:<20} {:<30} {:<36} {:<10} {:<20} {}",
+            "{:<20} {:<30} {:<36} {:<10} {:<12} {:<20} {}",
             row.id,
             row.name.as_deref().unwrap_or("-"),
             row.owner,
             if row.subscribed { "yes" } else { "no" },
+            row.subscription,
             row.last_sync.map(format_unix).unwrap_or_else(|| "never".into()),
             row.status
         );

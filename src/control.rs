@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use pagesync_actors::api_keys::{ApiKeyInfo, CreateApiKey, KeyName, ListApiKeys, RevokeApiKey, Scope};
 use pagesync_actors::messages::{DescribePage, ListPages, SyncNow};
 use pagesync_actors::outbox::{ListOutbox, RetryDead};
-use pagesync_actors::subscription::GetSubscription;
+use pagesync_actors::subscription::{GetSubscription, SubscriptionState, SubscriptionStatus};
 use pagesync_actors::{Actors, PageId};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
@@ -99,8 +99,13 @@ pub struct PageRow {
     pub name: Option<String>,
     /// The merchant's user UUID.
     pub owner: String,
-    /// Whether our app is subscribed to the Page's webhooks.
+    /// Whether our app is subscribed to the Page's webhooks (the Page level).
     pub subscribed: bool,
+    /// Whether webhooks can reach pagesync for the Page, both levels together:
+    /// `subscribed` (Page and app level in place), `pending` (not yet, or retrying),
+    /// or `conflict` (the app's callback belongs to someone else and
+    /// `PAGESYNC_FORWARD_URL` is not set: see the dashboard or the log).
+    pub subscription: String,
     /// Unix seconds of the last successful sync.
     pub last_sync: Option<u64>,
     /// `pending`, `synced`, `error`, `rate_limited`, `needs_reauth` or `disconnected`.
@@ -158,9 +163,20 @@ pub fn status_name(state: Option<&pagesync_actors::messages::PageState>) -> Stri
         .unwrap_or_else(|| "pending".to_owned())
 }
 
+/// The `subscription` of a `pages` row: a conflict at app level holds for every Page;
+/// otherwise both levels must be in place.
+fn subscription_name(app: Option<&SubscriptionState>, page: Option<&SubscriptionState>) -> &'static str {
+    match (app.map(SubscriptionState::status), page.is_some_and(|p| p.subscribed)) {
+        (Some(SubscriptionStatus::Conflict), _) => "conflict",
+        (Some(SubscriptionStatus::Subscribed), true) => "subscribed",
+        _ => "pending",
+    }
+}
+
 /// Every connected Page with its state.
 pub async fn list_pages(actors: &Actors) -> Result<Vec<PageRow>, String> {
     let pages = actors.vault.send(ListPages).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    let app = actors.subscriptions.send(GetSubscription { page: None }).await.map_err(|e| e.to_string())?;
     let mut rows = Vec::with_capacity(pages.len());
     for (page, owner) in pages {
         let summary = actors.page_writer.send(DescribePage { page: page.clone() }).await.map_err(|e| e.to_string())?;
@@ -170,6 +186,7 @@ pub async fn list_pages(actors: &Actors) -> Result<Vec<PageRow>, String> {
             id: page.to_string(),
             name: summary.name,
             owner: owner.to_string(),
+            subscription: subscription_name(app.as_ref(), subscription.as_ref()).to_owned(),
             subscribed: subscription.is_some_and(|s| s.subscribed),
             last_sync: summary.state.as_ref().and_then(|s| s.last_success),
             status: status_name(summary.state.as_ref()),

@@ -14,6 +14,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use pagesync_actors::subscription::SubscriptionStatus;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
@@ -159,6 +160,11 @@ struct StatusLabel {
     status: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// The counters and histograms fed as events happen. Cheap to clone.
@@ -300,6 +306,9 @@ pub struct Snapshot {
     pub poll_runs: u64,
     pub poll_refreshes: u64,
     pub outbox: pagesync_actors::outbox::OutboxStats,
+    /// The app-level webhook subscription's status; `None` when the actor did not
+    /// answer (the metric is then left out rather than reported wrong).
+    pub app_subscription: Option<SubscriptionStatus>,
 }
 
 impl Snapshot {
@@ -356,6 +365,19 @@ impl Snapshot {
             "Age of the oldest forward or event still waiting",
             gauge(o.oldest_age_seconds),
         );
+        if let Some(current) = self.app_subscription {
+            // Every state of the fixed set, 1 for the current one: an alert can match
+            // `state="conflict"` without the series appearing and vanishing.
+            let states = Family::<StateLabel, Gauge>::default();
+            for status in SubscriptionStatus::ALL {
+                states.get_or_create(&StateLabel { state: status.as_str() }).set(i64::from(status == current));
+            }
+            registry.register(
+                "app_subscription",
+                "The app-level Page webhook subscription: 1 for its current state (conflict: another callback URL holds it)",
+                states,
+            );
+        }
         registry.register(
             "poll_refreshes",
             "Page refreshes the daily re-sync asked for since start",
@@ -416,6 +438,7 @@ mod tests {
             inbox_depth: 7,
             pages_written: 3,
             pages_by_status: vec![("synced", 2), ("needs_reauth", 1)],
+            app_subscription: Some(SubscriptionStatus::Conflict),
             ..Snapshot::default()
         };
         let text = metrics.render(&snapshot).unwrap();
@@ -426,6 +449,10 @@ mod tests {
         assert!(text.contains("pagesync_inbox_depth 7\n"), "{text}");
         assert!(text.contains("pagesync_page_writes_total 3\n"), "{text}");
         assert!(text.contains("pagesync_pages{status=\"needs_reauth\"} 1\n"), "{text}");
+        assert!(text.contains("pagesync_app_subscription{state=\"conflict\"} 1\n"), "{text}");
+        assert!(text.contains("pagesync_app_subscription{state=\"subscribed\"} 0\n"), "{text}");
+        assert!(text.contains("pagesync_app_subscription{state=\"failed\"} 0\n"), "{text}");
+        assert!(text.contains("pagesync_app_subscription{state=\"pending\"} 0\n"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert_eq!(text.matches("# EOF").count(), 1);
     }

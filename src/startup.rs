@@ -210,7 +210,8 @@ impl Core {
 
         let http = graph::http_client(&settings.proxy).context("cannot build the HTTP client")?;
         let metrics = Metrics::new();
-        let graph = GraphClient::new(&settings.facebook, http.clone(), tuning.graph_retry.clone(), metrics.clone());
+        let graph = GraphClient::new(&settings.facebook, http.clone(), tuning.graph_retry.clone(), metrics.clone())
+            .with_bot(&settings.bot);
         let shopify = ShopifyClient::new(&settings.shopify, http.clone());
         let mut writer = WriterConfig::new(pages_dir);
         writer.backoff_base = tuning.refresh_backoff_base;

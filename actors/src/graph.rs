@@ -76,24 +76,59 @@ impl FetchError {
     }
 }
 
+/// The app's `page` object subscription as `GET /{app-id}/subscriptions` shows it.
+/// Meta keeps one callback URL per object per app, shared by everyone using the app.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AppSubscriptionInfo {
+    /// `None` when Meta shows no callback (or an empty one).
+    pub callback_url: Option<String>,
+    /// The fields subscribed at app level, in Meta's order.
+    pub fields: Vec<String>,
+    /// `false` when Meta disabled the subscription (a POST reactivates it).
+    pub active: bool,
+}
+
 /// The Graph calls that webhook subscriptions need (implemented by the Graph client).
+///
+/// Reads come back parsed and checked: an answer that does not say which fields are
+/// there is an error, never an empty list, because posting "our fields" over an
+/// unknown set could remove the bot's.
 pub trait SubscriptionApi: Send + Sync + 'static {
-    /// What the app-level subscription depends on (app id, callback URL, fields, verify
-    /// token), hashed: a change means the subscription must be made again.
+    /// What the app-level subscription depends on (app id, callback URL, wanted fields,
+    /// verify token, whether another callback may be taken over), hashed: a change
+    /// means the subscription must be checked again.
     fn app_fingerprint(&self) -> String;
 
-    /// The Page webhook fields we want.
+    /// W: the Page webhook fields we want at both levels (`FACEBOOK_SUBSCRIBED_FIELDS`
+    /// then `PAGESYNC_BOT_FIELDS`, without duplicates).
     fn wanted_fields(&self) -> Vec<String>;
 
-    /// `POST /{app-id}/subscriptions` with the app token. Meta calls our verification
-    /// GET while this is open.
-    fn subscribe_app(&self) -> BoxFuture<'static, Result<(), FetchError>>;
+    /// Our callback URL (`FACEBOOK_WEBHOOK_ADDRESS`).
+    fn callback_url(&self) -> String;
+
+    /// Whether pagesync may replace another callback URL with its own: only when
+    /// `PAGESYNC_FORWARD_URL` is set, so whoever had it still gets every delivery.
+    fn may_take_over(&self) -> bool;
+
+    /// `GET /{app-id}/subscriptions` with the app token: the `page` object's
+    /// subscription, or `None` when there is none.
+    fn app_subscription(&self) -> BoxFuture<'static, Result<Option<AppSubscriptionInfo>, FetchError>>;
+
+    /// `POST /{app-id}/subscriptions` with the app token, our callback and these
+    /// `fields`. Meta calls our verification GET while this is open.
+    fn subscribe_app(&self, fields: Vec<String>) -> BoxFuture<'static, Result<(), FetchError>>;
 
     /// `GET /{page-id}/subscribed_apps`: the fields our app is subscribed to on the
     /// Page, or `None` when the app is not installed on it.
     fn page_fields(&self, page: &PageId, token: &Secret)
     -> BoxFuture<'static, Result<Option<Vec<String>>, FetchError>>;
 
-    /// `POST /{page-id}/subscribed_apps` with `subscribed_fields`.
-    fn subscribe_page(&self, page: &PageId, token: &Secret) -> BoxFuture<'static, Result<(), FetchError>>;
+    /// `POST /{page-id}/subscribed_apps` with `subscribed_fields` = `fields`. Whether
+    /// Meta merges or replaces is unconfirmed (PLATFORM §2.6): pass the whole set.
+    fn subscribe_page(
+        &self,
+        page: &PageId,
+        token: &Secret,
+        fields: Vec<String>,
+    ) -> BoxFuture<'static, Result<(), FetchError>>;
 }

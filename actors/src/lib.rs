@@ -41,7 +41,7 @@ use std::sync::Arc;
 
 use actix::{Actor, Addr};
 
-pub use graph::{FetchError, LimitScope, PageData, PageSource, SubscriptionApi, TokenCheck};
+pub use graph::{AppSubscriptionInfo, FetchError, LimitScope, PageData, PageSource, SubscriptionApi, TokenCheck};
 pub use ids::{FacebookUserId, IdError, PageId, ShopDomain, UserId};
 pub use page_writer::{PageWriterActor, WriterConfig};
 pub use seal::{EncryptionKey, SealError, Sealer};

@@ -2,15 +2,24 @@
 //! (a field only fires when subscribed at app level and at Page level).
 //!
 //! Tree `subscriptions`: `app` -> the app-level subscription (fingerprint of the
-//! configuration it was made for, whether it succeeded, last error); `page/<id>` ->
+//! configuration it was checked for, whether it succeeded, last error, the callback
+//! URL pagesync registered last, the other URL when in conflict); `page/<id>` ->
 //! that Page's subscription (fields, subscribed or not, last error, attempts).
 //!
 //! Network calls run as futures spawned on this actor's context, never awaited by a
 //! handler that answers HTTP: the app-level POST in particular makes Meta call our
 //! verification GET while it is open, and that GET is answered by the HTTP workers
-//! alone. The app-level subscription is made once per configuration (fingerprint), not
-//! per login. Page-level subscriptions are idempotent: a GET first, a POST only when
-//! our fields are missing. Failures are retried in the background with back-off.
+//! alone. The app-level subscription is checked once per configuration (fingerprint),
+//! not per login. Failures are retried in the background with back-off.
+//!
+//! The Meta app is shared with the sales bot, so subscribing never removes a field
+//! (SPEC §4): at both levels the current set F is read first, nothing is posted when
+//! the wanted set W is already in it, and otherwise F ∪ W is posted ([`fields_to_post`],
+//! [`plan_app`]). Meta keeps one callback URL per object per app: when the `page`
+//! object's callback is someone else's and `PAGESYNC_FORWARD_URL` is not set, taking it
+//! over would silently cut the bot off, so nothing is posted and the app-level state is
+//! `conflict` ([`SubscriptionStatus::Conflict`]). A conflict is not retried on a timer
+//! (only an operator can resolve it); it is checked again on the next connect or start.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -19,7 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::graph::SubscriptionApi;
+use crate::graph::{AppSubscriptionInfo, FetchError, SubscriptionApi};
 use crate::ids::PageId;
 use crate::messages::{GetPageToken, Ping, Shutdown};
 use crate::store::{Store, StoreError, trees};
@@ -50,6 +59,139 @@ pub struct SubscriptionState {
     pub attempts: u32,
     /// Unix seconds of the last change.
     pub updated_at: u64,
+    /// App level: the other callback URL found where ours should be, left alone
+    /// because `PAGESYNC_FORWARD_URL` is not set. `Some` means `conflict`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<String>,
+    /// App level: the callback URL pagesync registered last. Meta still showing it
+    /// after `FACEBOOK_WEBHOOK_ADDRESS` moved is pagesync's own, not a conflict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+}
+
+/// What a subscription's state amounts to, for operators (`pagesync pages`, the
+/// dashboard, `/metrics`). A fixed set: it is used as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionStatus {
+    /// Not made yet (or not yet tried).
+    Pending,
+    Subscribed,
+    /// The last attempt failed; retried in the background.
+    Failed,
+    /// App level only: another callback URL holds the app's `page` webhooks and
+    /// pagesync may not take it over. Waits for the operator.
+    Conflict,
+}
+
+impl SubscriptionStatus {
+    /// Every value, in a fixed order (metric label values).
+    pub const ALL: [SubscriptionStatus; 4] = [
+        SubscriptionStatus::Pending,
+        SubscriptionStatus::Subscribed,
+        SubscriptionStatus::Failed,
+        SubscriptionStatus::Conflict,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionStatus::Pending => "pending",
+            SubscriptionStatus::Subscribed => "subscribed",
+            SubscriptionStatus::Failed => "failed",
+            SubscriptionStatus::Conflict => "conflict",
+        }
+    }
+}
+
+impl SubscriptionState {
+    /// The status this state amounts to.
+    pub fn status(&self) -> SubscriptionStatus {
+        if self.subscribed {
+            SubscriptionStatus::Subscribed
+        } else if self.conflict.is_some() {
+            SubscriptionStatus::Conflict
+        } else if self.last_error.is_some() {
+            SubscriptionStatus::Failed
+        } else {
+            SubscriptionStatus::Pending
+        }
+    }
+}
+
+/// `a` then what `b` adds, each name once, in first-seen order. Stable, so the same
+/// sets always produce the same request.
+pub fn union(a: &[String], b: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(a.len() + b.len());
+    for field in a.iter().chain(b) {
+        if !out.contains(field) {
+            out.push(field.clone());
+        }
+    }
+    out
+}
+
+/// The Page-level `subscribed_fields` to post, given the fields `have` on the Page and
+/// the `wanted` ones: `None` when every wanted field is there (post nothing), else
+/// `have ∪ wanted`, which never lacks a field `have` had.
+pub fn fields_to_post(have: &[String], wanted: &[String]) -> Option<Vec<String>> {
+    if wanted.iter().all(|w| have.contains(w)) { None } else { Some(union(have, wanted)) }
+}
+
+/// What to do about the app-level subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppPlan {
+    /// Our callback, active, with every wanted field: post nothing.
+    Keep,
+    /// Post our callback with these fields (the current ones ∪ W).
+    Post {
+        fields: Vec<String>,
+        /// Someone else's callback URL this POST replaces (allowed because
+        /// `PAGESYNC_FORWARD_URL` relays to the bot); `None` when the callback was
+        /// empty or already pagesync's.
+        takes_over: Option<String>,
+    },
+    /// Someone else's callback URL is in place and may not be taken over.
+    Conflict { other: String },
+}
+
+/// Decides the app-level step from what `GET /{app-id}/subscriptions` showed.
+/// `ours` is `FACEBOOK_WEBHOOK_ADDRESS`; `earlier` the callback pagesync itself
+/// registered last (a moved address is not a conflict with ourselves).
+pub fn plan_app(
+    current: Option<&AppSubscriptionInfo>,
+    ours: &str,
+    earlier: Option<&str>,
+    wanted: &[String],
+    may_take_over: bool,
+) -> AppPlan {
+    let Some(current) = current else {
+        return AppPlan::Post { fields: union(&[], wanted), takes_over: None };
+    };
+    let fields = union(&current.fields, wanted);
+    match current.callback_url.as_deref() {
+        Some(url) if url == ours => {
+            // An inactive subscription (Meta disabled it) is reactivated by a POST.
+            if current.active && wanted.iter().all(|w| current.fields.contains(w)) {
+                AppPlan::Keep
+            } else {
+                AppPlan::Post { fields, takes_over: None }
+            }
+        }
+        None => AppPlan::Post { fields, takes_over: None },
+        Some(url) if Some(url) == earlier => AppPlan::Post { fields, takes_over: None },
+        Some(url) if may_take_over => AppPlan::Post { fields, takes_over: Some(url.to_owned()) },
+        Some(url) => AppPlan::Conflict { other: url.to_owned() },
+    }
+}
+
+/// How an app-level check ended (when it did not fail).
+enum AppOutcome {
+    /// Nothing to post.
+    AlreadyThere,
+    /// Posted; `takes_over` as in [`AppPlan::Post`].
+    Posted { takes_over: Option<String> },
+    /// Left alone: this other callback URL holds the subscription.
+    Conflict(String),
 }
 
 /// Make sure the app-level subscription exists for the current configuration.
@@ -140,18 +282,61 @@ impl SubscriptionActor {
             return;
         }
         self.app_in_flight = true;
-        let call = self.api.subscribe_app();
-        ctx.spawn(call.into_actor(self).map(move |result, act, ctx| {
+        let api = self.api.clone();
+        let ours = api.callback_url();
+        let earlier = current.and_then(|s| s.callback_url);
+        let registered = ours.clone();
+        // Read first: Meta's one callback per object may belong to the bot, and its
+        // fields must survive our POST.
+        let work = async move {
+            let found = api.app_subscription().await?;
+            match plan_app(found.as_ref(), &ours, earlier.as_deref(), &api.wanted_fields(), api.may_take_over()) {
+                AppPlan::Keep => Ok(AppOutcome::AlreadyThere),
+                AppPlan::Conflict { other } => Ok(AppOutcome::Conflict(other)),
+                AppPlan::Post { fields, takes_over } => {
+                    api.subscribe_app(fields).await?;
+                    Ok(AppOutcome::Posted { takes_over })
+                }
+            }
+        };
+        ctx.spawn(work.into_actor(self).map(move |result: Result<AppOutcome, FetchError>, act, ctx| {
             act.app_in_flight = false;
             let mut state = act.load(None).unwrap_or_default();
             state.detail = fingerprint;
             state.updated_at = now();
+            state.conflict = None;
             match result {
-                Ok(()) => {
+                Ok(AppOutcome::Conflict(other)) => {
+                    state.subscribed = false;
+                    state.attempts = 0;
+                    state.last_error = Some(format!(
+                        "the app's page webhooks go to {other}; set PAGESYNC_FORWARD_URL to the bot's URL to let \
+                         pagesync take them over and relay every delivery there"
+                    ));
+                    // Not retried on a timer: only the operator can resolve it. The
+                    // next connect or start checks again.
+                    tracing::error!(
+                        callback_url = %other,
+                        "app-level webhook subscription left alone: Meta sends the app's page webhooks to \
+                         another URL and PAGESYNC_FORWARD_URL is not set (state: conflict)"
+                    );
+                    state.conflict = Some(other);
+                }
+                Ok(outcome) => {
                     state.subscribed = true;
                     state.last_error = None;
                     state.attempts = 0;
-                    tracing::info!("app-level webhook subscription made");
+                    state.callback_url = Some(registered);
+                    match outcome {
+                        AppOutcome::Posted { takes_over: Some(previous) } => tracing::warn!(
+                            previous_callback_url = %previous,
+                            "app-level webhook subscription taken over; deliveries are relayed to PAGESYNC_FORWARD_URL"
+                        ),
+                        AppOutcome::Posted { takes_over: None } => {
+                            tracing::info!("app-level webhook subscription made")
+                        }
+                        _ => tracing::info!("app-level webhook subscription already in place"),
+                    }
                 }
                 Err(e) => {
                     state.subscribed = false;
@@ -179,11 +364,12 @@ impl SubscriptionActor {
                 Ok(Err(e)) => return Err(e.to_string()),
                 Err(e) => return Err(format!("token vault unavailable: {e}")),
             };
+            // `None`: the app is not installed on the Page yet, so F is empty.
             let have = api.page_fields(&p, &creds.token).await.map_err(|e| e.to_string())?;
-            if have.is_some_and(|have| wanted.iter().all(|f| have.contains(f))) {
+            let Some(fields) = fields_to_post(have.as_deref().unwrap_or_default(), &wanted) else {
                 return Ok(false);
-            }
-            api.subscribe_page(&p, &creds.token).await.map_err(|e| e.to_string())?;
+            };
+            api.subscribe_page(&p, &creds.token, fields).await.map_err(|e| e.to_string())?;
             Ok(true)
         };
         let _ = ctx;
@@ -235,10 +421,11 @@ impl Actor for SubscriptionActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(256);
-        // A subscription made before under another configuration is made again; a
-        // daemon that never subscribed waits for the first connect.
+        // A subscription made before under another configuration is checked again, and
+        // so is one that failed or was left in conflict (the operator may have fixed
+        // it); a daemon that never subscribed waits for the first connect.
         if let Some(state) = self.load(None)
-            && state.detail != self.api.app_fingerprint()
+            && (state.detail != self.api.app_fingerprint() || !state.subscribed)
         {
             self.ensure_app(ctx);
         }
@@ -287,5 +474,121 @@ impl Handler<GetSubscription> for SubscriptionActor {
     type Result = Option<SubscriptionState>;
     fn handle(&mut self, msg: GetSubscription, _: &mut Self::Context) -> Self::Result {
         self.load(msg.page.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    const OURS: &str = "https://sync.example/facebook/webhook";
+    const BOT: &str = "https://bot.example/webhook";
+
+    fn info(callback: Option<&str>, fields: &[&str], active: bool) -> AppSubscriptionInfo {
+        AppSubscriptionInfo { callback_url: callback.map(str::to_owned), fields: v(fields), active }
+    }
+
+    #[test]
+    fn union_keeps_the_first_order_and_drops_duplicates() {
+        assert_eq!(union(&v(&["b", "a", "b"]), &v(&["a", "c", "c", "d"])), v(&["b", "a", "c", "d"]));
+        assert_eq!(union(&[], &v(&["x", "x"])), v(&["x"]));
+        assert!(union(&[], &[]).is_empty());
+    }
+
+    #[test]
+    fn nothing_is_posted_to_a_page_that_has_every_wanted_field() {
+        let wanted = v(&["name", "category", "messages"]);
+        assert_eq!(fields_to_post(&v(&["messages", "feed", "category", "name"]), &wanted), None);
+        assert_eq!(fields_to_post(&v(&["x"]), &[]), None);
+    }
+
+    #[test]
+    fn a_page_missing_a_field_gets_the_union_which_keeps_every_field_it_had() {
+        let have = v(&["messages", "messaging_postbacks"]);
+        let wanted = v(&["name", "category", "messages"]);
+        let posted = fields_to_post(&have, &wanted).unwrap();
+        assert_eq!(posted, v(&["messages", "messaging_postbacks", "name", "category"]));
+        assert!(have.iter().chain(&wanted).all(|f| posted.contains(f)));
+        assert_eq!(fields_to_post(&[], &wanted), Some(wanted.clone()), "not installed: W");
+    }
+
+    #[test]
+    fn no_app_subscription_posts_the_wanted_fields() {
+        let plan = plan_app(None, OURS, None, &v(&["name", "name", "messages"]), false);
+        assert_eq!(plan, AppPlan::Post { fields: v(&["name", "messages"]), takes_over: None });
+    }
+
+    #[test]
+    fn our_callback_with_every_field_is_kept() {
+        let current = info(Some(OURS), &["feed", "messages", "name"], true);
+        assert_eq!(plan_app(Some(&current), OURS, None, &v(&["name", "messages"]), false), AppPlan::Keep);
+    }
+
+    #[test]
+    fn our_callback_missing_a_field_posts_the_union() {
+        let current = info(Some(OURS), &["feed", "name"], true);
+        let plan = plan_app(Some(&current), OURS, None, &v(&["name", "messages"]), false);
+        assert_eq!(plan, AppPlan::Post { fields: v(&["feed", "name", "messages"]), takes_over: None });
+    }
+
+    #[test]
+    fn an_inactive_subscription_is_posted_again() {
+        let current = info(Some(OURS), &["name"], false);
+        let plan = plan_app(Some(&current), OURS, None, &v(&["name"]), false);
+        assert_eq!(plan, AppPlan::Post { fields: v(&["name"]), takes_over: None });
+    }
+
+    #[test]
+    fn another_callback_without_a_forward_url_is_a_conflict() {
+        let current = info(Some(BOT), &["messages"], true);
+        let plan = plan_app(Some(&current), OURS, Some("https://old.example/hook"), &v(&["name"]), false);
+        assert_eq!(plan, AppPlan::Conflict { other: BOT.to_owned() });
+    }
+
+    #[test]
+    fn another_callback_with_a_forward_url_is_taken_over_keeping_its_fields() {
+        let current = info(Some(BOT), &["messages", "messaging_postbacks"], true);
+        let plan = plan_app(Some(&current), OURS, None, &v(&["name", "messages"]), true);
+        assert_eq!(
+            plan,
+            AppPlan::Post { fields: v(&["messages", "messaging_postbacks", "name"]), takes_over: Some(BOT.to_owned()) }
+        );
+    }
+
+    #[test]
+    fn pagesyncs_own_earlier_callback_or_none_is_replaced_without_a_conflict() {
+        let earlier = "https://old.example/facebook/webhook";
+        let moved = info(Some(earlier), &["name"], true);
+        let plan = plan_app(Some(&moved), OURS, Some(earlier), &v(&["name"]), false);
+        assert_eq!(plan, AppPlan::Post { fields: v(&["name"]), takes_over: None });
+        let empty = info(None, &["feed"], true);
+        let plan = plan_app(Some(&empty), OURS, None, &v(&["name"]), false);
+        assert_eq!(plan, AppPlan::Post { fields: v(&["feed", "name"]), takes_over: None });
+    }
+
+    #[test]
+    fn the_status_tells_conflict_from_failure() {
+        let mut state = SubscriptionState::default();
+        assert_eq!(state.status(), SubscriptionStatus::Pending);
+        state.last_error = Some("Graph unavailable".into());
+        assert_eq!(state.status(), SubscriptionStatus::Failed);
+        state.conflict = Some(BOT.into());
+        assert_eq!(state.status(), SubscriptionStatus::Conflict);
+        state.subscribed = true;
+        assert_eq!(state.status(), SubscriptionStatus::Subscribed);
+        let labels: Vec<&str> = SubscriptionStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(labels, ["pending", "subscribed", "failed", "conflict"]);
+    }
+
+    #[test]
+    fn a_state_stored_before_conflicts_existed_still_reads() {
+        let old = br#"{"subscribed":true,"detail":"abc","last_error":null,"attempts":0,"updated_at":1}"#;
+        let state: SubscriptionState = serde_json::from_slice(old).unwrap();
+        assert_eq!(state.status(), SubscriptionStatus::Subscribed);
+        assert_eq!(state.conflict, None);
     }
 }

@@ -23,9 +23,7 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::{Context as _, anyhow};
 use pagesync_actors::EncryptionKey;
 
-use super::{
-    Daemon, PAGE_BASE, Signed, check_config, daemon_env, free_port, http, indent, run_wrk, say, wrk_script,
-};
+use super::{Daemon, PAGE_BASE, Signed, check_config, daemon_env, free_port, http, indent, run_wrk, say, wrk_script};
 
 /// Pages the deliveries cycle over (each its own lane).
 const PAGES: u64 = 100;
@@ -166,7 +164,10 @@ pub fn bench(dir: &Path, seconds: u64, wrk_version: &str) -> anyhow::Result<()> 
                 std::thread::sleep(Duration::from_millis(100));
             }
             let drained = start.elapsed().as_secs_f64();
-            say(&format!("forwards of the load drained {drained:.1} s after it; sink got {}", sink.received.load(Ordering::Relaxed)));
+            say(&format!(
+                "forwards of the load drained {drained:.1} s after it; sink got {}",
+                sink.received.load(Ordering::Relaxed)
+            ));
             return paced_and_backlog(dir, daemon, &sink, &rps);
         }
     }
@@ -243,11 +244,23 @@ fn paced_and_backlog(dir: &Path, mut daemon: Daemon, sink: &Sink, rps: &[(f64, f
     let (plain, forwarding) = (rps[0], rps[1]);
     let ratio = forwarding.0 / plain.0;
     println!("\nrelay results (same run, same machine)");
-    println!("  ack throughput without forwarding: {:.0} deliveries/s (p99 {:.2} ms, {} errors)", plain.0, plain.1, plain.2);
-    println!("  ack throughput with forwarding:    {:.0} deliveries/s (p99 {:.2} ms, {} errors)", forwarding.0, forwarding.1, forwarding.2);
+    println!(
+        "  ack throughput without forwarding: {:.0} deliveries/s (p99 {:.2} ms, {} errors)",
+        plain.0, plain.1, plain.2
+    );
+    println!(
+        "  ack throughput with forwarding:    {:.0} deliveries/s (p99 {:.2} ms, {} errors)",
+        forwarding.0, forwarding.1, forwarding.2
+    );
     println!("  ratio {:.2} (target >= {TARGET_RATIO:.2}: {})", ratio, verdict(ratio >= TARGET_RATIO));
-    println!("  forward p99 at {PACED_RATE}/s: {p99:.2} ms (target < {TARGET_FORWARD_P99_MS} ms: {})", verdict(p99 < TARGET_FORWARD_P99_MS));
-    println!("  {queued} pending forwards drained in {drain:.1} s (target < {TARGET_DRAIN_S} s: {})", verdict(drain < TARGET_DRAIN_S));
+    println!(
+        "  forward p99 at {PACED_RATE}/s: {p99:.2} ms (target < {TARGET_FORWARD_P99_MS} ms: {})",
+        verdict(p99 < TARGET_FORWARD_P99_MS)
+    );
+    println!(
+        "  {queued} pending forwards drained in {drain:.1} s (target < {TARGET_DRAIN_S} s: {})",
+        verdict(drain < TARGET_DRAIN_S)
+    );
     println!(
         "  RSS: {:.1} MiB with the backlog, {peak_rss:.1} MiB peak while draining, VmHWM {:.1} MiB (target < {TARGET_RSS_MIB} MiB: {})",
         rss_backlog.rss_mib,

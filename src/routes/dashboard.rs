@@ -1,13 +1,15 @@
 //! `GET /`: the merchant's dashboard, plain server-rendered HTML that works without
 //! JavaScript. Without a live session it is the start page (install on a shop);
 //! with one it lists the merchant's Pages with their subscription and sync state, and
-//! a reconnect link where Meta refused a token.
+//! a reconnect link where Meta refused a token. When the app-level subscription is in
+//! `conflict` (another callback URL holds the app's Page webhooks), a line above the
+//! table names that URL and what the operator should do.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::future::join_all;
 use pagesync_actors::messages::{DescribePage, PageSummary, PagesOfOwner, SyncStatus};
 use pagesync_actors::session::{CheckSession, SessionInfo};
-use pagesync_actors::subscription::{GetSubscription, SubscriptionState};
+use pagesync_actors::subscription::{GetSubscription, SubscriptionState, SubscriptionStatus};
 use pagesync_actors::{Actors, PageId};
 
 use super::{AppState, ask, escape, html_page, session_cookie};
@@ -34,8 +36,13 @@ async fn render(req: &HttpRequest, state: &AppState) -> Result<String, ApiError>
     let pages = ask(&state.actors.vault, PagesOfOwner { owner: session.user.clone() })
         .await?
         .map_err(|e| ApiError::Unexpected(e.into()))?;
-    let rows = join_all(pages.into_iter().map(|page| describe(state.actors.clone(), page))).await;
-    Ok(dashboard(&session, &rows))
+    let (rows, app) = tokio::join!(
+        join_all(pages.into_iter().map(|page| describe(state.actors.clone(), page))),
+        state.actors.subscriptions.send(GetSubscription { page: None }),
+    );
+    // The conflict line is advice; an actor that cannot answer just leaves it out.
+    let conflict = app.ok().flatten().filter(|s| s.status() == SubscriptionStatus::Conflict).and_then(|s| s.conflict);
+    Ok(dashboard(&session, &rows, conflict.as_deref()))
 }
 
 /// One dashboard row.
@@ -70,8 +77,19 @@ fn status_text(status: Option<SyncStatus>) -> &'static str {
     status.unwrap_or(SyncStatus::Pending).as_str()
 }
 
-fn dashboard(session: &SessionInfo, rows: &[Row]) -> String {
+/// `conflict`: the other callback URL holding the app's Page webhooks, if any.
+fn dashboard(session: &SessionInfo, rows: &[Row], conflict: Option<&str>) -> String {
     let mut body = format!("<h1>pagesync for {}</h1>", escape(session.shop.as_str()));
+    if let Some(other) = conflict {
+        body.push_str(&format!(
+            "<p id=\"subscription-conflict\" class=\"error\">Meta sends this app's Page webhooks to \
+             <code>{other}</code>, not to pagesync, so Page changes are picked up only by the periodic re-sync. \
+             pagesync left that address alone so as not to cut off whoever uses it. If it is the sales \
+             bot's, set <code>PAGESYNC_FORWARD_URL</code> to <code>{other}</code> and restart pagesync: \
+             it then takes the webhooks over and relays every delivery to the bot.</p>",
+            other = escape(other)
+        ));
+    }
     if rows.is_empty() {
         body.push_str(
             "<p>No Facebook Pages are connected yet.</p>\
@@ -93,6 +111,7 @@ fn dashboard(session: &SessionInfo, rows: &[Row]) -> String {
             status_cell.push_str(&format!(" <small>{}</small>", escape(error)));
         }
         let subscribed = match &row.subscription {
+            _ if conflict.is_some() => "conflict",
             Some(s) if s.subscribed => "subscribed",
             Some(_) => "pending (retrying)",
             None => "not yet",

@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, web};
 use pagesync_actors::messages::{CountPagesByStatus, GetWriterStats, Ping};
 use pagesync_actors::outbox::GetOutboxStats;
 use pagesync_actors::poller::GetPollStats;
+use pagesync_actors::subscription::{GetSubscription, SubscriptionStatus};
 use pagesync_actors::{Actors, Store};
 
 use super::AppState;
@@ -68,11 +69,12 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 /// than reported wrong, and the failure is logged.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let actors = &state.actors;
-    let (writer, counts, poll, outbox) = tokio::join!(
+    let (writer, counts, poll, outbox, subscription) = tokio::join!(
         actors.page_writer.send(GetWriterStats).timeout(PING_TIMEOUT),
         actors.page_writer.send(CountPagesByStatus).timeout(PING_TIMEOUT),
         actors.poller.send(GetPollStats).timeout(PING_TIMEOUT),
         actors.outbox.addr.send(GetOutboxStats).timeout(PING_TIMEOUT),
+        actors.subscriptions.send(GetSubscription { page: None }).timeout(PING_TIMEOUT),
     );
     let mut snapshot = Snapshot::default();
     match writer {
@@ -101,6 +103,11 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     match outbox {
         Ok(o) => snapshot.outbox = o,
         Err(e) => tracing::warn!(error = %e, "metrics: the outbox did not answer"),
+    }
+    match subscription {
+        // Never made yet counts as pending.
+        Ok(app) => snapshot.app_subscription = Some(app.map_or(SubscriptionStatus::Pending, |s| s.status())),
+        Err(e) => tracing::warn!(error = %e, "metrics: the subscription actor did not answer"),
     }
     match state.metrics.render(&snapshot) {
         Ok(text) => HttpResponse::Ok().content_type(CONTENT_TYPE).body(text),

@@ -61,10 +61,11 @@ async fn pages_json_lists_connected_pages_through_the_running_daemon() {
     assert_eq!(row["name"], "Listed Page");
     assert_eq!(row["owner"], owner.to_string());
     assert_eq!(row["subscribed"], false);
+    assert_eq!(row["subscription"], "pending");
     assert!(row["last_sync"].as_u64().is_some());
     assert_eq!(row["status"], "synced");
     let keys: Vec<&String> = row.as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["id", "last_sync", "name", "owner", "status", "subscribed"]);
+    assert_eq!(keys, ["id", "last_sync", "name", "owner", "status", "subscribed", "subscription"]);
 
     let (code, out, _) = run(&app, &["pages"]).await;
     assert_eq!(code, 0);

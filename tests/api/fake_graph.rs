@@ -10,9 +10,16 @@
 //! - `GET /{v}/me` and `GET /{v}/me/accounts` (cursor paging, a `next` URL that works as
 //!   given) with a user token and a valid proof.
 //! - `GET`/`POST /{v}/{page-id}/subscribed_apps` with the Page token and a valid proof.
+//!   Like Meta, the fake keeps the fields our app has on each Page, and a POST
+//!   replaces that set (so a POST that forgets a field removes it). The GET renders the
+//!   fields as strings or as `{"name": ...}` objects ([`FieldForm`]).
+//! - `GET /{v}/{app-id}/subscriptions` with the app token: the `page` object's
+//!   `callback_url`, `fields` and `active`, if any (preset with
+//!   [`FakeGraph::preset_app_subscription`], or left by the last verified POST).
 //! - `POST /{v}/{app-id}/subscriptions` with the app token: before answering, the fake
 //!   makes Meta's verification request to `callback_url` and answers success only if the
-//!   challenge came back verbatim.
+//!   challenge came back verbatim; then the callback is replaced and the fields are
+//!   added to the ones already there (PLATFORM §2.7: a POST amends).
 //!
 //! Shopify: `POST /{shop}/admin/oauth/access_token` (form or JSON) exchanges a registered,
 //! single-use code for a `shpat_` token (or the expiring answer with a refresh token).
@@ -71,6 +78,8 @@ pub enum Endpoint {
     MeAccounts,
     /// `POST /{app-id}/subscriptions`.
     AppSubscriptions,
+    /// `GET /{app-id}/subscriptions`.
+    AppSubscriptionsGet,
     /// `GET /{page-id}/subscribed_apps` of this Page.
     SubscribedAppsGet(String),
     /// `POST /{page-id}/subscribed_apps` of this Page.
@@ -142,6 +151,33 @@ pub struct AppSubscriptionAttempt {
     pub answer: Result<(u16, String), String>,
 }
 
+/// How a GET renders a list of webhook fields: Meta has answered both ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FieldForm {
+    /// `["messages", "name"]`.
+    #[default]
+    Strings,
+    /// `[{"name": "messages", "version": "v25.0"}]`.
+    Objects,
+}
+
+impl FieldForm {
+    fn render(self, fields: &[String]) -> Value {
+        match self {
+            FieldForm::Strings => json!(fields),
+            FieldForm::Objects => fields.iter().map(|f| json!({"name": f, "version": "v25.0"})).collect(),
+        }
+    }
+}
+
+/// The app's `page` object subscription as Meta keeps it (one callback per object).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeAppSubscription {
+    pub callback_url: String,
+    pub fields: Vec<String>,
+    pub active: bool,
+}
+
 /// What the fake checks client credentials and redirect URIs against.
 #[derive(Debug, Clone)]
 struct Config {
@@ -192,6 +228,12 @@ struct State {
     /// `/me/accounts` entries per answer.
     page_size: usize,
     app_attempts: Vec<AppSubscriptionAttempt>,
+    /// The app's `page` subscription, as `GET /{app-id}/subscriptions` shows it.
+    app_subscription: Option<FakeAppSubscription>,
+    /// How `GET /{page-id}/subscribed_apps` renders the fields (strings by default).
+    page_field_form: FieldForm,
+    /// How `GET /{app-id}/subscriptions` renders the fields.
+    app_field_form: FieldForm,
     /// Shopify code -> shop; removed when used.
     shop_codes: HashMap<String, String>,
     shopify_expiring: bool,
@@ -221,7 +263,8 @@ fn unix_now() -> u64 {
 impl FakeGraph {
     pub fn start() -> FakeGraph {
         pagesync::clients::graph::install_crypto_provider();
-        let state = Arc::new(Mutex::new(State { page_size: 2, ..State::default() }));
+        let state =
+            Arc::new(Mutex::new(State { page_size: 2, app_field_form: FieldForm::Objects, ..State::default() }));
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake graph");
         let port = listener.local_addr().expect("fake graph address").port();
         let url = format!("http://127.0.0.1:{port}");
@@ -402,6 +445,31 @@ impl FakeGraph {
     /// The fields our app is installed with on `page`, if installed.
     pub fn installed_fields(&self, page: &str) -> Option<Vec<String>> {
         self.lock().installed.get(page).cloned()
+    }
+
+    /// How `GET /{page-id}/subscribed_apps` renders the fields.
+    pub fn set_page_field_form(&self, form: FieldForm) {
+        self.lock().page_field_form = form;
+    }
+
+    /// How `GET /{app-id}/subscriptions` renders the fields.
+    pub fn set_app_field_form(&self, form: FieldForm) {
+        self.lock().app_field_form = form;
+    }
+
+    /// The app's `page` object is already subscribed with this callback and fields
+    /// (set up by someone else, the bot say).
+    pub fn preset_app_subscription(&self, callback_url: &str, fields: &[&str]) {
+        self.lock().app_subscription = Some(FakeAppSubscription {
+            callback_url: callback_url.to_owned(),
+            fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+            active: true,
+        });
+    }
+
+    /// The app's `page` subscription as Meta now keeps it.
+    pub fn app_subscription(&self) -> Option<FakeAppSubscription> {
+        self.lock().app_subscription.clone()
     }
 
     /// Every `POST /{app-id}/subscriptions` so far.
@@ -756,7 +824,7 @@ fn subscribed_apps_get(shared: &Shared, page: &str, token: Option<&str>, proof_o
     let data = match state.installed.get(page) {
         Some(fields) => json!([{
             "category": "Business", "link": "https://pagesync.example/", "name": "pagesync",
-            "id": state.config.app_id, "subscribed_fields": fields,
+            "id": state.config.app_id, "subscribed_fields": state.page_field_form.render(fields),
         }]),
         None => json!([]),
     };
@@ -785,24 +853,25 @@ fn subscribed_apps_post(
 }
 
 fn app_subscriptions_get(shared: &Shared, app: &str, token: Option<&str>) -> HttpResponse {
-    let state = shared.lock();
+    let mut state = shared.lock();
+    if let Some(fault) = take_fault(&mut state, &Endpoint::AppSubscriptionsGet) {
+        return fault_response(fault);
+    }
     let app_token = format!("{}|{}", state.config.app_id, state.config.app_secret);
     if app != state.config.app_id || token != Some(app_token.as_str()) {
         return graph_error(400, 190, "Invalid OAuth access token.");
     }
     let data: Vec<Value> = state
-        .app_attempts
+        .app_subscription
         .iter()
-        .rev()
-        .find(|a| a.verified)
-        .map(|a| {
-            let fields: Vec<Value> = field_list(a.params.get("fields").map(String::as_str).unwrap_or(""))
-                .into_iter()
-                .map(|f| json!({"name": f, "version": "v25.0"}))
-                .collect();
-            json!({"object": "page", "callback_url": a.params.get("callback_url"), "fields": fields, "active": true})
+        .map(|s| {
+            json!({
+                "object": "page",
+                "callback_url": s.callback_url,
+                "fields": state.app_field_form.render(&s.fields),
+                "active": s.active,
+            })
         })
-        .into_iter()
         .collect();
     HttpResponse::Ok().json(json!({ "data": data }))
 }
@@ -842,8 +911,17 @@ async fn app_subscriptions_post(
         Err(e) => Err(e.to_string()),
     };
     let verified = matches!(&answer, Ok((200, body)) if *body == challenge);
-    shared.lock().app_attempts.push(AppSubscriptionAttempt { params: params.clone(), verified, answer });
+    let mut state = shared.lock();
+    state.app_attempts.push(AppSubscriptionAttempt { params: params.clone(), verified, answer });
     if verified {
+        // One callback per object: the new one replaces the old; fields are added.
+        let mut fields = state.app_subscription.take().map(|s| s.fields).unwrap_or_default();
+        for field in field_list(params.get("fields").map(String::as_str).unwrap_or("")) {
+            if !fields.contains(&field) {
+                fields.push(field);
+            }
+        }
+        state.app_subscription = Some(FakeAppSubscription { callback_url: callback.clone(), fields, active: true });
         HttpResponse::Ok().json(json!({"success": true}))
     } else {
         graph_error(400, 2200, "(#2200) callback verification failed: the challenge did not match")

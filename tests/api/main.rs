@@ -22,6 +22,7 @@ mod sandbox;
 mod secrets;
 mod shopify;
 mod sink;
+mod subscriptions;
 mod sync;
 mod systemd;
 mod webhook;
