@@ -39,6 +39,8 @@ pub struct Tuning {
     pub outbox_retry_base: Duration,
     /// The longest pause between two attempts of one forward or event.
     pub outbox_retry_cap: Duration,
+    /// Whether the outbox delivers (`false` for the offline CLI, which must not).
+    pub outbox_sending: bool,
     /// HTTP worker threads; `None`: actix's default (one per core).
     pub workers: Option<usize>,
     /// How long a graceful stop lets requests in flight finish.
@@ -61,6 +63,7 @@ impl Default for Tuning {
             subscription_retry_base: Duration::from_secs(30),
             outbox_retry_base: Duration::from_secs(1),
             outbox_retry_cap: Duration::from_secs(300),
+            outbox_sending: true,
             workers: None,
             shutdown_timeout: Duration::from_secs(10),
             notifier: None,
@@ -234,6 +237,7 @@ impl Core {
                     max_age: settings.bot.max_age,
                     base: tuning.outbox_retry_base,
                     cap: tuning.outbox_retry_cap,
+                    sending: tuning.outbox_sending,
                     ..OutboxConfig::default()
                 },
             },
@@ -252,8 +256,10 @@ pub struct Offline {
 
 impl Offline {
     /// Opens the store (fails while a daemon holds it) and starts the actors.
-    pub fn open(mut settings: Settings, tuning: Tuning) -> anyhow::Result<Offline> {
+    pub fn open(mut settings: Settings, mut tuning: Tuning) -> anyhow::Result<Offline> {
         settings.poll_interval = None;
+        // Deliveries to the bot are the daemon's; a CLI run only reads and re-queues.
+        tuning.outbox_sending = false;
         let Core { store, actors, .. } = Core::start(&settings, &tuning)?;
         Ok(Offline { store, actors })
     }

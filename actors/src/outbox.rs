@@ -118,6 +118,9 @@ pub struct OutboxConfig {
     pub base: Duration,
     /// The longest retry pause (a `Retry-After` may ask for more, up to `max_age`).
     pub cap: Duration,
+    /// `false` for the operator CLI running without a daemon: it lists and re-queues
+    /// items but leaves delivering them to the daemon.
+    pub sending: bool,
 }
 
 impl Default for OutboxConfig {
@@ -127,6 +130,7 @@ impl Default for OutboxConfig {
             max_in_flight: 16,
             base: Duration::from_secs(1),
             cap: Duration::from_secs(300),
+            sending: true,
         }
     }
 }
@@ -365,7 +369,7 @@ impl OutboxActor {
 
     /// Starts sends while there are free slots.
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        while !self.draining && self.in_flight < self.config.max_in_flight.max(1) {
+        while self.config.sending && !self.draining && self.in_flight < self.config.max_in_flight.max(1) {
             let Some(lane) = self.ready.pop_front() else { break };
             self.send_head(lane, ctx);
         }
@@ -773,6 +777,7 @@ mod tests {
             max_in_flight: 4,
             base: Duration::from_millis(10),
             cap: Duration::from_millis(40),
+            sending: true,
         }
     }
 

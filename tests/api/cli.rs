@@ -298,10 +298,14 @@ async fn outbox_lists_dead_letters_and_retry_puts_them_back_through_the_daemon()
 
 #[actix_web::test]
 async fn outbox_and_outbox_retry_work_without_a_daemon() {
-    let (app, _sink) = app_with_a_dead_forward().await;
+    let (app, sink) = app_with_a_dead_forward().await;
     let data = app.data_dir();
-    let key_env = base_env(&data, "http://127.0.0.1:9", &app.key);
+    let mut key_env = base_env(&data, "http://127.0.0.1:9", &app.key);
+    // The bot is reachable and now answers 200: still, only a daemon delivers.
+    key_env.insert("PAGESYNC_FORWARD_URL".into(), sink.url.clone());
+    sink.set_sticky(None);
     let (dir, _, _) = app.stop().await;
+    let sent_before = sink.count();
     let env: Vec<(String, String)> = key_env.into_iter().collect();
     let run_offline = |args: &[&str]| {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
@@ -324,4 +328,6 @@ async fn outbox_and_outbox_retry_work_without_a_daemon() {
     assert_eq!(report["pending"]["forward"], 1, "{out}");
     assert_eq!(report["items"][0]["id"], id.as_str());
     assert_eq!(report["items"][0]["state"], "pending");
+    assert_eq!(report["items"][0]["attempts"], 0, "an offline command tried to deliver: {out}");
+    assert_eq!(sink.count(), sent_before, "an offline command delivered to the bot");
 }
