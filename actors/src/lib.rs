@@ -112,3 +112,21 @@ pub fn hex(bytes: &[u8]) -> String {
     }
     out
 }
+
+/// The UTC calendar date and time of unix seconds: `(year, month, day, hour, minute,
+/// second)` (Howard Hinnant's days-to-civil, proleptic Gregorian), for the few places
+/// that print a timestamp without a date library.
+pub fn civil_utc(secs: u64) -> (i64, i64, i64, u64, u64, u64) {
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day, rem / 3600, rem % 3600 / 60, rem % 60)
+}

@@ -910,59 +910,10 @@ mod tests {
         assert_eq!(usage_percent(&h), Some(97));
     }
 
-    /// Numbers Meta might send where a number is expected, as JSON text: edges,
-    /// negatives, floats, strings and other types, then a few thousand values from a
-    /// fixed-seed generator (so a failure reproduces).
-    fn hostile_numbers() -> Vec<String> {
-        use rand::{RngExt as _, SeedableRng as _};
-        let mut out: Vec<String> = [
-            "0",
-            "1",
-            "59",
-            "60",
-            "1440",
-            "4294967295",
-            "4294967296",
-            "9223372036854775807",
-            "18446744073709551615",
-            "18446744073709551616",
-            "99999999999999999999999999",
-            "-1",
-            "-9223372036854775808",
-            "0.5",
-            "1.5",
-            "-0.5",
-            "1e300",
-            "-1e300",
-            "1.7976931348623157e308",
-            r#""12""#,
-            r#""-3""#,
-            r#""abc""#,
-            r#""""#,
-            "null",
-            "true",
-            "[]",
-            "{}",
-        ]
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_6a9e);
-        for _ in 0..1000 {
-            out.push(rng.random::<u64>().to_string());
-            out.push(rng.random::<i64>().to_string());
-            out.push(format!("{:e}", rng.random::<f64>() * 10f64.powi(rng.random_range(-5..300))));
-        }
-        for _ in 0..500 {
-            out.push(rng.random_range(0u64..100_000).to_string());
-        }
-        out
-    }
-
     #[test]
     fn regain_access_never_panics_and_never_exceeds_a_day() {
         let page = PageId::parse("42").unwrap();
-        for n in hostile_numbers() {
+        for n in crate::clients::hostile_numbers() {
             let mut h = HeaderMap::new();
             let raw = format!(
                 r#"{{"42":[{{"type":"pages","call_count":100,"estimated_time_to_regain_access":{n}}}],"7":[{{"estimated_time_to_regain_access":{n}}}]}}"#
@@ -992,7 +943,7 @@ mod tests {
 
     #[test]
     fn usage_percentages_never_panic_and_stay_within_0_and_100() {
-        for n in hostile_numbers() {
+        for n in crate::clients::hostile_numbers() {
             let mut h = HeaderMap::new();
             let app = format!(r#"{{"call_count":{n},"total_time":{n},"total_cputime":{n}}}"#);
             let business = format!(r#"{{"42":[{{"type":"pages","call_count":{n},"total_time":{n}}}]}}"#);
@@ -1010,7 +961,7 @@ mod tests {
     #[test]
     fn debug_token_expiry_numbers_never_panic() {
         let page = PageId::parse("555").unwrap();
-        for n in hostile_numbers() {
+        for n in crate::clients::hostile_numbers() {
             let text = format!(
                 r#"{{"is_valid":true,"app_id":"42","profile_id":"555","expires_at":{n},"data_access_expires_at":{n}}}"#
             );

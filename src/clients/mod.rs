@@ -41,6 +41,57 @@ pub(crate) fn whole_number(value: &serde_json::Value) -> Option<u64> {
     Some(float.ceil() as u64)
 }
 
+/// Test input for every parser of upstream numbers.
+#[cfg(test)]
+/// Numbers Meta or Shopify might send where a number is expected, as JSON text: edges,
+/// negatives, floats, strings and other types, then a few thousand values from a
+/// fixed-seed generator (so a failure reproduces).
+pub(crate) fn hostile_numbers() -> Vec<String> {
+    use rand::{RngExt as _, SeedableRng as _};
+    let mut out: Vec<String> = [
+        "0",
+        "1",
+        "59",
+        "60",
+        "1440",
+        "4294967295",
+        "4294967296",
+        "9223372036854775807",
+        "18446744073709551615",
+        "18446744073709551616",
+        "99999999999999999999999999",
+        "-1",
+        "-9223372036854775808",
+        "0.5",
+        "1.5",
+        "-0.5",
+        "1e300",
+        "-1e300",
+        "1.7976931348623157e308",
+        r#""12""#,
+        r#""-3""#,
+        r#""abc""#,
+        r#""""#,
+        "null",
+        "true",
+        "[]",
+        "{}",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_6a9e);
+    for _ in 0..1000 {
+        out.push(rng.random::<u64>().to_string());
+        out.push(rng.random::<i64>().to_string());
+        out.push(format!("{:e}", rng.random::<f64>() * 10f64.powi(rng.random_range(-5..300))));
+    }
+    for _ in 0..500 {
+        out.push(rng.random_range(0u64..100_000).to_string());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::whole_number;
