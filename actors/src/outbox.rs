@@ -393,8 +393,9 @@ impl OutboxActor {
             meta.attempts = meta.attempts.saturating_add(1);
             meta.last_attempt_ms = Some(unix_ms());
             let attempt = meta.attempts;
-            // Not flushed: a lost count after a crash only means one attempt more.
-            let _ = self.tree().insert(seq.to_be_bytes(), encode(&meta, body));
+            // The record is rewritten only when the attempt fails (with its error): a
+            // success just removes it, so the common case costs one read and one
+            // removal. A crash during an attempt may leave the count one short.
             self.in_flight += 1;
             let outgoing = Outgoing { meta: meta.clone(), attempt, body: body.to_vec() };
             let send = self.sender.send(outgoing);
