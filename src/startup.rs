@@ -284,6 +284,9 @@ async fn stop_actors(actors: &Actors) {
     let _ = actors.page_writer.send(Shutdown).await;
     // After the writer: nothing adds items any more; what is pending stays in the tree.
     let _ = actors.outbox.addr.send(Shutdown).await;
+    if let Some(arbiter) = &actors.outbox.arbiter {
+        arbiter.stop();
+    }
     let _ = actors.subscriptions.send(Shutdown).await;
     let _ = actors.sessions.send(Shutdown).await;
     let _ = actors.api_keys.send(Shutdown).await;

@@ -94,7 +94,12 @@ pub fn start(store: &Store, config: ActorsConfig) -> Result<Actors, StoreError> 
     let subscriptions =
         SubscriptionActor::new(store, config.subscriptions, vault.clone(), config.subscription_retry)?.start();
     let (outbox, queue) = outbox::OutboxActor::new(store, config.outbox_sender, config.outbox)?;
-    let outbox = outbox::OutboxHandle { queue, addr: outbox.start(), events: config.events };
+    // The outbox gets a thread of its own: its sends (and the HTTP client's connection
+    // tasks they spawn) would otherwise share the one thread where every other actor,
+    // the writer that acknowledges webhook deliveries included, runs.
+    let arbiter = actix::Arbiter::try_new().map_err(StoreError::Thread)?.handle();
+    let addr = outbox::OutboxActor::start_in_arbiter(&arbiter, move |_| outbox);
+    let outbox = outbox::OutboxHandle { queue, addr, events: config.events, arbiter: Some(arbiter) };
     let page_writer =
         PageWriterActor::new(store.clone(), vault.clone(), config.source, config.writer, Some(outbox.clone()))?.start();
     let poller = poller::PollerActor::new(vault.clone(), page_writer.clone(), config.poll, config.usage).start();

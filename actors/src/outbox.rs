@@ -182,6 +182,8 @@ pub struct OutboxHandle {
     pub addr: Addr<OutboxActor>,
     /// Whether events are wanted (`PAGESYNC_EVENTS_URL` is set): without, none is made.
     pub events: bool,
+    /// The thread the actor runs on, stopped after the actor (see `start`).
+    pub arbiter: Option<actix::ArbiterHandle>,
 }
 
 /// The body of an event (Standard Webhooks): `{"type", "timestamp", "data"}`.

@@ -91,6 +91,8 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("the store's writer has stopped")]
     Closed,
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
     #[error("a record in tree {tree} is not valid: {detail}")]
     Corrupt { tree: &'static str, detail: String },
 }
