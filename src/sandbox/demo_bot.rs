@@ -367,8 +367,9 @@ fn clock(secs: u64) -> String {
     format!("{hour:02}:{minute:02}:{second:02}")
 }
 
-fn cell(value: Option<&str>) -> String {
-    format!("<td>{}</td>", value.map(escape).unwrap_or_else(|| "—".to_owned()))
+/// `—` for a value the request did not carry.
+fn or_dash(value: Option<&str>) -> String {
+    value.map(escape).unwrap_or_else(|| "—".to_owned())
 }
 
 fn verdict(verified: Result<(), String>) -> String {
@@ -378,13 +379,19 @@ fn verdict(verified: Result<(), String>) -> String {
     }
 }
 
+/// Colours for the verdicts, and long ids wrapped so that the verdict column stays in
+/// view (the page's own style is the crate's plain `html_page`).
+const STYLE: &str = "<style>.verified{color:#1a7f37;font-weight:600}.not-verified{color:#cf222e;\
+    font-weight:600}.ids{font-size:.8rem;color:#57606a;word-break:break-all}td code{word-break:break-all}</style>";
+
 /// `GET /`: what the bot received, newest first.
 async fn page(shared: web::Data<Shared>) -> HttpResponse {
     let (forwarded, events) = {
         let log = shared.lock();
         (log.forwarded.clone(), log.events.clone())
     };
-    let mut body = String::from(
+    let mut body = String::from(STYLE);
+    body.push_str(
         "<h1>Demo bot</h1><p>This is the bot's side of the sandbox: pagesync relays every Meta delivery to \
          <code>/webhook</code> here (same bytes, same <code>X-Hub-Signature-256</code>, checked with the app \
          secret) and sends its own events to <code>/events</code> (Standard Webhooks, checked with the events \
@@ -392,9 +399,8 @@ async fn page(shared: web::Data<Shared>) -> HttpResponse {
          <a id=\"refresh\" href=\"/\">refresh</a>.</p>",
     );
     body.push_str(&format!(
-        "<h2>Forwarded Meta deliveries ({})</h2><table id=\"forwarded\"><tr><th>received (UTC)</th><th>Page</th>\
-         <th>customer</th><th>text</th><th>mid</th><th>X-Pagesync-Delivery</th><th>attempt</th>\
-         <th>signature</th></tr>",
+        "<h2>Forwarded Meta deliveries ({})</h2><table id=\"forwarded\"><tr><th>signature</th><th>received \
+         (UTC)</th><th>Page</th><th>customer</th><th>text</th><th>mid, X-Pagesync-Delivery, attempt</th></tr>",
         forwarded.len()
     ));
     for row in forwarded.iter().rev() {
@@ -404,30 +410,32 @@ async fn page(shared: web::Data<Shared>) -> HttpResponse {
             (None, true) => "—".to_owned(),
         };
         body.push_str(&format!(
-            "<tr class=\"forwarded\"><td>{}</td>{}{}<td class=\"text\">{text}</td>{}{}{}{}</tr>",
-            clock(row.received_at),
-            cell(row.page_id.as_deref()),
-            cell(row.sender.as_deref()),
-            cell(row.mid.as_deref()),
-            cell(row.delivery.as_deref()),
-            cell(row.attempt.as_deref()),
+            "<tr class=\"forwarded\">{}<td>{}</td><td>{}</td><td>{}</td><td class=\"text\">{text}</td>\
+             <td class=\"ids\">{}<br>{}<br>attempt {}</td></tr>",
             verdict(if row.verified { Ok(()) } else { Err("X-Hub-Signature-256 does not match".into()) }),
+            clock(row.received_at),
+            or_dash(row.page_id.as_deref()),
+            or_dash(row.sender.as_deref()),
+            or_dash(row.mid.as_deref()),
+            or_dash(row.delivery.as_deref()),
+            or_dash(row.attempt.as_deref()),
         ));
     }
     body.push_str("</table>");
     body.push_str(&format!(
-        "<h2>pagesync events ({})</h2><table id=\"events\"><tr><th>received (UTC)</th><th>type</th><th>data</th>\
-         <th>webhook-id</th><th>signature</th></tr>",
+        "<h2>pagesync events ({})</h2><table id=\"events\"><tr><th>signature</th><th>received (UTC)</th>\
+         <th>type</th><th>data</th><th>webhook-id</th></tr>",
         events.len()
     ));
     for row in events.iter().rev() {
         body.push_str(&format!(
-            "<tr class=\"event\"><td>{}</td><td class=\"type\">{}</td><td><code>{}</code></td>{}{}</tr>",
-            clock(row.received_at),
-            escape(row.kind.as_deref().unwrap_or("—")),
-            escape(row.data.as_deref().unwrap_or("—")),
-            cell(row.id.as_deref()),
+            "<tr class=\"event\">{}<td>{}</td><td class=\"type\">{}</td><td><code>{}</code></td>\
+             <td class=\"ids\">{}</td></tr>",
             verdict(row.verified.map_err(|e| e.to_string())),
+            clock(row.received_at),
+            or_dash(row.kind.as_deref()),
+            or_dash(row.data.as_deref()),
+            or_dash(row.id.as_deref()),
         ));
     }
     body.push_str("</table>");
