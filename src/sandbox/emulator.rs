@@ -673,7 +673,7 @@ async fn editor(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
     }
     if !world.activity.is_empty() {
         body.push_str(
-            "<h2>Recent changes</h2><table id=\"activity\"><tr><th>#</th><th>Page</th><th>What happened</th></tr>",
+            "<h2>Recent changes and messages</h2><table id=\"activity\"><tr><th>#</th><th>Page</th><th>What happened</th></tr>",
         );
         for entry in world.activity.iter().rev() {
             body.push_str(&format!(
