@@ -18,7 +18,8 @@
 //! - Graph, under `/{version}`: `oauth/access_token`, `debug_token`, `me`,
 //!   `me/accounts`, `{page-id}`, `{page-id}/subscribed_apps`, `{app-id}/subscriptions`.
 //! - The Page editor at `/emulator`: changing a Page there sends Meta's signed webhook
-//!   delivery to the subscribed callback, as Meta would.
+//!   delivery to the subscribed callback, as Meta would; "Customer sends a message"
+//!   sends a Messenger delivery the same way, when the app subscribed to `messages`.
 //!
 //! The emulator sets no cookies: it shares 127.0.0.1 with the daemon, and cookies do
 //! not tell ports apart. See docs/sandbox.md.
@@ -48,6 +49,11 @@ pub const DEMO_PAGES: [(&str, &str, &str); 3] = [
     ("100000000000003", "Juniper Bike Works", "Bicycle Shop"),
 ];
 
+/// The demo customer who writes to the Pages (a page-scoped id, PSID, as Messenger
+/// deliveries carry in `sender.id`). Fixed, so that a bot's conversation view groups
+/// every demo message under one customer.
+pub const DEMO_CUSTOMER_PSID: &str = "7100000000000042";
+
 /// The demo Facebook user who owns the demo Pages (an app-scoped id).
 pub const DEMO_USER_ID: &str = "1000000000000042";
 const DEMO_USER_NAME: &str = "Sandbox Merchant";
@@ -64,6 +70,9 @@ const PROOF_WINDOW_SECS: u64 = 300;
 
 /// Longest name or category the editor takes.
 const MAX_TEXT_CHARS: usize = 100;
+
+/// Longest customer message the editor takes: Messenger's limit for a text message.
+const MAX_MESSAGE_CHARS: usize = 2000;
 
 /// How many editor outcomes are remembered for notices and the history table.
 const ACTIVITY_KEPT: usize = 50;
@@ -93,6 +102,8 @@ pub struct EmulatorConfig {
     pub start_url: String,
     /// The daemon's dashboard (linked from the editor).
     pub dashboard_url: String,
+    /// The sandbox's demo bot page (linked from the editor); empty: no link.
+    pub bot_url: String,
 }
 
 /// The app-level webhook subscription, as the last verified
@@ -115,13 +126,13 @@ pub struct SubscriptionAttempt {
     pub answer: Result<(u16, String), String>,
 }
 
-/// What one save in the editor led to.
+/// What one save or one customer message in the editor led to.
 #[derive(Debug, Clone)]
 pub struct Activity {
     /// Increasing number; `/emulator?notice=N` shows this one.
     pub number: u64,
     pub page: String,
-    /// The fields that changed.
+    /// The fields that changed (`messages` for a customer message).
     pub changed: Vec<String>,
     /// The webhook delivery, when one was sent.
     pub delivery: Option<DeliveryOutcome>,
@@ -241,6 +252,7 @@ impl Emulator {
                 .route("/", web::get().to(root))
                 .route("/emulator", web::get().to(editor))
                 .route("/emulator/pages/{id}", web::post().to(save_page))
+                .route("/emulator/pages/{id}/messages", web::post().to(send_message))
                 .route("/emulator/pictures/{file}", web::get().to(picture))
                 .route("/shopify/{shop}/admin/oauth/authorize", web::get().to(shopify_authorize))
                 .route("/shopify/{shop}/admin/oauth/authorize", web::post().to(shopify_decide))
@@ -607,6 +619,13 @@ async fn editor(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
         escape(&config.start_url),
         escape(&config.dashboard_url)
     ));
+    if !config.bot_url.is_empty() {
+        body.push_str(&format!(
+            "<p>\"Customer sends a message\" writes to a Page on Messenger; pagesync relays Meta's delivery to \
+             the sandbox's <a id=\"bot\" href=\"{}\">demo bot</a>, which also shows the events pagesync sends.</p>",
+            escape(&config.bot_url)
+        ));
+    }
     if let Some(entry) = notice.and_then(|n| world.activity.iter().find(|a| a.number == n)) {
         body.push_str(&format!("<p id=\"notice\" role=\"status\">{}</p>", escape(&entry.summary)));
     }
@@ -627,7 +646,12 @@ async fn editor(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
              <label for=\"category-{id}\">Category</label>\
              <input id=\"category-{id}\" name=\"category\" value=\"{cat_html}\" maxlength=\"{MAX_TEXT_CHARS}\" \
              required><p><button class=\"primary\" type=\"submit\" id=\"save-{id}\">Save and notify \
-             webhooks</button></p></form></section>",
+             webhooks</button></p></form>\
+             <form id=\"message-form-{id}\" method=\"post\" action=\"/emulator/pages/{id}/messages\">\
+             <label for=\"message-text-{id}\">A customer writes to this Page on Messenger</label>\
+             <input id=\"message-text-{id}\" name=\"text\" value=\"Hi! Do you ship to Canada?\" \
+             maxlength=\"{MAX_MESSAGE_CHARS}\" required><p><button type=\"submit\" id=\"send-message-{id}\">\
+             Customer sends a message</button></p></form></section>",
             name_html = escape(&name),
             cat_html = escape(&category),
         ));
@@ -649,7 +673,7 @@ async fn editor(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
     }
     if !world.activity.is_empty() {
         body.push_str(
-            "<h2>Recent changes</h2><table id=\"activity\"><tr><th>#</th><th>Page</th><th>What happened</th></tr>",
+            "<h2>Recent changes and messages</h2><table id=\"activity\"><tr><th>#</th><th>Page</th><th>What happened</th></tr>",
         );
         for entry in world.activity.iter().rev() {
             body.push_str(&format!(
@@ -665,14 +689,15 @@ async fn editor(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
     html(StatusCode::OK, "Emulator: Facebook Pages", &body)
 }
 
-/// Checks a name or category typed into the editor.
-fn check_text(label: &str, value: Option<&String>) -> Result<String, String> {
+/// Checks a name, category or message typed into the editor: present, not blank, at
+/// most `max` characters, no control characters.
+fn check_text(label: &str, value: Option<&String>, max: usize) -> Result<String, String> {
     let value = value.ok_or_else(|| format!("{label} is missing"))?;
     if value.trim().is_empty() {
         return Err(format!("{label} must not be empty"));
     }
-    if value.chars().count() > MAX_TEXT_CHARS {
-        return Err(format!("{label} must be at most {MAX_TEXT_CHARS} characters"));
+    if value.chars().count() > max {
+        return Err(format!("{label} must be at most {max} characters"));
     }
     if value.chars().any(char::is_control) {
         return Err(format!("{label} must not contain control characters"));
@@ -685,7 +710,11 @@ fn check_text(label: &str, value: Option<&String>) -> Result<String, String> {
 async fn save_page(path: web::Path<String>, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
     let id = path.into_inner();
     let form = pairs(&body);
-    let (name, category) = match (check_text("Name", form.get("name")), check_text("Category", form.get("category"))) {
+    let checked = (
+        check_text("Name", form.get("name"), MAX_TEXT_CHARS),
+        check_text("Category", form.get("category"), MAX_TEXT_CHARS),
+    );
+    let (name, category) = match checked {
         (Ok(n), Ok(c)) => (n, c),
         (Err(e), _) | (_, Err(e)) => return html_error(StatusCode::BAD_REQUEST, &e),
     };
@@ -715,32 +744,58 @@ async fn save_page(path: web::Path<String>, body: web::Bytes, shared: web::Data<
         plan_delivery(&world, &shared.config, &id, changed)
     };
 
+    let number = carry_out(&shared, &id, plan, "Saved.").await;
+    see_other(&format!("/emulator?notice={number}#page-{id}"))
+}
+
+/// `POST /emulator/pages/{id}/messages`: a customer writes to the Page on Messenger.
+/// Meta delivers that only when our app is installed on the Page with `messages` and
+/// the app subscription (if any) has it too; the editor's notice says either way.
+async fn send_message(path: web::Path<String>, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    let id = path.into_inner();
+    let form = pairs(&body);
+    let text = match check_text("Message", form.get("text"), MAX_MESSAGE_CHARS) {
+        Ok(text) => text,
+        Err(e) => return html_error(StatusCode::BAD_REQUEST, &e),
+    };
+    let plan = {
+        let world = shared.lock();
+        if !world.pages.iter().any(|(p, _)| *p == id) {
+            return html_error(StatusCode::NOT_FOUND, "There is no such Page in the emulator.");
+        }
+        plan_message(&world, &shared.config, &id, &text)
+    };
+    let number = carry_out(&shared, &id, plan, "The customer's message reached the Page.").await;
+    see_other(&format!("/emulator?notice={number}#page-{id}"))
+}
+
+/// Makes the planned delivery (if any) and records the outcome in the activity list;
+/// returns its number for the notice. `done` opens the summary: what happened on
+/// "Facebook" whether or not a webhook went out.
+async fn carry_out(shared: &Shared, id: &str, plan: Plan, done: &str) -> u64 {
     let (changed, delivery, summary) = match plan {
         Plan::Nothing(changed, why) => (changed, None, why),
         Plan::Deliver { changed, callback_url, body } => {
-            let answer = deliver(&shared, &callback_url, &body).await;
+            let answer = deliver(shared, &callback_url, &body).await;
             let summary = match &answer {
                 Ok((status, text)) => {
                     let excerpt: String = text.chars().take(200).collect();
-                    format!("Saved. Delivered to pagesync: {status} {excerpt}")
+                    format!("{done} Delivered to pagesync: {status} {excerpt}")
                 }
-                Err(e) => format!("Saved, but the delivery to {callback_url} failed: {e}"),
+                Err(e) => format!("{done} But the delivery to {callback_url} failed: {e}"),
             };
             (changed, Some(DeliveryOutcome { callback_url, body, answer }), summary)
         }
     };
-    tracing::info!(page = %id, changed = ?changed, summary = %summary, "emulator: Page edited");
-    let number = {
-        let mut world = shared.lock();
-        let number = world.next_activity;
-        world.next_activity += 1;
-        world.activity.push_back(Activity { number, page: id.clone(), changed, delivery, summary });
-        while world.activity.len() > ACTIVITY_KEPT {
-            world.activity.pop_front();
-        }
-        number
-    };
-    see_other(&format!("/emulator?notice={number}#page-{id}"))
+    tracing::info!(page = %id, changed = ?changed, summary = %summary, "emulator: Page activity");
+    let mut world = shared.lock();
+    let number = world.next_activity;
+    world.next_activity += 1;
+    world.activity.push_back(Activity { number, page: id.to_owned(), changed, delivery, summary });
+    while world.activity.len() > ACTIVITY_KEPT {
+        world.activity.pop_front();
+    }
+    number
 }
 
 enum Plan {
@@ -798,6 +853,44 @@ fn plan_delivery(world: &World, config: &EmulatorConfig, page: &str, changed: Ve
         unix_now()
     ));
     Plan::Deliver { changed: names, callback_url, body }
+}
+
+/// A Messenger delivery for a customer's `text` to `page`, when Meta would send one:
+/// `messages` subscribed on the Page (`subscribed_apps`) and, once the app has a
+/// subscription, there too. The same callback rule as [`plan_delivery`].
+fn plan_message(world: &World, config: &EmulatorConfig, page: &str, text: &str) -> Plan {
+    let changed = vec!["messages".to_owned()];
+    let not_sent =
+        |why: &str| Plan::Nothing(changed.clone(), format!("The customer's message reached the Page. {why}"));
+    if !world.installed.get(page).is_some_and(|fields| fields.iter().any(|f| f == "messages")) {
+        return not_sent(
+            "No webhook sent: pagesync is not installed on this Page with the messages field (connect it first, \
+             with PAGESYNC_BOT_FIELDS naming messages).",
+        );
+    }
+    let callback_url = match &world.app_subscription {
+        Some(sub) if sub.fields.iter().any(|f| f == "messages") => sub.callback_url.clone(),
+        Some(_) => return not_sent("No webhook sent: the app's webhook subscription does not include messages."),
+        None => config.webhook_address.clone(),
+    };
+    // Meta stamps Messenger events in milliseconds; built by hand to keep Meta's key
+    // order (object, entry; id, time, messaging; sender, recipient, timestamp, message).
+    let millis = unix_millis();
+    let mid = format!("m_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>()));
+    let page_json = json_string(page);
+    let body = meta_wire(&format!(
+        "{{\"object\":\"page\",\"entry\":[{{\"id\":{page_json},\"time\":{millis},\"messaging\":[{{\"sender\":{{\"id\":{}}},\
+         \"recipient\":{{\"id\":{page_json}}},\"timestamp\":{millis},\"message\":{{\"mid\":{},\"text\":{}}}}}]}}]}}",
+        json_string(DEMO_CUSTOMER_PSID),
+        json_string(&mid),
+        json_string(text),
+    ));
+    Plan::Deliver { changed, callback_url, body }
+}
+
+/// Unix milliseconds now.
+fn unix_millis() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
 }
 
 /// POSTs a delivery signed as Meta signs it: both headers, HMAC under the app secret
@@ -1548,9 +1641,8 @@ mod tests {
         assert_eq!(serde_json::from_str::<String>(&meta_wire(&tricky)).unwrap(), r"a\/b");
     }
 
-    #[test]
-    fn the_delivery_is_meta_shaped_and_filtered_by_both_subscription_levels() {
-        let config = EmulatorConfig {
+    fn test_config() -> EmulatorConfig {
+        EmulatorConfig {
             url: "http://127.0.0.1:1".into(),
             graph_version: "v25.0".into(),
             app_id: "1".into(),
@@ -1562,8 +1654,12 @@ mod tests {
             shopify_redirect_uri: String::new(),
             start_url: String::new(),
             dashboard_url: String::new(),
-        };
-        let mut world = World {
+            bot_url: String::new(),
+        }
+    }
+
+    fn test_world(config: &EmulatorConfig) -> World {
+        World {
             pages: demo_pages(&config.url),
             tokens: HashMap::new(),
             dialog_codes: HashMap::new(),
@@ -1574,7 +1670,13 @@ mod tests {
             activity: VecDeque::new(),
             next_activity: 1,
             issued: Vec::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn the_delivery_is_meta_shaped_and_filtered_by_both_subscription_levels() {
+        let config = test_config();
+        let mut world = test_world(&config);
         let change = vec![("name".to_owned(), "Café".to_owned()), ("category".to_owned(), "Bakery".to_owned())];
         assert!(matches!(plan_delivery(&world, &config, "100000000000001", change.clone()), Plan::Nothing(..)));
 
@@ -1590,5 +1692,51 @@ mod tests {
         assert_eq!(callback_url, "http://127.0.0.1:3/facebook/webhook");
         assert!(body.starts_with(r#"{"object":"page","entry":[{"id":"100000000000001","time":"#), "{body}");
         assert!(body.ends_with(r#","changes":[{"field":"name","value":"Caf\u00e9"}]}]}"#), "{body}");
+    }
+
+    #[test]
+    fn a_customer_message_is_delivered_only_when_messages_is_subscribed_at_both_levels() {
+        let config = test_config();
+        let mut world = test_world(&config);
+        let page = "100000000000001";
+        let text = "Café </script> \"hi\"";
+        let nothing = |world: &World| match plan_message(world, &config, page, text) {
+            Plan::Nothing(changed, why) => {
+                assert_eq!(changed, vec!["messages"]);
+                why
+            }
+            Plan::Deliver { body, .. } => panic!("delivered {body}"),
+        };
+        assert!(nothing(&world).contains("not installed"));
+        world.installed.insert(page.into(), vec!["name".into(), "category".into()]);
+        assert!(nothing(&world).contains("not installed"));
+        world.installed.insert(page.into(), vec!["name".into(), "messages".into()]);
+        world.app_subscription = Some(AppSubscription {
+            callback_url: "http://127.0.0.1:3/facebook/webhook".into(),
+            fields: vec!["name".into()],
+            include_values: true,
+        });
+        assert!(nothing(&world).contains("subscription does not include messages"));
+
+        world.app_subscription = Some(AppSubscription {
+            callback_url: "http://127.0.0.1:3/facebook/webhook".into(),
+            fields: vec!["name".into(), "messages".into()],
+            include_values: true,
+        });
+        let Plan::Deliver { callback_url, body, .. } = plan_message(&world, &config, page, text) else {
+            panic!("expected a delivery");
+        };
+        assert_eq!(callback_url, "http://127.0.0.1:3/facebook/webhook");
+        let prefix = format!(r#"{{"object":"page","entry":[{{"id":"{page}","time":"#);
+        assert!(body.starts_with(&prefix), "{body}");
+        assert!(body.contains(&format!(r#","messaging":[{{"sender":{{"id":"{DEMO_CUSTOMER_PSID}"}},"#)), "{body}");
+        assert!(body.ends_with(r#","text":"Caf\u00e9 <\/script> \"hi\""}}]}]}"#), "{body}");
+        let json: Value = serde_json::from_str(&body).unwrap();
+        let event = &json["entry"][0]["messaging"][0];
+        assert_eq!(event["recipient"]["id"], page);
+        assert_eq!(event["message"]["text"], text);
+        assert!(event["message"]["mid"].as_str().unwrap().starts_with("m_"));
+        assert_eq!(event["timestamp"], json["entry"][0]["time"]);
+        assert!(event["timestamp"].as_u64().unwrap() > 1_000_000_000_000, "milliseconds");
     }
 }

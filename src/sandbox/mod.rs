@@ -2,10 +2,11 @@
 //! loopback, so that the whole merchant flow works offline in a browser.
 //!
 //! [`Sandbox::start`] generates a fresh configuration (app id, secrets, verify token,
-//! state secret, encryption key), binds the daemon and the [`emulator`], points the
-//! daemon's Graph, dialog and Shopify admin URLs at the emulator, starts both servers
-//! in the current actix System and waits until the daemon answers `/readyz`. Nothing
-//! is read from the environment or `.env` for Meta and Shopify: the sandbox works
+//! state secret, encryption key, events secret), binds the daemon, the [`emulator`]
+//! and the [`demo_bot`], points the daemon's Graph, dialog and Shopify admin URLs at
+//! the emulator and its relay and events at the demo bot, starts the three servers in
+//! the current actix System and waits until the daemon answers `/readyz`. Nothing is
+//! read from the environment or `.env` for Meta and Shopify: the sandbox works
 //! whatever the shell has.
 //!
 //! The generated configuration is written as a `.env` in a folder beside the data dir
@@ -15,6 +16,7 @@
 //!
 //! This module is not on any production code path: `serve` never reaches it.
 
+pub mod demo_bot;
 pub mod emulator;
 
 use std::collections::HashMap;
@@ -25,15 +27,21 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
+use base64::Engine as _;
 use pagesync_actors::EncryptionKey;
 use tokio::sync::oneshot;
 
-use crate::config::{self, LogFormat, Sources};
+use crate::config::{self, EventsKey, LogFormat, Sources};
 use crate::startup::{Application, Tuning};
+use demo_bot::{DemoBot, DemoBotConfig};
 use emulator::{DEMO_PAGES, DEMO_SHOP, Emulator, EmulatorConfig};
 
 /// Where the daemon listens when `--bind` is not given (SPEC's default), if free.
 pub const DEFAULT_BIND: &str = "127.0.0.1:5000";
+
+/// The Page fields the demo bot needs (`PAGESYNC_BOT_FIELDS`), as a Messenger sales bot
+/// would name them: customer messages and button taps.
+const BOT_FIELDS: &str = "messages,messaging_postbacks";
 
 /// How long the daemon may take to answer `/readyz` after it is built.
 const READY_DEADLINE: Duration = Duration::from_secs(15);
@@ -55,11 +63,12 @@ pub struct SandboxOptions {
     pub tuning: Tuning,
 }
 
-/// A running sandbox: the daemon and the emulator, both serving.
+/// A running sandbox: the daemon, the emulator and the demo bot, all serving.
 pub struct Sandbox {
     /// `http://127.0.0.1:D`, no trailing slash.
     daemon_url: String,
     emulator: Emulator,
+    bot: DemoBot,
     data_dir: PathBuf,
     /// The generated `.env`, beside the data dir.
     config_file: PathBuf,
@@ -69,6 +78,8 @@ pub struct Sandbox {
     finished: Option<oneshot::Receiver<anyhow::Result<()>>>,
     emulator_server: actix_web::dev::ServerHandle,
     emulator_task: Option<actix_web::rt::task::JoinHandle<std::io::Result<()>>>,
+    bot_server: actix_web::dev::ServerHandle,
+    bot_task: Option<actix_web::rt::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -76,6 +87,7 @@ impl std::fmt::Debug for Sandbox {
         f.debug_struct("Sandbox")
             .field("daemon_url", &self.daemon_url)
             .field("emulator", &self.emulator)
+            .field("bot", &self.bot)
             .field("data_dir", &self.data_dir)
             .finish_non_exhaustive()
     }
@@ -90,6 +102,8 @@ struct Generated {
     shopify_secret: String,
     state_secret: String,
     encryption_key: EncryptionKey,
+    /// `PAGESYNC_EVENTS_SECRET`: `whsec_` and the base64 of 32 random bytes.
+    events_secret: String,
 }
 
 impl Generated {
@@ -107,6 +121,10 @@ impl Generated {
             shopify_secret: format!("shpss_{}", hex(16)),
             state_secret: hex(32),
             encryption_key,
+            events_secret: format!(
+                "whsec_{}",
+                base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
+            ),
         }
     }
 }
@@ -127,16 +145,28 @@ impl Sandbox {
         let emulator_listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("cannot bind the emulator")?;
         let emulator_url =
             loopback_url(emulator_listener.local_addr().context("the emulator's listener has no address")?);
+        let bot_listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("cannot bind the demo bot")?;
+        let bot_url = loopback_url(bot_listener.local_addr().context("the demo bot's listener has no address")?);
 
         let generated = Generated::new(encryption_key);
-        let vars = daemon_vars(&generated, &daemon_url, &emulator_url, daemon_addr, &data_dir);
+        let vars = daemon_vars(&generated, &daemon_url, &emulator_url, &bot_url, daemon_addr, &data_dir);
         let sources =
             Sources { flags: vars.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(), ..Sources::default() };
         let settings = config::load(&sources)
             .map_err(|problems| anyhow!("the generated configuration is invalid: {}", problems.join("; ")))?;
         write_env(&config_dir, &config_file, &vars)?;
+        let events_key = EventsKey::parse(&generated.events_secret)
+            .map_err(|why| anyhow!("the generated PAGESYNC_EVENTS_SECRET is invalid: {why}"))?;
 
-        let (emulator, server) = Emulator::start(
+        // The bot first: the daemon may relay and send events as soon as it runs.
+        let (bot, server) = DemoBot::start(
+            DemoBotConfig { url: bot_url.clone(), app_secret: settings.facebook.app_secret.clone(), events_key },
+            bot_listener,
+        )?;
+        let bot_server = server.handle();
+        let bot_task = actix_web::rt::spawn(server);
+
+        let (emulator, server) = match Emulator::start(
             EmulatorConfig {
                 url: emulator_url.clone(),
                 graph_version: settings.facebook.graph_version.clone(),
@@ -149,9 +179,16 @@ impl Sandbox {
                 shopify_redirect_uri: settings.shopify.redirect_uri.clone(),
                 start_url: start_url(&daemon_url),
                 dashboard_url: format!("{daemon_url}/"),
+                bot_url: format!("{bot_url}/"),
             },
             emulator_listener,
-        )?;
+        ) {
+            Ok(started) => started,
+            Err(e) => {
+                bot_server.stop(false).await;
+                return Err(e);
+            }
+        };
         let emulator_server = server.handle();
         let emulator_task = actix_web::rt::spawn(server);
 
@@ -159,6 +196,7 @@ impl Sandbox {
             Ok(app) => app,
             Err(e) => {
                 emulator_server.stop(false).await;
+                bot_server.stop(false).await;
                 return Err(e.context(format!("the daemon could not start on {}", data_dir.display())));
             }
         };
@@ -175,18 +213,21 @@ impl Sandbox {
         let sandbox = Sandbox {
             daemon_url,
             emulator,
+            bot,
             data_dir,
             config_file,
             stop: Some(stop),
             finished: Some(finished),
             emulator_server,
             emulator_task: Some(emulator_task),
+            bot_server,
+            bot_task: Some(bot_task),
         };
         if let Err(e) = wait_ready(&sandbox.daemon_url).await {
             let _ = sandbox.stop().await;
             return Err(e);
         }
-        tracing::info!(daemon = %sandbox.daemon_url, emulator = %sandbox.emulator.url(), "sandbox ready");
+        tracing::info!(daemon = %sandbox.daemon_url, emulator = %sandbox.emulator.url(), bot = %sandbox.bot.url(), "sandbox ready");
         Ok(sandbox)
     }
 
@@ -208,6 +249,11 @@ impl Sandbox {
     /// The daemon's dashboard.
     pub fn dashboard_url(&self) -> String {
         format!("{}/", self.daemon_url)
+    }
+
+    /// The demo bot's page: what pagesync relayed and the events it sent.
+    pub fn bot_url(&self) -> String {
+        format!("{}/", self.bot.url())
     }
 
     /// Where a merchant starts: the Shopify install of the demo shop.
@@ -235,6 +281,11 @@ impl Sandbox {
         &self.emulator
     }
 
+    /// The demo bot, for inspection.
+    pub fn bot(&self) -> &DemoBot {
+        &self.bot
+    }
+
     /// The shell command that sends a signed sample delivery to this sandbox.
     pub fn webhook_send_command(&self, program: &str) -> String {
         format!(
@@ -246,19 +297,23 @@ impl Sandbox {
     }
 
     /// What `pagesync sandbox` prints once ready: the four `key: value` lines other
-    /// tools parse (`open:` last of them), then help for humans.
+    /// tools parse (`open:` last of them), the demo bot's page, then help for humans.
+    /// Only paths and URLs: never a value from the generated configuration, which
+    /// holds secrets (the `.env` is named, not shown).
     pub fn banner(&self, program: &str) -> String {
         let dir = shell_quote(&self.config_dir().display().to_string());
         format!(
-            "data dir: {}\nemulator: {}\ndashboard: {}\nopen: {}\n\
+            "data dir: {}\nemulator: {}\ndashboard: {}\nopen: {}\nbot: {}\n\
              config: {} (generated for this run; beside the data dir, never inside it)\n\
              webhook send: {}\n\
              pages: cd {dir} && {} pages\n\
-             Open the start URL in a browser, then edit Pages in the emulator. Stop with Ctrl-C; the data dir is kept.",
+             Open the start URL in a browser, then edit Pages and send customer messages in the emulator; the bot \
+             page shows what pagesync relayed. Stop with Ctrl-C; the data dir is kept.",
             self.data_dir.display(),
             self.editor_url(),
             self.dashboard_url(),
             self.open_url(),
+            self.bot_url(),
             self.config_file.display(),
             self.webhook_send_command(program),
             shell_quote(program),
@@ -266,7 +321,7 @@ impl Sandbox {
     }
 
     /// Stops the daemon gracefully (requests drained, actors stopped, store flushed),
-    /// then the emulator. Returns the daemon's result.
+    /// then the emulator and the demo bot. Returns the daemon's result.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -277,12 +332,12 @@ impl Sandbox {
             }
             None => Ok(()),
         };
-        self.stop_emulator().await;
+        self.stop_helpers().await;
         daemon
     }
 
     /// Serves until `shutdown` resolves (or the daemon stops by itself), then stops
-    /// both servers.
+    /// every server.
     pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Some(mut finished) = self.finished.take() else { return self.stop().await };
         tokio::select! {
@@ -292,20 +347,26 @@ impl Sandbox {
                 self.stop().await
             }
             result = &mut finished => {
-                self.stop_emulator().await;
+                self.stop_helpers().await;
                 result.unwrap_or_else(|_| Err(anyhow!("the daemon's task ended without a result")))
                     .and_then(|()| Err(anyhow!("the daemon stopped by itself")))
             }
         }
     }
 
-    async fn stop_emulator(&mut self) {
-        self.emulator_server.stop(true).await;
-        if let Some(task) = self.emulator_task.take() {
-            match task.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "the emulator stopped with an error"),
-                Err(e) => tracing::warn!(error = %e, "the emulator's task failed"),
+    /// Stops the emulator and the demo bot (after the daemon, which talks to both).
+    async fn stop_helpers(&mut self) {
+        for (name, server, task) in [
+            ("the emulator", &self.emulator_server, self.emulator_task.take()),
+            ("the demo bot", &self.bot_server, self.bot_task.take()),
+        ] {
+            server.stop(true).await;
+            if let Some(task) = task {
+                match task.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "{name} stopped with an error"),
+                    Err(e) => tracing::warn!(error = %e, "{name}'s task failed"),
+                }
             }
         }
     }
@@ -382,11 +443,13 @@ fn start_url(daemon_url: &str) -> String {
 }
 
 /// Every variable the daemon runs with. Graph and the dialog live at the emulator's
-/// root; Shopify admins under `/shopify/{shop}`.
+/// root; Shopify admins under `/shopify/{shop}`; the relay and events go to the demo
+/// bot.
 fn daemon_vars(
     generated: &Generated,
     daemon_url: &str,
     emulator_url: &str,
+    bot_url: &str,
     bound: SocketAddr,
     data_dir: &Path,
 ) -> Vec<(&'static str, String)> {
@@ -407,6 +470,10 @@ fn daemon_vars(
         ("PAGESYNC_ENCRYPTION_KEY", generated.encryption_key.to_base64()),
         ("PAGESYNC_BIND", bound.to_string()),
         ("PAGESYNC_DATA_DIR", data_dir.display().to_string()),
+        ("PAGESYNC_BOT_FIELDS", BOT_FIELDS.to_owned()),
+        ("PAGESYNC_FORWARD_URL", format!("{bot_url}/webhook")),
+        ("PAGESYNC_EVENTS_URL", format!("{bot_url}/events")),
+        ("PAGESYNC_EVENTS_SECRET", generated.events_secret.clone()),
     ]
 }
 

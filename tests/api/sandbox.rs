@@ -1,6 +1,7 @@
-//! `pagesync sandbox` (SPEC §6): the daemon against the built-in emulator, driven over
-//! HTTP the way a browser would (forms submitted by hand, redirects followed by hand,
-//! the `session_id` cookie carried by hand), plus the command itself as a process.
+//! `pagesync sandbox` (SPEC §6): the daemon against the built-in emulator and demo
+//! bot, driven over HTTP the way a browser would (forms submitted by hand, redirects
+//! followed by hand, the `session_id` cookie carried by hand), plus the command itself
+//! as a process.
 
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader};
@@ -8,10 +9,12 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use base64::Engine as _;
+use pagesync::sandbox::emulator::DEMO_CUSTOMER_PSID;
 use pagesync::sandbox::{Sandbox, SandboxOptions};
-use pagesync::verify::appsecret_proof;
+use pagesync::verify::{appsecret_proof, sign_sha256};
 use pagesync_actors::Secret;
 use reqwest::Url;
 use reqwest::header::{ACCEPT, COOKIE, LOCATION, SET_COOKIE};
@@ -25,6 +28,9 @@ const JUNIPER: &str = "100000000000003";
 const NAMES: [(&str, &str); 3] =
     [(MAPLE, "Maple & Oak Candle Co."), (HARBOR, "Harbor Coffee Roasters"), (JUNIPER, "Juniper Bike Works")];
 const DEADLINE: Duration = Duration::from_secs(15);
+/// What the daemon subscribes: its own `FACEBOOK_SUBSCRIBED_FIELDS`, then the
+/// sandbox's `PAGESYNC_BOT_FIELDS`.
+const SUBSCRIBED: [&str; 4] = ["name", "category", "messages", "messaging_postbacks"];
 
 // ----- fixture -----------------------------------------------------------------------
 
@@ -277,7 +283,7 @@ async fn a_merchant_connects_every_demo_page_and_an_emulator_edit_reaches_page_d
         assert_eq!(data["name"], name);
         assert_eq!(data["id"], id);
         assert!(!data.to_string().contains("access_token"), "{data}");
-        assert_eq!(sandbox.emulator().installed_fields(id), Some(vec!["name".to_owned(), "category".to_owned()]));
+        assert_eq!(sandbox.emulator().installed_fields(id), Some(SUBSCRIBED.map(str::to_owned).to_vec()));
     }
     wait_for("the app subscription", || sandbox.emulator().app_subscription().is_some()).await;
 
@@ -368,7 +374,7 @@ async fn the_app_subscription_was_verified_by_a_get_against_the_daemon() {
     let Ok((200, challenge)) = &attempt.answer else { panic!("{:?}", attempt.answer) };
     assert!(!challenge.is_empty() && challenge.bytes().all(|b| b.is_ascii_digit()), "{challenge:?}");
     let subscription = sandbox.emulator().app_subscription().unwrap();
-    assert_eq!(subscription.fields, vec!["name", "category"]);
+    assert_eq!(subscription.fields, SUBSCRIBED);
     assert!(subscription.include_values);
 
     // Graph's own view of it, with the app token.
@@ -417,16 +423,31 @@ async fn the_generated_config_lives_beside_the_data_dir_and_no_secret_lands_insi
     assert_eq!(std::fs::metadata(&config_file).unwrap().permissions().mode() & 0o777, 0o600);
 
     let config = generated_config(&sandbox);
+    let bot = sandbox.bot_url();
+    assert_eq!(config["PAGESYNC_FORWARD_URL"], format!("{bot}webhook"));
+    assert_eq!(config["PAGESYNC_EVENTS_URL"], format!("{bot}events"));
+    assert_eq!(config["PAGESYNC_BOT_FIELDS"], "messages,messaging_postbacks");
+    let events_secret = &config["PAGESYNC_EVENTS_SECRET"];
+    let key = events_secret.strip_prefix("whsec_").expect("whsec_ prefix");
+    assert_eq!(base64::engine::general_purpose::STANDARD.decode(key).unwrap().len(), 32);
     let mut secrets: Vec<String> = [
         "FACEBOOK_APP_SECRET",
         "FACEBOOK_VERIFY_TOKEN",
         "SHOPIFY_API_SECRET",
         "STATE_TOKEN_SECRET",
         "PAGESYNC_ENCRYPTION_KEY",
+        "PAGESYNC_EVENTS_SECRET",
     ]
     .iter()
     .map(|k| config.get(*k).unwrap_or_else(|| panic!("{k} missing from the config")).clone())
     .collect();
+    // What the terminal shows names the .env and the bot, and holds no secret.
+    let banner = sandbox.banner(BIN);
+    assert!(banner.lines().any(|l| l == format!("bot: {bot}")), "{banner}");
+    for secret in &secrets {
+        assert!(!banner.contains(secret.as_str()), "the banner prints a secret:\n{banner}");
+    }
+    secrets.push(key.to_owned());
     secrets.extend(sandbox.emulator().issued_secrets());
     assert!(secrets.len() > 8, "{secrets:?}");
     sandbox.stop().await.unwrap();
@@ -492,6 +513,197 @@ async fn the_editor_refuses_bad_input_with_400_and_changes_nothing() {
     assert_eq!(sandbox.emulator().page(MAPLE).unwrap()["name"], "x".repeat(100));
     let activity = sandbox.emulator().activity();
     assert!(activity[0].delivery.is_none() && activity[0].summary.contains("not installed"), "{activity:?}");
+    sandbox.stop().await.unwrap();
+}
+
+// ----- the bot's side: the demo bot ---------------------------------------------------
+
+/// The rows of the table `id` on the demo bot's page (header row left out).
+fn table_rows(html: &str, id: &str) -> Vec<String> {
+    let start = html.find(&format!("<table id=\"{id}\">")).unwrap_or_else(|| panic!("no table #{id} in:\n{html}"));
+    let end = html[start..].find("</table>").unwrap() + start;
+    html[start..end].split("<tr").skip(2).map(str::to_owned).collect()
+}
+
+/// Fetches the demo bot's page until `check` accepts it; returns that page.
+async fn bot_page_until(
+    client: &reqwest::Client,
+    sandbox: &Sandbox,
+    what: &str,
+    check: impl Fn(&str) -> bool,
+) -> String {
+    let url = Url::parse(&sandbox.bot_url()).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let page = get_html(client, &url).await;
+        if check(&page) {
+            return page;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {what} on the bot page:\n{page}");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn is_verified(row: &str) -> bool {
+    row.contains(">verified</td>") && !row.contains("NOT verified")
+}
+
+#[actix_web::test]
+async fn a_customer_message_and_a_rename_reach_the_demo_bot_verified() {
+    let (sandbox, _dir) = start().await;
+    let client = client();
+    connect(&sandbox, &client).await;
+    wait_for("the app subscription", || sandbox.emulator().app_subscription().is_some()).await;
+
+    // The customer writes to Harbor; the emulator delivers it to pagesync as Meta would.
+    let editor = Url::parse(&sandbox.editor_url()).unwrap();
+    let page = get_html(&client, &editor).await;
+    assert!(page.contains(&format!("id=\"bot\" href=\"{}\"", sandbox.bot_url())), "no link to the bot:\n{page}");
+    let text = "Do you ship <beans> & \"filters\" to Montréal?";
+    let mut form = Form::parse(&page, &format!("message-form-{HARBOR}"));
+    assert!(page.contains(&format!("id=\"message-text-{HARBOR}\"")), "{page}");
+    form.set("text", text);
+    let resp = form.submit(&client, &editor, Some(&format!("send-message-{HARBOR}"))).await;
+    assert_eq!(resp.status(), 303);
+    let page = get_html(&client, &location(&resp)).await;
+    let notice = &page[page.find("id=\"notice\"").expect("a notice")..];
+    assert!(notice.contains("Delivered to pagesync: 200"), "{notice}");
+    let activity = sandbox.emulator().activity();
+    let last = activity.last().unwrap();
+    assert_eq!((last.page.as_str(), last.changed.as_slice()), (HARBOR, &["messages".to_owned()][..]));
+    let delivery = last.delivery.clone().expect("a delivery");
+    assert_eq!(delivery.callback_url, format!("{}/facebook/webhook", sandbox.daemon_url()));
+    assert!(
+        delivery.body.contains(r#""text":"Do you ship <beans> & \"filters\" to Montr\u00e9al?""#),
+        "{}",
+        delivery.body
+    );
+
+    // pagesync relays it: the bot checked Meta's signature on the same bytes.
+    let escaped = "Do you ship &lt;beans&gt; &amp; &quot;filters&quot; to Montréal?";
+    let page = bot_page_until(&client, &sandbox, "the relayed message", |p| {
+        table_rows(p, "forwarded").iter().any(|r| r.contains(escaped))
+    })
+    .await;
+    let rows = table_rows(&page, "forwarded");
+    let row = rows.iter().find(|r| r.contains(escaped)).unwrap();
+    assert!(is_verified(row), "{row}");
+    assert!(row.contains(HARBOR) && row.contains(DEMO_CUSTOMER_PSID), "{row}");
+    let relayed = sandbox.bot().forwarded();
+    let seen = relayed.iter().find(|d| d.text.as_deref() == Some(text)).expect("the message, recorded");
+    assert!(seen.verified && seen.mid.as_deref().is_some_and(|m| m.starts_with("m_")), "{seen:?}");
+    assert!(seen.delivery.as_deref().is_some_and(|d| !d.is_empty()), "{seen:?}");
+    assert_eq!(seen.attempt.as_deref(), Some("1"));
+    assert!(row.contains(seen.mid.as_deref().unwrap()) && row.contains(seen.delivery.as_deref().unwrap()), "{row}");
+
+    // Connecting sent page.connected for each Page; a rename sends page.updated.
+    let page = get_html(&client, &editor).await;
+    let mut form = Form::parse(&page, &format!("edit-{MAPLE}"));
+    form.set("name", "Maple & Oak Candles");
+    let resp = form.submit(&client, &editor, Some(&format!("save-{MAPLE}"))).await;
+    assert_eq!(resp.status(), 303);
+    // Events and forwards travel in lanes of their own: wait for all of them.
+    let page = bot_page_until(&client, &sandbox, "page.updated, three page.connected and the relayed rename", |p| {
+        let events = table_rows(p, "events");
+        events.iter().any(|r| r.contains("page.updated") && r.contains(MAPLE))
+            && events.iter().filter(|r| r.contains("page.connected")).count() == 3
+            && table_rows(p, "forwarded").iter().any(|r| r.contains("Page change: name"))
+    })
+    .await;
+    let events = table_rows(&page, "events");
+    let updated = events.iter().find(|r| r.contains("page.updated") && r.contains(MAPLE)).unwrap();
+    assert!(is_verified(updated), "{updated}");
+    assert!(updated.contains("etag") && updated.contains("demo-shop.myshopify.com"), "{updated}");
+    let connected: Vec<&String> = events.iter().filter(|r| r.contains("page.connected")).collect();
+    assert_eq!(connected.len(), 3, "{events:#?}");
+    assert!(connected.iter().all(|r| is_verified(r)), "{connected:#?}");
+    // Newest first: the update is above the connections.
+    assert!(events.iter().position(|r| r == updated) < events.iter().position(|r| r.contains("page.connected")));
+    // The rename itself was relayed too (every verified delivery is).
+    let forwarded = table_rows(&page, "forwarded");
+    assert!(forwarded.iter().any(|r| r.contains("Page change: name") && is_verified(r)), "{forwarded:#?}");
+    assert!(!page.contains("NOT verified"), "{page}");
+    sandbox.stop().await.unwrap();
+}
+
+#[actix_web::test]
+async fn a_customer_message_before_connecting_is_not_delivered_and_the_editor_says_why() {
+    let (sandbox, _dir) = start().await;
+    let client = client();
+    let post = |page: &str, form: Vec<(&'static str, String)>| {
+        client.post(format!("{}/emulator/pages/{page}/messages", sandbox.emulator_url())).form(&form).send()
+    };
+    for (form, why) in [
+        (vec![("text", String::new())], "empty"),
+        (vec![("text", "  ".to_owned())], "blank"),
+        (vec![("text", "x".repeat(2001))], "2001 characters"),
+        (vec![("text", "a\u{0}b".to_owned())], "a control character"),
+        (vec![], "no text"),
+    ] {
+        let resp = post(MAPLE, form).await.unwrap();
+        assert_eq!(resp.status(), 400, "a message with {why}");
+        assert!(resp.text().await.unwrap().contains("id=\"error\""));
+    }
+    assert_eq!(post("999", vec![("text", "Hi".to_owned())]).await.unwrap().status(), 404);
+    assert!(sandbox.emulator().activity().is_empty());
+
+    let resp = post(MAPLE, vec![("text", "Hello?".to_owned())]).await.unwrap();
+    assert_eq!(resp.status(), 303);
+    let page = get_html(&client, &location(&resp)).await;
+    let notice = &page[page.find("id=\"notice\"").expect("a notice")..];
+    assert!(notice.contains("No webhook sent") && notice.contains("not installed"), "{notice}");
+    let activity = sandbox.emulator().activity();
+    assert!(activity.len() == 1 && activity[0].delivery.is_none(), "{activity:?}");
+    let page = get_html(&client, &Url::parse(&sandbox.bot_url()).unwrap()).await;
+    assert!(table_rows(&page, "forwarded").is_empty(), "{page}");
+    assert!(sandbox.bot().forwarded().is_empty());
+    sandbox.stop().await.unwrap();
+}
+
+#[actix_web::test]
+async fn the_demo_bot_marks_forged_deliveries_and_events_not_verified_and_escapes_them() {
+    let (sandbox, _dir) = start().await;
+    let client = client();
+    let config = generated_config(&sandbox);
+    let bot = sandbox.bot_url();
+    let body = format!(
+        r#"{{"object":"page","entry":[{{"id":"{MAPLE}","time":1,"messaging":[{{"sender":{{"id":"1"}},"recipient":{{"id":"{MAPLE}"}},"timestamp":1,"message":{{"mid":"m_x","text":"<script>alert(1)</script>"}}}}]}}]}}"#
+    );
+    let signed = sign_sha256(&config["FACEBOOK_APP_SECRET"], body.as_bytes());
+    for (signature, tampered) in
+        [(Some(signed.clone()), true), (Some(sign_sha256("wrong", body.as_bytes())), false), (None, false)]
+    {
+        let mut request = client.post(format!("{bot}webhook")).header("Content-Type", "application/json");
+        if let Some(signature) = signature {
+            request = request.header("X-Hub-Signature-256", signature);
+        }
+        // One signed for other bytes, one signed with another secret, one unsigned.
+        let sent = if tampered { body.replace("alert(1)", "alert(2)") } else { body.clone() };
+        let resp = request.body(sent).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "the demo bot acknowledges everything");
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let resp = client
+        .post(format!("{bot}events"))
+        .header("webhook-id", "msg_forged")
+        .header("webhook-timestamp", now.to_string())
+        .header("webhook-signature", "v1,bm90IGEgc2lnbmF0dXJl")
+        .body(r#"{"type":"page.removed","timestamp":"2026-01-01T00:00:00Z","data":{"page_id":"<b>1</b>"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    let page = get_html(&client, &Url::parse(&bot).unwrap()).await;
+    assert!(!page.contains("<script>") && !page.contains("<b>1</b>"), "{page}");
+    let forwarded = table_rows(&page, "forwarded");
+    assert_eq!(forwarded.len(), 3, "{forwarded:#?}");
+    assert!(forwarded.iter().all(|r| r.contains("NOT verified")), "{forwarded:#?}");
+    assert!(forwarded.iter().any(|r| r.contains("&lt;script&gt;alert(1)&lt;/script&gt;")), "{forwarded:#?}");
+    let events = table_rows(&page, "events");
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert!(events[0].contains("page.removed") && events[0].contains("NOT verified"), "{events:#?}");
+    assert!(events[0].contains("&lt;b&gt;1&lt;/b&gt;"), "{events:#?}");
     sandbox.stop().await.unwrap();
 }
 

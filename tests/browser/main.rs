@@ -1,6 +1,7 @@
 //! The real-browser test: headless Chromium (Debian `chromium` + `chromium-driver`,
 //! installed by `.ci/run`), driven over WebDriver, clicks through `pagesync
-//! sandbox` like a merchant would. A missing browser is a failure, never a skip.
+//! sandbox` like a merchant would, then plays a customer and looks at the demo bot's
+//! page like a bot developer would. A missing browser is a failure, never a skip.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,6 +18,7 @@ const MAPLE: (&str, &str) = ("100000000000001", "Maple & Oak Candle Co.");
 const HARBOR: (&str, &str) = ("100000000000002", "Harbor Coffee Roasters");
 const JUNIPER: (&str, &str) = ("100000000000003", "Juniper Bike Works");
 const NEW_NAME: &str = "Harbor Coffee & Tea";
+const MESSAGE: &str = "Hi! Is the <Ethiopia> roast in stock?";
 
 /// `target/browser-artifacts/<name>`, with `target` from `CARGO_TARGET_DIR` when set.
 fn artifact(name: &str) -> PathBuf {
@@ -45,7 +47,7 @@ fn install_and_open_facebook_dialog(browser: &Browser, sandbox: &Sandbox) {
 }
 
 #[test]
-fn merchant_connects_pages_and_sees_an_edit_on_the_dashboard() {
+fn merchant_connects_pages_sees_an_edit_on_the_dashboard_and_the_demo_bot_gets_a_message_and_the_update() {
     let browser = Browser::start();
     let sandbox = Sandbox::start();
 
@@ -106,6 +108,43 @@ fn merchant_connects_pages_and_sees_an_edit_on_the_dashboard() {
         serde_json::from_slice(&std::fs::read(&file).unwrap_or_else(|e| panic!("read {}: {e}", file.display())))
             .unwrap_or_else(|e| panic!("{} is not JSON: {e}", file.display()));
     assert_eq!(data["name"], NEW_NAME, "{}: {data}", file.display());
+
+    // A customer writes to the Page on Messenger.
+    browser.goto(&sandbox.emulator);
+    let message_field = browser.find(&format!("#message-text-{id}"));
+    message_field.set_text(MESSAGE);
+    assert_eq!(message_field.property("value").as_deref(), Some(MESSAGE), "typed into #message-text-{id}");
+    browser.find(&format!("#send-message-{id}")).click();
+    let notice = browser.find("#notice").text();
+    assert!(notice.contains("Delivered to pagesync: 200"), "emulator notice: {notice}");
+
+    // pagesync relays the message to the demo bot and sent it page.updated for the
+    // rename; both travel asynchronously, so reload the bot's page until they show.
+    browser.find("#bot").click();
+    let bot = browser.current_url();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let rows = |css: &str| -> Vec<String> { browser.find_all(css).iter().map(|row| row.text()).collect() };
+        let forwarded = rows("#forwarded tr.forwarded");
+        let events = rows("#events tr.event");
+        let message = forwarded.iter().find(|row| row.contains(MESSAGE));
+        let updated = events.iter().find(|row| row.contains("page.updated") && row.contains(id));
+        if let (Some(message), Some(updated)) = (message, updated) {
+            for row in [message, updated] {
+                assert!(row.contains("verified") && !row.contains("NOT verified"), "not verified: {row}");
+            }
+            assert!(message.contains(id), "the relayed message names another Page: {message}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the bot page lacks the message or page.updated after {DEADLINE:?}:\nforwarded: {forwarded:#?}\n\
+             events: {events:#?}"
+        );
+        std::thread::sleep(POLL);
+        browser.goto(&bot);
+    }
+    save_screenshot(&browser, "bot.png");
 
     drop(browser);
     sandbox.stop();
