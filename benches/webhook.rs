@@ -939,7 +939,7 @@ struct BurstResult {
 /// Posts `n` signed deliveries for `page` (distinct `time`s, as Meta's retries and
 /// updates would be), `concurrency` at a time, from a reqwest client.
 fn run_burst(addr: SocketAddr, page: &str, n: usize, concurrency: usize) -> anyhow::Result<BurstResult> {
-    pagesync::clients::graph::install_crypto_provider();
+    pagesync::clients::http::install_crypto_provider();
     let bodies: Arc<Vec<Signed>> =
         Arc::new((0..n).map(|k| Signed::new(delivery_body(page, 1_767_230_000 + k as u64, k % 1000))).collect());
     let url = format!("http://{addr}/facebook/webhook");

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Arg, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 use pagesync_actors::EncryptionKey;
 
+use crate::clock::format_unix;
 use crate::config::{self, Origin, Sources};
 
 /// Exit status of `serve` when the configuration is unusable (sysexits' EX_CONFIG), so
@@ -21,13 +22,6 @@ mod tests {
         // a flag of a configuration variable clashing with a command's own flag must
         // fail here, not in an operator's shell.
         <super::Cli as clap::CommandFactory>::command().debug_assert();
-    }
-
-    #[test]
-    fn unix_times_format_as_utc() {
-        assert_eq!(super::format_unix(0), "1970-01-01 00:00:00");
-        assert_eq!(super::format_unix(1_767_225_600), "2026-01-01 00:00:00");
-        assert_eq!(super::format_unix(951_782_400), "2000-02-29 00:00:00");
     }
 
     #[test]
@@ -334,7 +328,7 @@ pub fn webhook_send(sources: &Sources, page: &str, field: &str, value: Option<&s
     if let Some(value) = value {
         change["value"] = serde_json::json!(value);
     }
-    let time = crate::routes::unix_now();
+    let time = crate::clock::unix_now();
     let body = serde_json::json!({
         "object": "page",
         "entry": [{ "id": page.as_str(), "time": time, "changes": [change] }],
@@ -342,7 +336,7 @@ pub fn webhook_send(sources: &Sources, page: &str, field: &str, value: Option<&s
     .to_string();
     let sha256 = crate::verify::sign_sha256(&secret, body.as_bytes());
     let sha1 = crate::verify::sign_sha1(&secret, body.as_bytes());
-    let proxy = match crate::clients::proxy::ProxySettings::from_lookup(|name| sources.get(name).map(|(v, _)| v)) {
+    let proxy = match crate::config::proxy::ProxySettings::from_lookup(|name| sources.get(name).map(|(v, _)| v)) {
         Ok(proxy) => proxy,
         Err(problems) => {
             report(&problems);
@@ -357,7 +351,7 @@ pub fn webhook_send(sources: &Sources, page: &str, field: &str, value: Option<&s
         }
     };
     let result = runtime.block_on(async {
-        let client = crate::clients::graph::http_client(&proxy)?;
+        let client = crate::clients::http::http_client(&proxy)?;
         let response = client
             .post(&target)
             .header("Content-Type", "application/json")
@@ -468,12 +462,6 @@ pub fn print_outbox(report: &crate::control::OutboxReport) {
             item.last_error.as_deref().unwrap_or("-")
         );
     }
-}
-
-/// `YYYY-MM-DD HH:MM:SS` for Unix seconds (UTC), without a date library.
-pub fn format_unix(secs: u64) -> String {
-    let (year, month, day, h, m, s) = pagesync_actors::civil_utc(secs);
-    format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02}")
 }
 
 /// Prints configuration problems, one per line, on stderr.

@@ -65,12 +65,12 @@ impl ApiError {
         }
         let status = self.status_code();
         if html {
-            let body = crate::routes::html_page(
+            let body = crate::html::html_page(
                 "pagesync",
                 &format!(
                     "<h1>{}</h1><p id=\"error\">{}</p><p><a href=\"/\">Back to pagesync</a></p>",
                     status.as_u16(),
-                    crate::routes::escape(&self.to_string())
+                    crate::html::escape(&self.to_string())
                 ),
             );
             HttpResponse::build(status).content_type("text/html; charset=utf-8").body(body)

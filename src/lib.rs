@@ -5,19 +5,24 @@
 //! client, the command line and start-up. State and the order of work live in the
 //! `pagesync-actors` crate. See docs/architecture.md.
 
+pub mod app_state;
 pub mod body;
 pub mod cli;
 pub mod clients;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod delivery;
 pub mod error;
+pub mod health;
+pub mod html;
 pub mod metrics;
+pub mod oauth_state;
+pub mod request;
 pub mod rfc3339;
 pub mod routes;
 pub mod sandbox;
 pub mod startup;
-pub mod state;
 pub mod systemd;
 pub mod telemetry;
 pub mod verify;

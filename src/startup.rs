@@ -17,12 +17,13 @@ use pagesync_actors::poller::PollConfig;
 use pagesync_actors::subscription::RetryConfig;
 use pagesync_actors::{Actors, ActorsConfig, Sealer, Store, StoreConfig, WriterConfig};
 
-use crate::clients::graph::{self, GraphClient, RetryPolicy};
+use crate::app_state::AppState;
+use crate::clients::graph::{GraphClient, RetryPolicy};
 use crate::clients::outbox::HttpOutboxSender;
 use crate::clients::shopify::ShopifyClient;
 use crate::config::Settings;
 use crate::metrics::Metrics;
-use crate::routes::{self, AppState};
+use crate::routes;
 use crate::systemd::Notifier;
 
 /// Internal knobs that are not configuration variables; tests shorten the pauses.
@@ -113,6 +114,8 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(state.clone()))
+                // Read by the `observe` middleware, which sits below the app state.
+                .app_data(web::Data::new(state.metrics.clone()))
                 .wrap(actix_web::middleware::from_fn(crate::metrics::observe))
                 .configure(routes::configure)
         })
@@ -211,7 +214,7 @@ impl Core {
         // Meta's refusal: a store remembers the key that sealed it.
         pagesync_actors::verify_key(&store, &sealer)?;
 
-        let http = graph::http_client(&settings.proxy).context("cannot build the HTTP client")?;
+        let http = crate::clients::http::http_client(&settings.proxy).context("cannot build the HTTP client")?;
         let metrics = Metrics::new();
         let graph = GraphClient::new(&settings.facebook, http.clone(), tuning.graph_retry.clone(), metrics.clone())
             .with_bot(&settings.bot);
@@ -302,7 +305,7 @@ async fn keep_alive(notifier: Arc<Notifier>, watchdog: Option<Duration>, store: 
     loop {
         ticker.tick().await;
         // An actor has a quarter of the period to answer; a wedged one stops the pings.
-        let missing = routes::ops::not_ready(&store, &actors, period / 2).await;
+        let missing = crate::health::not_ready(&store, &actors, period / 2).await;
         if !missing.is_empty() {
             tracing::error!(not_answering = ?missing, "withholding the systemd watchdog ping");
             notifier.notify(&[&format!("STATUS=not answering: {}", missing.join(", "))]);

@@ -23,7 +23,6 @@ use pagesync_actors::{
 use reqwest::Method;
 use serde::Deserialize;
 
-use super::proxy::ProxySettings;
 use crate::config::{BotSettings, FacebookSettings};
 use crate::metrics::Metrics;
 use crate::verify::{appsecret_proof, hmac_sha256};
@@ -93,26 +92,6 @@ impl std::fmt::Debug for GraphClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GraphClient").field("base", &self.inner.base).finish_non_exhaustive()
     }
-}
-
-/// Installs rustls' ring provider for the process (idempotent). reqwest is built
-/// without a provider of its own to keep aws-lc out of the build.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// Builds the shared HTTP client used for Graph and Shopify. Proxies come from
-/// `proxy` only, never from the process environment, and never for loopback targets
-/// (see [`super::proxy`]).
-pub fn http_client(proxy: &ProxySettings) -> Result<reqwest::Client, reqwest::Error> {
-    install_crypto_provider();
-    let builder = reqwest::Client::builder()
-        .user_agent(concat!("pagesync/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(20))
-        // Graph never redirects API calls; following one could carry a token elsewhere.
-        .redirect(reqwest::redirect::Policy::none());
-    proxy.apply(builder).build()
 }
 
 impl GraphClient {
@@ -212,7 +191,7 @@ impl GraphClient {
             .get("data")
             .and_then(|d| d.as_object())
             .ok_or_else(|| FetchError::Permanent { code: None, detail: "/debug_token answered without data".into() })?;
-        Ok(judge_token(data, &i.app_id, page, crate::routes::unix_now()))
+        Ok(judge_token(data, &i.app_id, page, crate::clock::unix_now()))
     }
 
     /// Every Page of `/me/accounts`, following cursor paging (PLATFORM §2.4). A `next`
@@ -285,7 +264,7 @@ impl GraphClient {
             attempt += 1;
             let mut request = self.inner.http.request(method.clone(), url).query(&query);
             if let Some(token) = token {
-                let time = crate::routes::unix_now();
+                let time = crate::clock::unix_now();
                 let proof = appsecret_proof(&self.inner.app_secret, token, time);
                 request = request.query(&[
                     ("access_token", token.expose()),

@@ -1,8 +1,8 @@
 //! Clients of the platforms pagesync talks to, sharing one `reqwest::Client`.
 
 pub mod graph;
+pub mod http;
 pub mod outbox;
-pub mod proxy;
 pub mod shopify;
 
 /// A count (seconds, minutes, a percentage) read leniently from an upstream JSON value.

@@ -6,7 +6,9 @@
 //! answer within 10 s is a failure, with the receiver's `Retry-After` (seconds) when
 //! it gave one.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use crate::clock::unix_now;
 
 use base64::Engine as _;
 use futures_util::future::BoxFuture;
@@ -45,10 +47,6 @@ pub fn event_signature(key: &EventsKey, id: &str, timestamp: u64, body: &[u8]) -
     signed.push(b'.');
     signed.extend_from_slice(body);
     format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(hmac_sha256(key.bytes(), &signed)))
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is treated as absent).

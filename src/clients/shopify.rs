@@ -1,6 +1,8 @@
 //! Shopify's OAuth token exchange (PLATFORM §5.4).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use crate::clock::unix_now;
 
 use pagesync_actors::messages::ShopToken;
 use pagesync_actors::{Secret, ShopDomain};
@@ -24,10 +26,6 @@ pub enum ShopifyError {
 /// broken answer, and a bounded expiry keeps every later `expires_at + x` far from
 /// overflowing.
 pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
 
 #[derive(Clone)]
 pub struct ShopifyClient {

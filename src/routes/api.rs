@@ -32,7 +32,7 @@ use pagesync_actors::subscription::GetSubscription;
 use pagesync_actors::{PageId, Secret, ShopDomain, UserId, page_writer};
 use serde_json::{Value, json};
 
-use super::{AppState, ask};
+use crate::app_state::{AppState, ask};
 use crate::error::ApiError;
 use crate::metrics::{ApiResult, TokenKind};
 

@@ -12,9 +12,11 @@ use pagesync_actors::session::{CheckSession, SessionInfo};
 use pagesync_actors::subscription::{GetSubscription, SubscriptionState, SubscriptionStatus};
 use pagesync_actors::{Actors, PageId};
 
-use super::{AppState, ask, escape, html_page, session_cookie};
-use crate::cli::format_unix;
+use crate::app_state::{AppState, ask};
+use crate::clock::format_unix;
 use crate::error::ApiError;
+use crate::html::{escape, html_page};
+use crate::request::session_cookie;
 
 /// `GET /`.
 #[tracing::instrument(skip_all)]

@@ -22,10 +22,13 @@ use pagesync_actors::session::{
 use pagesync_actors::subscription::{EnsureAppSubscription, EnsurePageSubscription, ForgetSubscriptions};
 use pagesync_actors::{FacebookUserId, FetchError, PageId};
 
-use super::{AppState, ask, escape, html_page, session_cookie, session_cookie_header, unix_now, wants_html};
+use crate::app_state::{AppState, ask};
 use crate::body::{BodyLimits, read_body};
+use crate::clock::unix_now;
 use crate::error::ApiError;
-use crate::state::{self, FacebookState, STATE_LIFETIME_SECS};
+use crate::html::{escape, html_page};
+use crate::oauth_state::{self, FacebookState, STATE_LIFETIME_SECS};
+use crate::request::{session_cookie, session_cookie_header, wants_html};
 use crate::verify::verify_signed_request;
 
 /// Permissions asked in the Login dialog (SPEC §4).
@@ -50,7 +53,7 @@ async fn login_inner(req: &HttpRequest, state: &AppState) -> Result<HttpResponse
     // Signed, not stored: only a used nonce is remembered (so /facebook/login writes
     // nothing, however often it is called).
     let nonce = pagesync_actors::hex(&rand::random::<[u8; 16]>());
-    let signed = state::sign(
+    let signed = oauth_state::sign(
         &state.settings.state_token_secret,
         &FacebookState { user: session.user, nonce, expires_at: unix_now() + STATE_LIFETIME_SECS },
     );
@@ -108,7 +111,7 @@ async fn callback_inner(req: &HttpRequest, state: &AppState) -> Result<HttpRespo
         ));
     }
     let raw_state = query.get("state").ok_or_else(|| ApiError::BadRequest("state missing".into()))?;
-    let fb_state = state::verify(&state.settings.state_token_secret, raw_state, unix_now()).map_err(|e| {
+    let fb_state = oauth_state::verify(&state.settings.state_token_secret, raw_state, unix_now()).map_err(|e| {
         tracing::warn!(error = %e, "Facebook state refused");
         ApiError::BadRequest("invalid or expired state; please connect again".into())
     })?;

@@ -27,11 +27,14 @@ use pagesync_actors::session::{
 };
 use pagesync_actors::subscription::ForgetSubscriptions;
 
-use super::{AppState, ask, cookie, escape, html_page, session_cookie_header, unix_now, wants_html};
+use crate::app_state::{AppState, ask};
 use crate::body::{BodyLimits, read_body};
 use crate::clients::shopify::ShopifyError;
+use crate::clock::unix_now;
 use crate::error::ApiError;
-use crate::state::{STATE_LIFETIME_SECS, ShopifyState, sign_token, verify_token};
+use crate::html::{escape, html_page};
+use crate::oauth_state::{STATE_LIFETIME_SECS, ShopifyState, sign_token, verify_token};
+use crate::request::{cookie, session_cookie_header, wants_html};
 use crate::verify::{constant_time_eq, verify_shopify_query, verify_shopify_webhook};
 
 /// How far Shopify's `timestamp` may be from our clock.

@@ -15,7 +15,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use pagesync_actors::PageId;
 use pagesync_actors::messages::{AcceptDelivery, Forward, InboxError};
 
-use super::AppState;
+use crate::app_state::AppState;
 use crate::body::{self, BodyLimits};
 use crate::delivery::{self, Parsed};
 use crate::error::ApiError;

@@ -33,8 +33,9 @@ use pagesync_actors::Secret;
 use serde_json::Value;
 
 use crate::clients::outbox::event_signature;
+use crate::clock::unix_now;
 use crate::config::EventsKey;
-use crate::routes::{escape, html_page, unix_now};
+use crate::html::{escape, html_page};
 use crate::verify::{constant_time_eq, sign_sha256};
 
 /// How many forwarded deliveries and how many events the bot remembers (each): enough

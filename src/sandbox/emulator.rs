@@ -36,7 +36,8 @@ use base64::Engine as _;
 use pagesync_actors::{Secret, ShopDomain};
 use serde_json::{Map, Value, json};
 
-use crate::routes::{escape, unix_now};
+use crate::clock::unix_now;
+use crate::html::escape;
 use crate::verify::{appsecret_proof, constant_time_eq, hmac_sha256, shopify_message, sign_sha1, sign_sha256};
 
 /// The demo shop the sandbox's start URL installs on (any `*.myshopify.com` works).
@@ -223,7 +224,7 @@ impl Emulator {
     /// Builds the emulator's server on `listener` (bound by the caller). The server
     /// is returned unstarted: spawn it on the actix System and keep its handle.
     pub fn start(config: EmulatorConfig, listener: TcpListener) -> anyhow::Result<(Emulator, actix_web::dev::Server)> {
-        crate::clients::graph::install_crypto_provider();
+        crate::clients::http::install_crypto_provider();
         let client = reqwest::Client::builder()
             .no_proxy()
             .user_agent("facebookexternalua")

@@ -133,7 +133,7 @@ impl Sandbox {
     /// Starts the emulator and the daemon, and returns once the daemon is ready. Must
     /// run inside an actix System (the daemon's actors need one).
     pub async fn start(options: SandboxOptions) -> anyhow::Result<Sandbox> {
-        crate::clients::graph::install_crypto_provider();
+        crate::clients::http::install_crypto_provider();
         let data_dir = prepare_data_dir(options.data_dir)?;
         let config_dir = config_dir_for(&data_dir)?;
         let config_file = config_dir.join(".env");

@@ -262,7 +262,7 @@ fn unix_now() -> u64 {
 
 impl FakeGraph {
     pub fn start() -> FakeGraph {
-        pagesync::clients::graph::install_crypto_provider();
+        pagesync::clients::http::install_crypto_provider();
         let state =
             Arc::new(Mutex::new(State { page_size: 2, app_field_form: FieldForm::Objects, ..State::default() }));
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake graph");

@@ -9,7 +9,7 @@ use crate::helpers::{
     Options, SHOPIFY_KEY, SHOPIFY_STATE_COOKIE, TestApp, cookie_attributes, location, query_map, session_cookie,
     session_set_cookie, set_cookie_header, shopify_query_hmac, spawn_app, spawn_app_with, unique_shop, unix_now,
 };
-use pagesync::state::{ShopifyState, sign_token};
+use pagesync::oauth_state::{ShopifyState, sign_token};
 use pagesync_actors::store::trees;
 use pagesync_actors::{Secret, ShopDomain};
 

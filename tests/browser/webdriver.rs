@@ -86,7 +86,7 @@ impl Browser {
     /// Starts chromedriver, waits until it reports ready, and opens a session.
     pub fn start() -> Browser {
         let exe = find_chromedriver();
-        pagesync::clients::graph::install_crypto_provider();
+        pagesync::clients::http::install_crypto_provider();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
         let http =
             reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(90)).build().expect("reqwest client");

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use pagesync_actors::{EncryptionKey, Secret};
 
-use crate::clients::proxy::{PROXY_VARS, ProxySettings};
+pub mod proxy;
+
+use self::proxy::{PROXY_VARS, ProxySettings};
 
 /// One configuration variable.
 #[derive(Debug)]
