@@ -1,5 +1,5 @@
 //! What every HTTP handler can reach ([`AppState`]), and how a handler asks an actor
-//! a question ([`ask`]). Built once by [`crate::startup`] and cloned into each worker;
+//! a question ([`ask`]). Built once at start-up and cloned into each HTTP worker;
 //! sits above the clients (it holds them) and below the routes (they read it).
 
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! Readiness: is the store open, and does every actor answer? Asked by `GET /readyz`
-//! and by the systemd watchdog in [`crate::startup`]; its own module so that start-up
+//! and by the systemd watchdog at start-up; its own module so that start-up
 //! does not reach into a route handler for it.
 
 use std::time::Duration;

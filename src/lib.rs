@@ -26,3 +26,7 @@ pub mod startup;
 pub mod systemd;
 pub mod telemetry;
 pub mod verify;
+
+/// The edge's layering, checked by tests (see docs/architecture.md).
+#[cfg(test)]
+mod module_graph;
