@@ -3,7 +3,7 @@
 //! Routes that need the raw bytes (signature checks) read the body themselves rather
 //! than through an extractor, so that they can refuse early. Two limits apply to every
 //! such read: the size (a declared `Content-Length` over it is refused before a byte is
-//! read, a stream past it as soon as it crosses), and the time (SPEC §4: the whole body
+//! read, a stream past it as soon as it crosses), and the time (docs/contract.md §4: the whole body
 //! within 10 s of the headers). Without the deadline, a client that sends headers and
 //! then a byte a minute holds a connection and a buffer for as long as it likes; a
 //! per-read timeout would not stop it, so the deadline covers the whole read.

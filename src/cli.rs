@@ -1,4 +1,4 @@
-//! The command line (SPEC §6): subcommands plus one flag per configuration variable,
+//! The command line (docs/contract.md §6): subcommands plus one flag per configuration variable,
 //! generated from [`config::VARS`].
 
 use std::collections::HashMap;

@@ -20,7 +20,7 @@ pub enum ApiError {
     /// 413: the body is larger than allowed.
     #[error("body larger than {0} bytes")]
     PayloadTooLarge(usize),
-    /// 408: the body did not arrive in time (SPEC §4: 10 s after the headers).
+    /// 408: the body did not arrive in time (docs/contract.md §4: 10 s after the headers).
     #[error("the request body did not arrive in time")]
     RequestTimeout,
     /// 404: no such thing.

@@ -26,7 +26,7 @@ pub fn cookie<'r>(req: &'r HttpRequest, wanted: &str) -> Option<&'r str> {
     })
 }
 
-/// `Set-Cookie` value for a session (SPEC §4): HttpOnly, SameSite=Lax, Path=/, Secure
+/// `Set-Cookie` value for a session (docs/contract.md §4): HttpOnly, SameSite=Lax, Path=/, Secure
 /// when the app is served over https.
 pub fn session_cookie_header(id: &Secret, ttl: Duration, secure: bool) -> String {
     format!(

@@ -51,7 +51,7 @@ pub struct Tuning {
     /// systemd's watchdog period (`$WATCHDOG_USEC`); pings go out at half of it.
     pub watchdog: Option<Duration>,
     /// How long a `POST /facebook/webhook` body may take to arrive once the headers are
-    /// in (SPEC §4: 10 s); a slower body gets 408.
+    /// in (docs/contract.md §4: 10 s); a slower body gets 408.
     pub webhook_body_deadline: Duration,
 }
 

@@ -104,7 +104,7 @@ fn header_digest(headers: &HeaderMap, name: &str, prefix: &str, len: usize) -> R
     hex::decode(hex_part).map(Some).map_err(|_| SignatureError::Malformed)
 }
 
-/// Checks Shopify's OAuth callback `hmac` (PLATFORM §5.3): every other parameter
+/// Checks Shopify's OAuth callback `hmac` (docs/platform.md, "Shopify OAuth"): every other parameter
 /// (`hmac` and the legacy `signature` removed) sorted by name, re-encoded as a form
 /// with `%20` for spaces, joined `k=v&k=v`, HMAC-SHA256 under the app secret, hex.
 /// Returns the remaining parameters.
@@ -217,7 +217,7 @@ fn unreachable_hmac<T>() -> T {
 }
 
 /// `appsecret_proof` for a Graph call: hex HMAC-SHA256 of `token|time` under the app
-/// secret (PLATFORM §2.8, the timed form; `time` goes along as `appsecret_time`).
+/// secret (docs/platform.md, "Login", the timed form; `time` goes along as `appsecret_time`).
 pub fn appsecret_proof(app_secret: &Secret, token: &Secret, time: u64) -> String {
     let message = format!("{}|{time}", token.expose());
     hex::encode(hmac_sha256(app_secret.expose().as_bytes(), message.as_bytes()))

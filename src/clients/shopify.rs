@@ -1,4 +1,4 @@
-//! Shopify's OAuth token exchange (PLATFORM §5.4).
+//! Shopify's OAuth token exchange (docs/platform.md, "Shopify OAuth").
 
 use std::time::Duration;
 

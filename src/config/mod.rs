@@ -1,6 +1,6 @@
 //! Typed settings, read from flags > environment > `.env` > built-in defaults.
 //!
-//! Every variable of SPEC §2 is declared once, in [`VARS`], with its flag, default
+//! Every variable of docs/contract.md §2 is declared once, in [`VARS`], with its flag, default
 //! and meaning; the command-line flags are generated from that table. [`load`]
 //! validates everything in one pass and reports every problem on its own line, naming
 //! the variable and never printing a value (values may be secrets).

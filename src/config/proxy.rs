@@ -1,4 +1,4 @@
-//! Which proxy, if any, an outgoing request goes through (SPEC §5).
+//! Which proxy, if any, an outgoing request goes through (docs/contract.md §5).
 //!
 //! reqwest on its own reads `HTTP_PROXY` and friends from the process environment and
 //! sends every target through them, loopback included: with a proxy set, Shopify's

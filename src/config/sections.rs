@@ -50,7 +50,7 @@ pub struct ShopifySettings {
     pub admin_url: String,
 }
 
-/// The bot's side (SPEC §7).
+/// The bot's side (docs/contract.md §7).
 #[derive(Debug, Clone)]
 pub struct BotSettings {
     /// `PAGESYNC_BOT_FIELDS`: subscribed next to `FACEBOOK_SUBSCRIBED_FIELDS`.

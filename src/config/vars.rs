@@ -17,7 +17,8 @@ pub struct Var {
     pub help: &'static str,
 }
 
-/// Every variable pagesync reads, in SPEC order.
+/// Every variable pagesync reads, grouped as in docs/contract.md §2 and the section
+/// parsers: Facebook, Shopify, the daemon, the bot, logging.
 pub const VARS: &[Var] = &[
     Var {
         name: "FACEBOOK_APP_ID",
@@ -212,7 +213,7 @@ pub const VARS: &[Var] = &[
     },
     Var {
         name: "PAGESYNC_EVENTS_SECRET",
-        // Not `--events-secret`: that is `pagesync keygen --events-secret` (SPEC §6).
+        // Not `--events-secret`: that is `pagesync keygen --events-secret` (docs/contract.md §6).
         flag: "events-signing-secret",
         default: None,
         required: false,

@@ -1,4 +1,4 @@
-//! The consumer API (SPEC §7): `/api/v1`, for the bot and other trusted programs that
+//! The consumer API (docs/contract.md §7): `/api/v1`, for the bot and other trusted programs that
 //! hold a key from `pagesync api-key create`.
 //!
 //! Every request carries `Authorization: Bearer psk_…`. The key is checked first —

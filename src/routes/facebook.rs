@@ -31,7 +31,7 @@ use crate::oauth_state::{self, FacebookState, STATE_LIFETIME_SECS};
 use crate::request::{session_cookie, session_cookie_header, wants_html};
 use crate::verify::verify_signed_request;
 
-/// Permissions asked in the Login dialog (SPEC §4).
+/// Permissions asked in the Login dialog (docs/contract.md §4).
 pub const SCOPES: &str = "pages_messaging,pages_show_list,pages_manage_metadata";
 
 /// How long the callback waits for each Page's subscription and first sync before

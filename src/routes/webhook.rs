@@ -1,4 +1,4 @@
-//! Meta webhooks: the verification GET and the delivery POST (SPEC §4).
+//! Meta webhooks: the verification GET and the delivery POST (docs/contract.md §4).
 //!
 //! The POST path, in order: a declared length over the limit is refused (413) before
 //! a byte is read; the signature headers must be present and well formed (401); the
@@ -92,7 +92,7 @@ async fn receive_inner(
     let raw = verified.get().clone();
     let parsed = delivery::parse(verified, &state.settings.facebook.subscribed_fields)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    // Every verified JSON delivery, of any object, is the bot's too (SPEC §7).
+    // Every verified JSON delivery, of any object, is the bot's too (docs/contract.md §7).
     let forward = |lane: String| {
         state.settings.bot.forward_url.as_ref().map(|_| Forward {
             lane,

@@ -1,5 +1,5 @@
 //! The demo bot behind `pagesync sandbox`: the receiving end of pagesync's relay and
-//! events (SPEC §7), on its own loopback HTTP server, so that a newcomer sees in a
+//! events (docs/contract.md §7), on its own loopback HTTP server, so that a newcomer sees in a
 //! browser what a Messenger bot next to pagesync gets.
 //!
 //! - `POST /webhook` (the sandbox's `PAGESYNC_FORWARD_URL`): a relayed Meta delivery.

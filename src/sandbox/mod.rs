@@ -36,7 +36,7 @@ use crate::startup::{Application, Tuning};
 use demo_bot::{DemoBot, DemoBotConfig};
 use emulator::{DEMO_PAGES, DEMO_SHOP, Emulator, EmulatorConfig};
 
-/// Where the daemon listens when `--bind` is not given (SPEC's default), if free.
+/// Where the daemon listens when `--bind` is not given (the documented default), if free.
 pub const DEFAULT_BIND: &str = "127.0.0.1:5000";
 
 /// The Page fields the demo bot needs (`PAGESYNC_BOT_FIELDS`), as a Messenger sales bot

@@ -1,4 +1,4 @@
-//! The consumer API (SPEC §7, `/api/v1`): bearer keys from `pagesync api-key`, scopes
+//! The consumer API (docs/contract.md §7, `/api/v1`): bearer keys from `pagesync api-key`, scopes
 //! that do not imply each other, the Page list and its `?shop=` filter, one Page with
 //! its `ETag`, Page and shop tokens (never cached, audited, counted, never logged).
 

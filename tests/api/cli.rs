@@ -1,4 +1,4 @@
-//! The operator CLI (SPEC §6): `pages`, `resync` and `webhook send`, against a running
+//! The operator CLI (docs/contract.md §6): `pages`, `resync` and `webhook send`, against a running
 //! app (over its control socket) and against a data dir with no daemon.
 
 use std::os::unix::fs::PermissionsExt as _;

@@ -1,4 +1,4 @@
-//! Events (SPEC §7): Standard Webhooks signed, one per real change, in order per Page.
+//! Events (docs/contract.md §7): Standard Webhooks signed, one per real change, in order per Page.
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
-//! Facebook connect (SPEC §4 "Facebook connect"): `/facebook/login` and
+//! Facebook connect (docs/contract.md §4 "Facebook connect"): `/facebook/login` and
 //! `/facebook/callback` from a Shopify session to synced `page_data.json` files, the
-//! exact calls the fake Meta sees (PLATFORM §2.1–2.8), every rejection, idempotent
+//! exact calls the fake Meta sees (docs/platform.md, "Login" and "Webhook subscriptions"), every rejection, idempotent
 //! subscriptions at both levels, per-Page failures and the session rotation.
 
 use std::time::{Duration, Instant};
@@ -230,7 +230,7 @@ async fn connecting_facebook_makes_exactly_the_calls_platform_describes() {
         assert!(app.graph.gets(&page.id) >= 1, "Page {} was never fetched", page.id);
     }
 
-    // Nothing else: every call is one PLATFORM describes.
+    // Nothing else: every call is one docs/platform.md describes.
     for call in &calls {
         let p = call.path.as_str();
         let known = p == "/v25.0/oauth/access_token"

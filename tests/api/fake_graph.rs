@@ -19,7 +19,7 @@
 //! - `POST /{v}/{app-id}/subscriptions` with the app token: before answering, the fake
 //!   makes Meta's verification request to `callback_url` and answers success only if the
 //!   challenge came back verbatim; then the callback is replaced and the fields are
-//!   added to the ones already there (PLATFORM §2.7: a POST amends).
+//!   added to the ones already there (docs/platform.md, "Webhook subscriptions": a POST amends).
 //!
 //! Shopify: `POST /{shop}/admin/oauth/access_token` (form or JSON) exchanges a registered,
 //! single-use code for a `shpat_` token (or the expiring answer with a refresh token).

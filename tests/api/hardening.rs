@@ -1,4 +1,4 @@
-//! The security review's fixes that live in the core (SPEC §3, §4): replayed removal
+//! The security review's fixes that live in the core (docs/contract.md §3, §4): replayed removal
 //! callbacks, a disconnect racing a refresh, crash leftovers, file modes, Messenger
 //! traffic that must not cost Graph calls, metric labels a client cannot grow, and
 //! status gauges kept instead of counted.

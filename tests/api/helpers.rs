@@ -3,7 +3,7 @@
 //! Each app gets its own data dir, a port chosen by the OS and a fake Meta + Shopify
 //! server; it is built by the same `Application::build_on` as production, on a listener
 //! bound first so that the redirect URIs and the webhook address can name the app's own
-//! port. `TestApp` speaks every flow of SPEC §4 the way a browser, Shopify or Meta would:
+//! port. `TestApp` speaks every flow of docs/contract.md §4 the way a browser, Shopify or Meta would:
 //! it signs what they sign and carries the session cookie by hand (the client has no
 //! cookie store).
 
@@ -25,7 +25,8 @@ use tokio::sync::oneshot;
 
 use crate::fake_graph::{FakeGraph, FbUser, form_encode};
 
-/// The made-up app secret of PLATFORM.md §7, so its published signatures verify.
+/// A made-up app secret; the fixed signatures of the webhook tests' sample deliveries
+/// (docs/platform.md, "Webhook deliveries") are computed under it.
 pub const APP_SECRET: &str = "test_app_secret_0123456789abcdef";
 pub const VERIFY_TOKEN: &str = "verify-token-for-tests";
 pub const SHOPIFY_KEY: &str = "shopify-key";

@@ -1,4 +1,4 @@
-//! The Facebook callback belongs to the browser that started it (SPEC §4 "Facebook
+//! The Facebook callback belongs to the browser that started it (docs/contract.md §4 "Facebook
 //! connect"): a connect link made from one shop's `/facebook/login` and completed in
 //! another shop's browser, or in a browser with no session, binds nothing, exchanges no
 //! code and leaves the clicker's session as it was.

@@ -1,4 +1,4 @@
-//! The daily re-sync (SPEC §5), run here every second.
+//! The daily re-sync (docs/contract.md §5), run here every second.
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,4 @@
-//! The relay (SPEC §7): every verified Meta delivery reaches the bot byte for byte with
+//! The relay (docs/contract.md §7): every verified Meta delivery reaches the bot byte for byte with
 //! Meta's own signature headers, durably, in order per Page, retried, dead-lettered.
 
 use std::time::Duration;

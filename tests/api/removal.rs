@@ -1,4 +1,4 @@
-//! Merchants leaving (SPEC §4): Shopify's `POST /shopify/webhooks` (compliance topics and
+//! Merchants leaving (docs/contract.md §4): Shopify's `POST /shopify/webhooks` (compliance topics and
 //! `app/uninstalled`) and Meta's `POST /facebook/deauthorize` and
 //! `POST /facebook/data-deletion` with their `signed_request`. Each removal takes exactly
 //! that merchant's data and leaves everyone else's alone.

@@ -1,4 +1,4 @@
-//! `pagesync sandbox` (SPEC §6): the daemon against the built-in emulator and demo
+//! `pagesync sandbox` (docs/contract.md §6): the daemon against the built-in emulator and demo
 //! bot, driven over HTTP the way a browser would (forms submitted by hand, redirects
 //! followed by hand, the `session_id` cookie carried by hand), plus the command itself
 //! as a process.

@@ -1,12 +1,12 @@
 //! No token, secret or session id in plain text under the data dir or in the logs
-//! (SPEC §3): the whole onboarding runs with unique long secrets and tokens, including a
+//! (docs/contract.md §3): the whole onboarding runs with unique long secrets and tokens, including a
 //! failed Shopify exchange, a failed Meta code exchange and a Graph error (error paths
 //! are where URLs with tokens get logged), then every file below the data dir (sled's
 //! binary files too, read as bytes) and every log line captured at TRACE are searched.
 //!
 //! The whole run has `HTTP_PROXY`, `HTTPS_PROXY` and `ALL_PROXY` (both spellings)
 //! pointing at a recording proxy on 127.0.0.1: every target here is loopback, so it
-//! must see no connection at all (SPEC §5), while the settings show the variables were
+//! must see no connection at all (docs/contract.md §5), while the settings show the variables were
 //! read (a real host would be proxied).
 //!
 //! Logs are captured by one global `tracing` subscriber installed on first use, at TRACE

@@ -1,5 +1,5 @@
-//! The Shopify install (SPEC §4 "Shopify install"): `/shopify/login` and
-//! `/shopify/callback` as Shopify and a browser drive them, every rejection the SPEC
+//! The Shopify install (docs/contract.md §4 "Shopify install"): `/shopify/login` and
+//! `/shopify/callback` as Shopify and a browser drive them, every rejection the contract
 //! names, and the code exchange at the fake shop's admin.
 
 use serde_json::{Value, json};

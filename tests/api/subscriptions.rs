@@ -1,4 +1,4 @@
-//! Subscriptions that never remove a field (SPEC §4 "Facebook connect"): pagesync shares
+//! Subscriptions that never remove a field (docs/contract.md §4 "Facebook connect"): pagesync shares
 //! the Meta app with the sales bot, so at both levels it reads what is there and adds
 //! W = FACEBOOK_SUBSCRIBED_FIELDS ∪ PAGESYNC_BOT_FIELDS to it, posts nothing when W is
 //! already covered, and never takes over another callback URL unless

@@ -42,7 +42,7 @@ async fn a_batched_delivery_refreshes_every_page_it_names() {
     let app = spawn_app().await;
     app.connect_page("104857600012345", "t1", "Maple").await;
     app.connect_page("209715200067890", "t2", "Northwind Outfitters").await;
-    // PLATFORM §7.1 vector B: two entries, three changes.
+    // A made-up delivery in Meta's shape (docs/platform.md, "Webhook deliveries"): two entries, three changes.
     let body = r#"{"object":"page","entry":[{"id":"104857600012345","time":1767225660,"changes":[{"field":"category","value":"Home Decor"}]},{"id":"209715200067890","time":1767225661,"changes":[{"field":"name","value":"Northwind Outfitters"},{"field":"category","value":"Sporting Goods Store"}]}]}"#;
     assert_eq!(app.post_webhook(body).await.status(), 200);
     app.wait_for_name("104857600012345", "Maple").await;
@@ -106,7 +106,7 @@ async fn a_delivery_for_an_unknown_page_is_counted_and_skipped() {
 async fn hostile_page_ids_never_reach_a_path_or_graph() {
     let app = spawn_app().await;
     app.connect_page("55", "t", "Safe").await;
-    // Every entry names a subscribed field, so only the id decides (SPEC §4).
+    // Every entry names a subscribed field, so only the id decides (docs/contract.md §4).
     let body = r#"{"object":"page","entry":[{"id":"../../etc","changed_fields":["name"]},{"id":"1/../2","changed_fields":["name"]},{"id":"..%2F..%2Fetc","changed_fields":["name"]},{"id":"55","changed_fields":["name"]}]}"#;
     assert_eq!(app.post_webhook(body).await.status(), 200);
     app.wait_for_name("55", "Safe").await;

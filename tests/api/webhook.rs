@@ -1,4 +1,4 @@
-//! SPEC §4 "Meta webhooks": every row of the status table.
+//! docs/contract.md §4 "Meta webhooks": every row of the status table.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -11,7 +11,7 @@ use pagesync::startup::Tuning;
 
 use crate::helpers::{APP_SECRET, Options, VERIFY_TOKEN, delivery, fast_tuning, spawn_app, spawn_app_with};
 
-/// PLATFORM §7.1 vector C: escaped unicode and `\/` exactly as on the wire.
+/// Escaped unicode and `\/` exactly as on the wire (docs/platform.md, "Webhook deliveries").
 const C: &str = r#"{"object":"page","entry":[{"id":"314572800098765","time":1767225720,"changes":[{"field":"name","value":"Caf\u00e9 Lumi\u00e8re \/ Bakery"}]}]}"#;
 const C_SHA256: &str = "sha256=0bcd7b6e3e06d40b62274bda76cf372605a27e0c580610f7e7efe85e4ae91147";
 const C_SHA1: &str = "sha1=6d3963d525b93ed92d59d4ccda6e4087aa725f09";

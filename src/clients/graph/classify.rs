@@ -32,7 +32,7 @@ pub struct GraphError {
     #[serde(default)]
     pub message: Option<String>,
 }
-/// Classifies a failed answer (PLATFORM §3.2–3.6).
+/// Classifies a failed answer (docs/platform.md, "Graph errors").
 pub fn classify(
     status: u16,
     error: Option<GraphError>,

@@ -2,7 +2,7 @@
 //!
 //! One `reqwest::Client` (rustls, connection pool) for every call. Each call made with
 //! a user or Page token carries `appsecret_proof` and `appsecret_time`. Failures are
-//! classified by `error.code` / `error_subcode` (PLATFORM §3), never by message text;
+//! classified by `error.code` / `error_subcode` (docs/platform.md, "Graph errors"), never by message text;
 //! the HTTP status is only a fallback when the body holds no Graph error. Transient
 //! failures (5xx, timeouts, codes 1/2, `is_transient`) are retried here with
 //! exponential back-off and full jitter; everything else goes back to the caller at

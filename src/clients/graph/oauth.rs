@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::GraphClient;
 
 impl GraphClient {
-    /// Code from the Login dialog -> short-lived user token (PLATFORM §2.2).
+    /// Code from the Login dialog -> short-lived user token (docs/platform.md, "Login").
     pub async fn exchange_code(&self, code: &str) -> Result<Secret, FetchError> {
         let url = format!("{}/oauth/access_token", self.inner.base);
         let query = vec![
@@ -21,7 +21,7 @@ impl GraphClient {
         let (body, _) = self.call("oauth_code", Method::GET, &url, query, None, None).await?;
         access_token(&body)
     }
-    /// Short-lived -> long-lived user token (PLATFORM §2.3).
+    /// Short-lived -> long-lived user token (docs/platform.md, "Login").
     pub async fn long_lived(&self, short: &Secret) -> Result<Secret, FetchError> {
         let url = format!("{}/oauth/access_token", self.inner.base);
         let query = vec![
@@ -45,7 +45,7 @@ impl GraphClient {
         let name = body.get("name").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
         Ok(FacebookUser { id, name })
     }
-    /// Every Page of `/me/accounts`, following cursor paging (PLATFORM §2.4). A `next`
+    /// Every Page of `/me/accounts`, following cursor paging (docs/platform.md, "Login"). A `next`
     /// link that leaves the configured Graph origin is not followed.
     pub async fn accounts(&self, user_token: &Secret) -> Result<Vec<AccountPage>, FetchError> {
         const MAX_PAGES: usize = 100;

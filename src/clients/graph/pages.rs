@@ -14,7 +14,7 @@ impl GraphClient {
         let query = vec![("fields".to_owned(), self.inner.page_fields.clone())];
         Ok(self.call("page", Method::GET, &url, query, Some(token), Some(page)).await?.0)
     }
-    /// `GET /debug_token` with the app token (PLATFORM §2.9): is this Page token still
+    /// `GET /debug_token` with the app token (docs/platform.md, "Login"): is this Page token still
     /// good, for our app and for this Page? `expires_at: 0` means it does not expire.
     pub async fn debug_token(&self, page: &PageId, token: &Secret) -> Result<TokenCheck, FetchError> {
         let i = &self.inner;
