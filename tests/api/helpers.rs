@@ -299,7 +299,20 @@ impl TestApp {
     /// The number of records in the store's tree `name`. Only for a stopped app (sled
     /// locks the database): pass the data dir `stop` handed back.
     pub fn tree_len(dir: &TempDir, name: &'static str) -> usize {
-        let store = Store::open(&StoreConfig::new(dir.path().join("data").join("db"))).expect("open the store");
+        // The stopped app's last database handles (held by actors still being dropped)
+        // may keep sled's lock a moment longer: retry the open, as `start_app` does.
+        let config = StoreConfig::new(dir.path().join("data").join("db"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let store = loop {
+            match Store::open(&config) {
+                Ok(store) => break store,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("cannot open the stopped app's store: {e}"),
+            }
+        };
         let len = store.tree(name).expect("open the tree").len();
         store.close().expect("close the store");
         len
