@@ -33,10 +33,14 @@ use actix::prelude::*;
 
 use crate::graph::{FetchError, LimitScope, PageData, PageSource, TokenCheck};
 use crate::ids::PageId;
-use crate::messages::*;
+use crate::messages::{GetPageToken, Ping, Shutdown};
 use crate::outbox::{Enqueued, ItemKind, OutboxHandle, event_body};
 use crate::store::{Store, StoreError, trees};
 use crate::token_vault::TokenVaultActor;
+
+// This actor's messages are declared in `messages` (the crate's contract) and
+// re-exported here, so `page_writer::<Message>` keeps working for callers.
+pub use crate::messages::writer::*;
 
 /// The longest pause any upstream hint can impose on a Page or on the app. Meta's
 /// `estimated_time_to_regain_access` is in minutes and in practice below an hour; a

@@ -33,10 +33,14 @@ use sled::Transactional as _;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 use crate::ids::{FacebookUserId, PageId, UserId};
-use crate::messages::*;
+use crate::messages::{Ping, Shutdown};
 use crate::seal::Sealer;
 use crate::secret::Secret;
 use crate::store::{Store, StoreError, trees};
+
+// This actor's messages are declared in `messages` (the crate's contract) and
+// re-exported here, so `token_vault::<Message>` keeps working for callers.
+pub use crate::messages::vault::*;
 
 /// See the module docs.
 pub struct TokenVaultActor {
@@ -383,6 +387,25 @@ impl TokenVaultActor {
         })?;
         Ok(Some(PageCredentials { owner, token: Secret::new(token) }))
     }
+
+    /// Seals a shop's token (bound to the shop by the sealing's associated data) and
+    /// stores it; the caller makes it durable.
+    fn put_shop_token(&self, msg: &StoreShopToken) -> Result<(), VaultError> {
+        let t = &msg.token;
+        let record = SealedShopToken {
+            access_token: t.access_token.expose().to_owned(),
+            scope: t.scope.clone(),
+            refresh_token: t.refresh_token.as_ref().map(|r| r.expose().to_owned()),
+            expires_at: t.expires_at,
+            refresh_expires_at: t.refresh_expires_at,
+        };
+        let plain = serde_json::to_vec(&record)
+            .map_err(|e| VaultError::Store(StoreError::Corrupt { tree: trees::SHOP_TOKENS, detail: e.to_string() }))?;
+        let key = format!("shop_token/{}", msg.shop);
+        let sealed = self.sealer.seal(key.as_bytes(), &plain)?;
+        self.trees.shop_tokens.insert(msg.shop.as_str(), sealed).map_err(|e| VaultError::Store(e.into()))?;
+        Ok(())
+    }
 }
 
 impl Actor for TokenVaultActor {
@@ -414,13 +437,7 @@ impl Handler<StorePageToken> for TokenVaultActor {
     type Result = ResponseFuture<Result<(), VaultError>>;
 
     fn handle(&mut self, msg: StorePageToken, _: &mut Self::Context) -> Self::Result {
-        let stored = self.put(&msg);
-        let flush = self.store.flush();
-        Box::pin(async move {
-            stored?;
-            flush.await?;
-            Ok(())
-        })
+        Box::pin(self.store.durable(self.put(&msg)))
     }
 }
 
@@ -448,13 +465,7 @@ impl Handler<ConnectPages> for TokenVaultActor {
     type Result = ResponseFuture<Result<(), VaultError>>;
 
     fn handle(&mut self, msg: ConnectPages, _: &mut Self::Context) -> Self::Result {
-        let stored = self.connect(&msg);
-        let flush = self.store.flush();
-        Box::pin(async move {
-            stored?;
-            flush.await?;
-            Ok(())
-        })
+        Box::pin(self.store.durable(self.connect(&msg)))
     }
 }
 
@@ -463,29 +474,7 @@ impl Handler<StoreShopToken> for TokenVaultActor {
     type Result = ResponseFuture<Result<(), VaultError>>;
 
     fn handle(&mut self, msg: StoreShopToken, _: &mut Self::Context) -> Self::Result {
-        let t = &msg.token;
-        let record = SealedShopToken {
-            access_token: t.access_token.expose().to_owned(),
-            scope: t.scope.clone(),
-            refresh_token: t.refresh_token.as_ref().map(|r| r.expose().to_owned()),
-            expires_at: t.expires_at,
-            refresh_expires_at: t.refresh_expires_at,
-        };
-        let stored = serde_json::to_vec(&record)
-            .map_err(|e| VaultError::Store(StoreError::Corrupt { tree: trees::SHOP_TOKENS, detail: e.to_string() }))
-            .and_then(|plain| {
-                let key = format!("shop_token/{}", msg.shop);
-                Ok(self.sealer.seal(key.as_bytes(), &plain)?)
-            })
-            .and_then(|sealed| {
-                self.trees.shop_tokens.insert(msg.shop.as_str(), sealed).map_err(|e| VaultError::Store(e.into()))
-            });
-        let flush = self.store.flush();
-        Box::pin(async move {
-            stored?;
-            flush.await?;
-            Ok(())
-        })
+        Box::pin(self.store.durable(self.put_shop_token(&msg)))
     }
 }
 
@@ -551,13 +540,7 @@ impl Handler<ForgetOwner> for TokenVaultActor {
     type Result = ResponseFuture<Result<Vec<PageId>, VaultError>>;
 
     fn handle(&mut self, msg: ForgetOwner, _: &mut Self::Context) -> Self::Result {
-        let result = self.forget_owner(&msg.owner);
-        let flush = self.store.flush();
-        Box::pin(async move {
-            let pages = result?;
-            flush.await?;
-            Ok(pages)
-        })
+        Box::pin(self.store.durable(self.forget_owner(&msg.owner).map_err(VaultError::from)))
     }
 }
 
@@ -566,13 +549,7 @@ impl Handler<ForgetFacebookUser> for TokenVaultActor {
     type Result = ResponseFuture<Result<Removal, VaultError>>;
 
     fn handle(&mut self, msg: ForgetFacebookUser, _: &mut Self::Context) -> Self::Result {
-        let result = self.forget_facebook_user(&msg.fb_user, msg.issued_at);
-        let flush = self.store.flush();
-        Box::pin(async move {
-            let removal = result?;
-            flush.await?;
-            Ok(removal)
-        })
+        Box::pin(self.store.durable(self.forget_facebook_user(&msg.fb_user, msg.issued_at).map_err(VaultError::from)))
     }
 }
 
