@@ -2,7 +2,7 @@
 //! `facebook/<page_id>/page_data.json`.
 //!
 //! Who sends what: the webhook route sends [`AcceptDelivery`] once a delivery's
-//! signature checked out; readiness sends [`Ping`]; startup sends [`Shutdown`] at the
+//! signature checked out; readiness sends [`Ping`](crate::messages::Ping); startup sends [`Shutdown`](crate::messages::Shutdown) at the
 //! end. The actor asks the TokenVaultActor for a Page's token and a [`PageSource`] for
 //! the Page's data.
 //!
@@ -25,7 +25,7 @@
 //!
 //! The parts: [`schedule`] decides the order of work (a pure state machine: per-Page
 //! running/waiting, the ready queue, back-off, when a delivery is done); `refresh`
-//! does one refresh's I/O (vault, Graph, file); [`files`] is the page file I/O. This
+//! does one refresh's I/O (vault, Graph, file); `files` is the page file I/O. This
 //! file wires them: it owns the trees, the timers and the messages.
 
 mod files;
