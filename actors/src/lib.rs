@@ -22,6 +22,21 @@
 //!
 //! The actix plumbing is kept thin on purpose (the `actix` crate is in passive
 //! maintenance): the logic lives in plain methods, the `Handler` impls only route.
+//!
+//! # Where things live
+//!
+//! - Every message, its reply type and its error type is declared in [`messages`], one
+//!   file per actor (`messages::session`, `messages::vault`, `messages::writer`, ...);
+//!   [`messages::Ping`] and [`messages::Shutdown`] go to every actor. Each actor module
+//!   re-exports its own messages, so `session::CheckSession` and
+//!   `messages::CheckSession` name the same type. Only messages an actor sends itself
+//!   stay private to its file.
+//! - One actor per module: its `//!` docs say what it owns and who sends it what; its
+//!   logic is in plain methods; a reply that promises durability is
+//!   [`Store::durable`] of the method's result.
+//! - [`page_writer`] is a folder: [`page_writer::schedule`] is its scheduling state
+//!   machine (no actix, no I/O), beside the refresh I/O, the page file I/O and the
+//!   handlers.
 
 pub mod api_keys;
 pub mod graph;

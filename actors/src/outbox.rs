@@ -31,56 +31,22 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix::prelude::*;
 use futures_util::future::BoxFuture;
-use serde::{Deserialize, Serialize};
 use sled::Transactional as _;
 
 use crate::messages::{Ping, Shutdown};
-use crate::store::{Store, StoreError, Write, trees};
+use crate::store::{Store, StoreError, trees};
 
-/// What an item is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ItemKind {
-    /// A Meta delivery relayed to `PAGESYNC_FORWARD_URL`.
-    Forward,
-    /// A pagesync event for `PAGESYNC_EVENTS_URL`.
-    Event,
-}
+// This actor's messages are declared in `messages` (the crate's contract) and
+// re-exported here, so `outbox::<Message>` keeps working for callers.
+pub use crate::messages::outbox::*;
 
-impl ItemKind {
-    pub const ALL: [ItemKind; 2] = [ItemKind::Forward, ItemKind::Event];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ItemKind::Forward => "forward",
-            ItemKind::Event => "event",
-        }
-    }
-}
-
-/// Everything about an item but its body, as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ItemMeta {
-    /// Stable across attempts and restarts (`X-Pagesync-Delivery`, `webhook-id`).
-    pub id: String,
-    pub kind: ItemKind,
-    pub lane: String,
-    /// Unix milliseconds when it was queued (or put back in line by `outbox retry`).
-    pub queued_ms: u64,
-    /// Attempts made so far.
-    pub attempts: u32,
-    /// Unix milliseconds of the last attempt.
-    pub last_attempt_ms: Option<u64>,
-    /// Why the last attempt failed (never a body or a secret).
-    pub last_error: Option<String>,
-    /// Headers to send as they are (a forward's `Content-Type` and Meta signatures).
-    #[serde(default)]
-    pub headers: Vec<(String, String)>,
-}
+mod record;
+pub use record::{ItemMeta, OutboxQueue, Prepared, event_body, rfc3339_utc};
+use record::{decode, encode, unix_ms};
 
 /// One send attempt, handed to the [`OutboxSender`].
 #[derive(Debug, Clone)]
@@ -135,45 +101,6 @@ impl Default for OutboxConfig {
     }
 }
 
-/// Builds outbox records for a caller's group commit. Cheap to clone; shared by the
-/// webhook route and the actors that emit events.
-#[derive(Clone)]
-pub struct OutboxQueue {
-    tree: sled::Tree,
-    next_seq: Arc<AtomicU64>,
-}
-
-/// An item built by [`OutboxQueue`]: commit `write` with your own records, then send
-/// [`Enqueued`] to the actor.
-#[derive(Debug)]
-pub struct Prepared {
-    pub write: Write,
-    pub enqueued: Enqueued,
-}
-
-impl OutboxQueue {
-    /// A new item of `kind` in `lane`, with a fresh random id prefixed `prefix`.
-    pub fn prepare(&self, kind: ItemKind, lane: &str, headers: Vec<(String, String)>, body: &[u8]) -> Prepared {
-        let prefix = match kind {
-            ItemKind::Forward => "fwd_",
-            ItemKind::Event => "msg_",
-        };
-        let meta = ItemMeta {
-            id: format!("{prefix}{}", crate::hex(&rand::random::<[u8; 16]>())),
-            kind,
-            lane: lane.to_owned(),
-            queued_ms: unix_ms(),
-            attempts: 0,
-            last_attempt_ms: None,
-            last_error: None,
-            headers,
-        };
-        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        let write = (self.tree.clone(), seq.to_be_bytes().to_vec(), encode(&meta, body));
-        Prepared { write, enqueued: Enqueued { seq, lane: meta.lane, kind } }
-    }
-}
-
 /// What an actor that adds items holds: the queue that builds records for its own
 /// group commits, and the actor to tell once they are durable.
 #[derive(Clone)]
@@ -184,84 +111,6 @@ pub struct OutboxHandle {
     pub events: bool,
     /// The thread the actor runs on, stopped after the actor (see `start`).
     pub arbiter: Option<actix::ArbiterHandle>,
-}
-
-/// The body of an event (Standard Webhooks): `{"type", "timestamp", "data"}`.
-pub fn event_body(kind: &str, data: serde_json::Value) -> Vec<u8> {
-    let body = serde_json::json!({ "type": kind, "timestamp": rfc3339_utc(unix_ms() / 1000), "data": data });
-    serde_json::to_vec(&body).unwrap_or_default()
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` for unix seconds (days to civil date, proleptic Gregorian).
-pub fn rfc3339_utc(secs: u64) -> String {
-    let (year, month, day, h, m, s) = crate::civil_utc(secs);
-    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z")
-}
-
-/// Items committed into the `outbox` tree: queue them.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct Enqueued {
-    pub seq: u64,
-    pub lane: String,
-    pub kind: ItemKind,
-}
-
-/// Put dead-lettered items back in line (`pagesync outbox retry`): the named ids, or
-/// every dead item with `all`. Replies how many were moved.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<usize, StoreError>")]
-pub struct RetryDead {
-    pub ids: Vec<String>,
-    pub all: bool,
-}
-
-/// Pending and dead items, oldest first, at most `limit` of each, with counts.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<OutboxListing, StoreError>")]
-pub struct ListOutbox {
-    pub limit: usize,
-}
-
-/// One row of a listing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct OutboxRow {
-    pub id: String,
-    pub kind: ItemKind,
-    pub lane: String,
-    pub state: &'static str,
-    pub attempts: u32,
-    pub last_error: Option<String>,
-    pub age_seconds: u64,
-}
-
-/// What `ListOutbox` answers.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct OutboxListing {
-    pub stats: OutboxStats,
-    pub items: Vec<OutboxRow>,
-}
-
-/// Counters of the outbox.
-#[derive(Debug, Message)]
-#[rtype(result = "OutboxStats")]
-pub struct GetOutboxStats;
-
-/// A snapshot of the outbox's work.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct OutboxStats {
-    pub pending_forwards: u64,
-    pub pending_events: u64,
-    pub dead_forwards: u64,
-    pub dead_events: u64,
-    /// Attempts since start that got a 2xx.
-    pub delivered: u64,
-    /// Attempts since start that failed (each retry counts).
-    pub failed: u64,
-    /// Items dead-lettered since start.
-    pub dead_lettered: u64,
-    /// Age in seconds of the oldest pending item (0 when none).
-    pub oldest_age_seconds: u64,
 }
 
 /// One lane's queue.
@@ -641,27 +490,6 @@ pub fn retry_delay(config: &OutboxConfig, attempts: u32, retry_after: Option<Dur
     Duration::from_millis(exp / 2 + rand::random_range(0..=exp / 2))
 }
 
-fn encode(meta: &ItemMeta, body: &[u8]) -> Vec<u8> {
-    let json = serde_json::to_vec(meta).unwrap_or_default();
-    let len = u32::try_from(json.len()).unwrap_or(u32::MAX);
-    let mut out = Vec::with_capacity(4 + json.len() + body.len());
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&json);
-    out.extend_from_slice(body);
-    out
-}
-
-fn decode(raw: &[u8]) -> Option<(ItemMeta, &[u8])> {
-    let len = u32::from_be_bytes(raw.get(..4)?.try_into().ok()?) as usize;
-    let json = raw.get(4..4usize.checked_add(len)?)?;
-    let body = raw.get(4 + len..)?;
-    Some((serde_json::from_slice(json).ok()?, body))
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 impl Actor for OutboxActor {
     type Context = Context<Self>;
 
@@ -730,250 +558,5 @@ impl Handler<GetOutboxStats> for OutboxActor {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Mutex;
-
-    use super::*;
-    use crate::store::StoreConfig;
-
-    /// Records every attempt; fails the ids in `failing` (each listed once per failure).
-    #[derive(Default)]
-    struct FakeSender {
-        attempts: Mutex<Vec<(String, u32, Vec<u8>)>>,
-        failing: Mutex<Vec<String>>,
-        /// Ids that always fail.
-        broken: Mutex<Vec<String>>,
-    }
-
-    impl OutboxSender for FakeSender {
-        fn send(&self, item: Outgoing) -> BoxFuture<'static, Result<(), SendFailure>> {
-            let id = item.meta.id.clone();
-            self.attempts.lock().unwrap().push((id.clone(), item.attempt, item.body));
-            let mut failing = self.failing.lock().unwrap();
-            let fail = if let Some(i) = failing.iter().position(|f| *f == id) {
-                failing.remove(i);
-                true
-            } else {
-                self.broken.lock().unwrap().contains(&id)
-            };
-            Box::pin(async move {
-                // A little latency, so that lanes overlap.
-                actix::clock::sleep(Duration::from_millis(5)).await;
-                if fail { Err(SendFailure { detail: "HTTP 503".into(), retry_after: None }) } else { Ok(()) }
-            })
-        }
-    }
-
-    fn fast() -> OutboxConfig {
-        OutboxConfig {
-            max_age: Duration::from_secs(60),
-            max_in_flight: 4,
-            base: Duration::from_millis(10),
-            cap: Duration::from_millis(40),
-            sending: true,
-        }
-    }
-
-    async fn until(mut check: impl FnMut() -> bool) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !check() {
-            assert!(std::time::Instant::now() < deadline, "condition never held");
-            actix::clock::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    async fn enqueue(store: &Store, queue: &OutboxQueue, addr: &Addr<OutboxActor>, lane: &str, body: &str) -> String {
-        let prepared = queue.prepare(
-            ItemKind::Forward,
-            lane,
-            vec![("Content-Type".into(), "application/json".into())],
-            body.as_bytes(),
-        );
-        let id = {
-            let (_, _, raw) = &prepared.write;
-            decode(raw).unwrap().0.id
-        };
-        store.commit_all(vec![prepared.write]).await.unwrap();
-        addr.send(prepared.enqueued).await.unwrap();
-        id
-    }
-
-    #[actix::test]
-    async fn a_lane_sends_in_order_and_waits_for_its_head_while_others_go_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
-        let sender = Arc::new(FakeSender::default());
-        let (actor, queue) = OutboxActor::new(&store, sender.clone(), fast()).unwrap();
-        let addr = actor.start();
-        // The head of lane 1 fails twice; lane 2 must not wait for it, lane 1's second
-        // item must.
-        let first = queue.prepare(ItemKind::Forward, "1", vec![], b"a1");
-        let first_id = decode(&first.write.2).unwrap().0.id;
-        sender.failing.lock().unwrap().extend([first_id.clone(), first_id.clone()]);
-        store.commit_all(vec![first.write]).await.unwrap();
-        addr.send(first.enqueued).await.unwrap();
-        let second = enqueue(&store, &queue, &addr, "1", "a2").await;
-        let other = enqueue(&store, &queue, &addr, "2", "b1").await;
-        until(|| addr.connected() && sender.attempts.lock().unwrap().len() >= 5).await;
-        let attempts = sender.attempts.lock().unwrap().clone();
-        let order: Vec<(&str, u32)> = attempts.iter().map(|(id, n, _)| (id.as_str(), *n)).collect();
-        let pos = |id: &str, n: u32| order.iter().position(|x| *x == (id, n)).unwrap();
-        assert!(pos(&other, 1) < pos(&first_id, 3), "lane 2 waited for lane 1: {order:?}");
-        assert!(pos(&first_id, 3) < pos(&second, 1), "lane 1 sent out of order: {order:?}");
-        assert_eq!(attempts.iter().find(|(id, _, _)| *id == second).unwrap().2, b"a2");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let mut stats = addr.send(GetOutboxStats).await.unwrap();
-        while stats.delivered < 3 && std::time::Instant::now() < deadline {
-            actix::clock::sleep(Duration::from_millis(5)).await;
-            stats = addr.send(GetOutboxStats).await.unwrap();
-        }
-        assert_eq!((stats.pending_forwards, stats.delivered, stats.failed), (0, 3, 2));
-        assert!(store.tree(trees::OUTBOX).unwrap().is_empty());
-    }
-
-    #[actix::test]
-    async fn an_item_failing_past_its_max_age_is_dead_lettered_and_can_be_put_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
-        let sender = Arc::new(FakeSender::default());
-        let config = OutboxConfig { max_age: Duration::from_millis(100), ..fast() };
-        let (actor, queue) = OutboxActor::new(&store, sender.clone(), config).unwrap();
-        let addr = actor.start();
-        let prepared = queue.prepare(ItemKind::Forward, "7", vec![], b"{}");
-        let dead_id = decode(&prepared.write.2).unwrap().0.id;
-        sender.broken.lock().unwrap().push(dead_id.clone());
-        store.commit_all(vec![prepared.write]).await.unwrap();
-        addr.send(prepared.enqueued).await.unwrap();
-        let next = enqueue(&store, &queue, &addr, "7", "after").await;
-        until(|| sender.attempts.lock().unwrap().iter().any(|(id, _, _)| *id == next)).await;
-        let stats = addr.send(GetOutboxStats).await.unwrap();
-        assert_eq!((stats.dead_forwards, stats.dead_lettered), (1, 1), "{stats:?}");
-        let listing = addr.send(ListOutbox { limit: 10 }).await.unwrap().unwrap();
-        let row = listing.items.iter().find(|r| r.id == dead_id).unwrap();
-        assert_eq!((row.state, row.last_error.as_deref()), ("dead", Some("HTTP 503")));
-        assert!(row.attempts >= 2);
-
-        // Fixed receiver: retry puts it back under the same id.
-        sender.broken.lock().unwrap().clear();
-        assert_eq!(addr.send(RetryDead { ids: vec![], all: true }).await.unwrap().unwrap(), 1);
-        until(|| sender.attempts.lock().unwrap().iter().filter(|(id, n, _)| *id == dead_id && *n == 1).count() == 2)
-            .await;
-        until(|| store.tree(trees::OUTBOX).unwrap().is_empty() && store.tree(trees::OUTBOX_DEAD).unwrap().is_empty())
-            .await;
-    }
-
-    #[actix::test]
-    async fn pending_items_are_sent_after_a_restart_with_their_ids() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
-        let (_, queue) = OutboxActor::new(&store, Arc::new(FakeSender::default()), fast()).unwrap();
-        // Committed, never handed to a running actor (a crash right after the commit).
-        let mut ids = Vec::new();
-        let mut writes = Vec::new();
-        for body in ["one", "two", "three"] {
-            let p = queue.prepare(ItemKind::Forward, "9", vec![], body.as_bytes());
-            ids.push(decode(&p.write.2).unwrap().0.id);
-            writes.push(p.write);
-        }
-        store.commit_all(writes).await.unwrap();
-        let sender = Arc::new(FakeSender::default());
-        let (actor, queue) = OutboxActor::new(&store, sender.clone(), fast()).unwrap();
-        let _addr = actor.start();
-        until(|| sender.attempts.lock().unwrap().len() == 3).await;
-        let sent: Vec<String> = sender.attempts.lock().unwrap().iter().map(|(id, _, _)| id.clone()).collect();
-        assert_eq!(sent, ids, "replayed out of order or under new ids");
-        // New items after a restart never reuse a pending item's key.
-        let p = queue.prepare(ItemKind::Forward, "9", vec![], b"four");
-        assert!(u64::from_be_bytes(p.write.1.clone().try_into().unwrap()) >= 3);
-    }
-
-    #[test]
-    fn timestamps_are_rfc3339_utc() {
-        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339_utc(1_767_225_600), "2026-01-01T00:00:00Z");
-        assert_eq!(rfc3339_utc(1_614_265_330), "2021-02-25T15:02:10Z");
-        let _ = rfc3339_utc(u64::MAX);
-    }
-
-    #[test]
-    fn retry_pauses_grow_to_the_cap_and_honour_retry_after_within_bounds() {
-        let config = OutboxConfig::default();
-        for attempts in [0, 1, 2, 5, 30, u32::MAX] {
-            let d = retry_delay(&config, attempts, None);
-            assert!(d <= config.cap, "{attempts}: {d:?}");
-        }
-        assert!(retry_delay(&config, 1, None) <= Duration::from_secs(1));
-        assert_eq!(retry_delay(&config, 1, Some(Duration::from_secs(30))), Duration::from_secs(30));
-        assert_eq!(retry_delay(&config, 1, Some(Duration::ZERO)), config.base);
-        assert_eq!(retry_delay(&config, 1, Some(Duration::MAX)), Duration::from_secs(3600));
-    }
-
-    #[test]
-    fn records_round_trip_bodies_byte_for_byte_and_refuse_garbage() {
-        let meta = ItemMeta {
-            id: "fwd_1".into(),
-            kind: ItemKind::Forward,
-            lane: "1".into(),
-            queued_ms: 1,
-            attempts: 0,
-            last_attempt_ms: None,
-            last_error: None,
-            headers: vec![("X-Hub-Signature-256".into(), "sha256=00".into())],
-        };
-        let body = br#"{"a":"Caf\u00e9 \/"}"#;
-        let raw = encode(&meta, body);
-        assert_eq!(decode(&raw), Some((meta, &body[..])));
-        for garbage in [&b""[..], &[0, 0, 0, 9, b'{'], &[0xff, 0xff, 0xff, 0xff], &[0, 0, 0, 2, b'{', b'}']] {
-            assert!(decode(garbage).is_none(), "{garbage:?}");
-        }
-    }
-
-    #[actix::test]
-    async fn a_success_wakes_lanes_waiting_out_a_back_off_and_kinds_never_share_a_lane() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
-        let sender = Arc::new(FakeSender::default());
-        // Long pauses: only a wake-up can deliver the waiting lane within the test.
-        let config = OutboxConfig { base: Duration::from_secs(30), cap: Duration::from_secs(60), ..fast() };
-        let (actor, queue) = OutboxActor::new(&store, sender.clone(), config).unwrap();
-        let addr = actor.start();
-        let stuck = queue.prepare(ItemKind::Forward, "1", vec![], b"stuck");
-        let stuck_id = decode(&stuck.write.2).unwrap().0.id;
-        sender.failing.lock().unwrap().push(stuck_id.clone());
-        // An event of the same Page is not held up by the failing forward.
-        let event = queue.prepare(ItemKind::Event, "1", vec![], b"event");
-        let event_id = decode(&event.write.2).unwrap().0.id;
-        sender.failing.lock().unwrap().push(event_id.clone());
-        store.commit_all(vec![stuck.write, event.write]).await.unwrap();
-        addr.send(stuck.enqueued).await.unwrap();
-        addr.send(event.enqueued).await.unwrap();
-        until(|| sender.attempts.lock().unwrap().len() == 2).await;
-        // The receiver is back: a forward of another Page succeeds and wakes Page 1's
-        // forward lane (not the event lane: another receiver).
-        let other = enqueue(&store, &queue, &addr, "2", "other").await;
-        until(|| sender.attempts.lock().unwrap().iter().filter(|(id, _, _)| *id == stuck_id).count() == 2).await;
-        let attempts = sender.attempts.lock().unwrap().clone();
-        assert!(attempts.iter().any(|(id, _, _)| *id == other));
-        assert_eq!(attempts.iter().filter(|(id, _, _)| *id == event_id).count(), 1, "the event lane was woken too");
-    }
-
-    #[actix::test]
-    async fn an_item_announced_twice_is_sent_and_counted_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
-        let sender = Arc::new(FakeSender::default());
-        let (actor, queue) = OutboxActor::new(&store, sender.clone(), fast()).unwrap();
-        let addr = actor.start();
-        let p = queue.prepare(ItemKind::Forward, "5", vec![], b"once");
-        store.commit_all(vec![p.write]).await.unwrap();
-        addr.send(p.enqueued.clone()).await.unwrap();
-        addr.send(p.enqueued.clone()).await.unwrap();
-        until(|| store.tree(trees::OUTBOX).unwrap().is_empty()).await;
-        // Late again, after delivery: nothing is sent and nothing stays counted.
-        addr.send(p.enqueued).await.unwrap();
-        let stats = addr.send(GetOutboxStats).await.unwrap();
-        assert_eq!((stats.pending_forwards, stats.delivered), (0, 1), "{stats:?}");
-        assert_eq!(sender.attempts.lock().unwrap().len(), 1);
-    }
-}
+#[path = "outbox/tests.rs"]
+mod tests;

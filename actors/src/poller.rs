@@ -22,11 +22,14 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use futures_util::StreamExt as _;
-use serde::Serialize;
 
 use crate::messages::{ListPages, Ping, PollPage, Shutdown};
 use crate::page_writer::PageWriterActor;
 use crate::token_vault::TokenVaultActor;
+
+// This actor's messages are declared in `messages` (the crate's contract) and
+// re-exported here, so `poller::<Message>` keeps working for callers.
+pub use crate::messages::poller::*;
 
 /// Highest Graph usage percentage seen recently (shared with the Graph client).
 #[derive(Debug, Clone, Default)]
@@ -59,30 +62,6 @@ pub struct PollConfig {
     pub interval: Option<Duration>,
     /// Pages refreshed at once by a poll run.
     pub concurrency: usize,
-}
-
-/// Start a poll run now (unless one is running). Replies whether one was started.
-#[derive(Debug, Message)]
-#[rtype(result = "bool")]
-pub struct PollNow;
-
-/// Counters of the poller.
-#[derive(Debug, Message)]
-#[rtype(result = "PollStats")]
-pub struct GetPollStats;
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct PollStats {
-    /// Poll runs finished since start.
-    pub runs: u64,
-    /// Refreshes that a poll run asked for.
-    pub refreshes: u64,
-    /// Of those, how many wrote `page_data.json`.
-    pub written: u64,
-    /// A run is in progress.
-    pub running: bool,
-    /// Refreshes the poll delayed because Graph usage was high.
-    pub slowed: u64,
 }
 
 /// See the module docs.

@@ -42,6 +42,11 @@ use crate::ids::{ShopDomain, UserId};
 use crate::secret::Secret;
 use crate::store::{Store, StoreError, trees};
 
+// This actor's messages are declared in `messages` (the crate's contract) and
+// re-exported here, so `session::<Message>` keeps working for callers.
+pub use crate::messages::session::*;
+use crate::messages::{Ping, Shutdown};
+
 /// How long a Shopify `state` or a Facebook nonce stays usable.
 pub const STATE_TTL: Duration = Duration::from_secs(600);
 /// How long a handled Shopify webhook id is remembered. Shopify retries a delivery for
@@ -64,43 +69,11 @@ mod kind {
     pub const WEBHOOK: u8 = b'w';
 }
 
-/// Why a `state` was refused. All of them answer 400; the kind goes to the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum StateError {
-    #[error("state unknown or already used")]
-    Unknown,
-    #[error("state already used")]
-    Used,
-    #[error("state expired")]
-    Expired,
-    #[error("state was issued for another shop or user")]
-    Mismatch,
-    #[error("store error")]
-    Store,
-}
-
-/// A live session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionInfo {
-    pub user: UserId,
-    pub shop: ShopDomain,
-    /// Unix seconds.
-    pub expires_at: u64,
-}
-
 #[derive(Serialize, Deserialize)]
 struct Nonce {
     /// Shop domain or user UUID the nonce is bound to.
     bound_to: String,
     expires_at: u64,
-}
-
-/// A Facebook data-deletion request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeletionRecord {
-    pub status: String,
-    pub pages: usize,
-    pub completed_at: u64,
 }
 
 /// See the module docs.
@@ -403,137 +376,89 @@ impl Actor for SessionActor {
     }
 }
 
-/// Marks the Shopify `state` with this nonce as used (after every other check of the
-/// callback passed, Shopify's `hmac` first); a second use is refused. Remembered until
-/// `expires_at`, the state's own expiry.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), StateError>")]
-pub struct UseShopifyState {
-    pub nonce: String,
-    /// Unix seconds.
-    pub expires_at: u64,
+impl SessionActor {
+    /// Records a completed install, keeping the latest: two installs finishing out of
+    /// order must not move it back.
+    fn record_install(&self, shop: &ShopDomain, at_millis: u64) -> Result<(), StoreError> {
+        self.shop_installs.fetch_and_update(shop.as_str(), |old| {
+            let latest = old.and_then(be_u64).map_or(at_millis, |old| old.max(at_millis));
+            Some(latest.to_be_bytes().to_vec())
+        })?;
+        Ok(())
+    }
+
+    fn latest_install(&self, shop: &ShopDomain) -> Result<Option<u64>, StoreError> {
+        Ok(self.shop_installs.get(shop.as_str())?.as_deref().and_then(be_u64))
+    }
+
+    fn user_of_shop(&self, shop: &ShopDomain) -> Result<Option<UserId>, StoreError> {
+        Ok(self
+            .shops
+            .get(shop.as_str())?
+            .and_then(|raw| std::str::from_utf8(&raw).ok().and_then(|s| UserId::parse(s).ok())))
+    }
+
+    /// The shop's user UUID, made now when the shop has none; `true` when it was made
+    /// (only then is there anything to flush).
+    fn register_shop(&self, shop: &ShopDomain) -> Result<(UserId, bool), StoreError> {
+        if let Some(user) = self.user_of_shop(shop)? {
+            return Ok((user, false));
+        }
+        let user = UserId::random();
+        // Index first (see the module docs).
+        self.shops_by_user.insert(user.as_str(), shop.as_str())?;
+        self.shops.insert(shop.as_str(), user.as_str())?;
+        Ok((user, true))
+    }
+
+    /// The live session with this id; an expired or unreadable record is removed.
+    fn check_session(&self, id: &Secret) -> Result<Option<SessionInfo>, StoreError> {
+        let key = Self::session_key(id);
+        let Some(raw) = self.sessions.get(&key)? else { return Ok(None) };
+        match serde_json::from_slice::<SessionInfo>(&raw) {
+            Ok(info) if info.expires_at >= now() => Ok(Some(info)),
+            Ok(_) => {
+                self.drop_session(&key)?;
+                Ok(None)
+            }
+            Err(_) => {
+                self.sessions.remove(&key)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Ends session `old` (if any) and opens a new one.
+    fn rotate_session(&self, old: Option<&Secret>, user: &UserId, shop: &ShopDomain) -> Result<Secret, StoreError> {
+        if let Some(old) = old {
+            self.drop_session(&Self::session_key(old))?;
+        }
+        self.new_session(user, shop)
+    }
+
+    fn record_deletion(&self, code: &str, record: &DeletionRecord) -> Result<(), StoreError> {
+        self.deletions.insert(code.as_bytes(), to_json(record)?)?;
+        Ok(())
+    }
+
+    fn deletion_status(&self, code: &str) -> Result<Option<DeletionRecord>, StoreError> {
+        match self.deletions.get(code.as_bytes())? {
+            None => Ok(None),
+            Some(raw) => serde_json::from_slice(&raw)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt { tree: trees::DELETIONS, detail: e.to_string() }),
+        }
+    }
 }
 
-/// Whether a Shopify delivery with this `X-Shopify-Webhook-Id` was already handled.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<bool, StoreError>")]
-pub struct ShopifyWebhookHandled {
-    pub id: String,
-}
-
-/// Remembers a handled `X-Shopify-Webhook-Id` for [`WEBHOOK_ID_TTL`]; durable before
-/// the reply.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), StoreError>")]
-pub struct RememberShopifyWebhook {
-    pub id: String,
-}
-
-/// Records a completed install of `shop` at `at_millis` (unix milliseconds); the
-/// latest one is kept. Made durable by the next flush (the callback's `OpenSession`).
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), StoreError>")]
-pub struct RecordInstall {
-    pub shop: ShopDomain,
-    pub at_millis: u64,
-}
-
-/// When `shop` was last installed (unix milliseconds), if pagesync saw it.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Option<u64>, StoreError>")]
-pub struct LatestInstall {
-    pub shop: ShopDomain,
-}
-
-/// The shop's user UUID, made on its first install and kept for every later one.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<UserId, StoreError>")]
-pub struct RegisterShop {
-    pub shop: ShopDomain,
-}
-
-/// Opens a session for `user`; the id is durable before the reply.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Secret, StoreError>")]
-pub struct OpenSession {
-    pub user: UserId,
-    pub shop: ShopDomain,
-}
-
-/// The live session with this id, if any (an expired one is removed).
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Option<SessionInfo>, StoreError>")]
-pub struct CheckSession {
-    pub id: Secret,
-}
-
-/// Ends session `old` (if it exists) and opens a new one for the same merchant.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Secret, StoreError>")]
-pub struct RotateSession {
-    pub old: Option<Secret>,
-    pub user: UserId,
-    pub shop: ShopDomain,
-}
-
-/// Uses up the nonce of a signed Facebook `state` (its signature binds the user):
-/// remembered until `expires_at`, a second use is refused.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), StateError>")]
-pub struct ConsumeFacebookNonce {
-    pub nonce: String,
-    /// Unix seconds: the state's own expiry.
-    pub expires_at: u64,
-}
-
-/// The shop whose user UUID this is, if any (one index lookup).
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Option<ShopDomain>, StoreError>")]
-pub struct ShopOfUser {
-    pub user: UserId,
-}
-
-/// The user UUID of a shop pagesync knows, if any (one point read of `shops`; never
-/// creates one, unlike [`RegisterShop`]).
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Option<UserId>, StoreError>")]
-pub struct UserOfShop {
-    pub shop: ShopDomain,
-}
-
-/// Forgets a shop: ends every session of its user (through the `shop_sessions` index);
-/// with `erase`, also forgets the shop -> UUID binding (so a later install gets a new
-/// UUID) and its install time. Returns the user.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Option<UserId>, StoreError>")]
-pub struct ForgetShop {
-    pub shop: ShopDomain,
-    pub erase: bool,
-}
-
-/// Records a finished Facebook data-deletion request under its confirmation code.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), StoreError>")]
-pub struct RecordDeletion {
-    pub code: String,
-    pub record: DeletionRecord,
-}
-
-/// The status of a data-deletion request.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Option<DeletionRecord>, StoreError>")]
-pub struct DeletionStatus {
-    pub code: String,
-}
-
-impl Handler<crate::messages::Ping> for SessionActor {
+impl Handler<Ping> for SessionActor {
     type Result = ();
-    fn handle(&mut self, _: crate::messages::Ping, _: &mut Self::Context) {}
+    fn handle(&mut self, _: Ping, _: &mut Self::Context) {}
 }
 
-impl Handler<crate::messages::Shutdown> for SessionActor {
+impl Handler<Shutdown> for SessionActor {
     type Result = ();
-    fn handle(&mut self, _: crate::messages::Shutdown, ctx: &mut Self::Context) {
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
         ctx.stop();
     }
 }
@@ -552,114 +477,59 @@ impl Handler<ShopifyWebhookHandled> for SessionActor {
     }
 }
 
+/// Durable before the reply.
 impl Handler<RememberShopifyWebhook> for SessionActor {
     type Result = ResponseFuture<Result<(), StoreError>>;
     fn handle(&mut self, msg: RememberShopifyWebhook, _: &mut Self::Context) -> Self::Result {
-        let stored = self.remember_webhook(&msg.id, now());
-        let flush = self.store.flush();
-        Box::pin(async move {
-            stored?;
-            flush.await
-        })
+        Box::pin(self.store.durable(self.remember_webhook(&msg.id, now())))
     }
 }
 
 impl Handler<RecordInstall> for SessionActor {
     type Result = Result<(), StoreError>;
     fn handle(&mut self, msg: RecordInstall, _: &mut Self::Context) -> Self::Result {
-        // Keep the latest: two installs finishing out of order must not move it back.
-        self.shop_installs.fetch_and_update(msg.shop.as_str(), |old| {
-            let latest = old.and_then(be_u64).map_or(msg.at_millis, |old| old.max(msg.at_millis));
-            Some(latest.to_be_bytes().to_vec())
-        })?;
-        Ok(())
+        self.record_install(&msg.shop, msg.at_millis)
     }
 }
 
 impl Handler<LatestInstall> for SessionActor {
     type Result = Result<Option<u64>, StoreError>;
     fn handle(&mut self, msg: LatestInstall, _: &mut Self::Context) -> Self::Result {
-        Ok(self.shop_installs.get(msg.shop.as_str())?.as_deref().and_then(be_u64))
+        self.latest_install(&msg.shop)
     }
 }
 
+/// A new binding is durable before the reply; a known shop answers at once.
 impl Handler<RegisterShop> for SessionActor {
     type Result = ResponseFuture<Result<UserId, StoreError>>;
     fn handle(&mut self, msg: RegisterShop, _: &mut Self::Context) -> Self::Result {
-        let existing = self
-            .shops
-            .get(msg.shop.as_str())
-            .map(|v| v.and_then(|raw| std::str::from_utf8(&raw).ok().and_then(|s| UserId::parse(s).ok())));
-        let result = match existing {
-            Err(e) => Err(StoreError::from(e)),
-            Ok(Some(user)) => Ok((user, false)),
-            Ok(None) => {
-                let user = UserId::random();
-                // Index first (see the module docs).
-                self.shops_by_user
-                    .insert(user.as_str(), msg.shop.as_str())
-                    .and_then(|_| self.shops.insert(msg.shop.as_str(), user.as_str()))
-                    .map(|_| (user, true))
-                    .map_err(StoreError::from)
-            }
-        };
-        let flush = self.store.flush();
-        Box::pin(async move {
-            let (user, created) = result?;
-            if created {
-                flush.await?;
-            }
-            Ok(user)
-        })
+        match self.register_shop(&msg.shop) {
+            Ok((user, false)) => Box::pin(async move { Ok(user) }),
+            registered => Box::pin(self.store.durable(registered.map(|(user, _)| user))),
+        }
     }
 }
 
+/// Durable before the reply.
 impl Handler<OpenSession> for SessionActor {
     type Result = ResponseFuture<Result<Secret, StoreError>>;
     fn handle(&mut self, msg: OpenSession, _: &mut Self::Context) -> Self::Result {
-        let id = self.new_session(&msg.user, &msg.shop);
-        let flush = self.store.flush();
-        Box::pin(async move {
-            let id = id?;
-            flush.await?;
-            Ok(id)
-        })
+        Box::pin(self.store.durable(self.new_session(&msg.user, &msg.shop)))
     }
 }
 
 impl Handler<CheckSession> for SessionActor {
     type Result = Result<Option<SessionInfo>, StoreError>;
     fn handle(&mut self, msg: CheckSession, _: &mut Self::Context) -> Self::Result {
-        let key = Self::session_key(&msg.id);
-        let Some(raw) = self.sessions.get(&key)? else { return Ok(None) };
-        match serde_json::from_slice::<SessionInfo>(&raw) {
-            Ok(info) if info.expires_at >= now() => Ok(Some(info)),
-            Ok(_) => {
-                self.drop_session(&key)?;
-                Ok(None)
-            }
-            Err(_) => {
-                self.sessions.remove(&key)?;
-                Ok(None)
-            }
-        }
+        self.check_session(&msg.id)
     }
 }
 
+/// Durable before the reply.
 impl Handler<RotateSession> for SessionActor {
     type Result = ResponseFuture<Result<Secret, StoreError>>;
     fn handle(&mut self, msg: RotateSession, _: &mut Self::Context) -> Self::Result {
-        let removed = match &msg.old {
-            Some(old) => self.drop_session(&Self::session_key(old)),
-            None => Ok(()),
-        };
-        let id = removed.and_then(|()| self.new_session(&msg.user, &msg.shop));
-        let flush = self.store.flush();
-        Box::pin(async move {
-            let id = id?;
-            flush.await?;
-            Ok(id)
-        })
+        Box::pin(self.store.durable(self.rotate_session(msg.old.as_ref(), &msg.user, &msg.shop)))
     }
 }
 
@@ -680,261 +550,33 @@ impl Handler<ShopOfUser> for SessionActor {
 impl Handler<UserOfShop> for SessionActor {
     type Result = Result<Option<UserId>, StoreError>;
     fn handle(&mut self, msg: UserOfShop, _: &mut Self::Context) -> Self::Result {
-        Ok(self
-            .shops
-            .get(msg.shop.as_str())?
-            .and_then(|raw| std::str::from_utf8(&raw).ok().and_then(|s| UserId::parse(s).ok())))
+        self.user_of_shop(&msg.shop)
     }
 }
 
+/// Durable before the reply.
 impl Handler<ForgetShop> for SessionActor {
     type Result = ResponseFuture<Result<Option<UserId>, StoreError>>;
     fn handle(&mut self, msg: ForgetShop, _: &mut Self::Context) -> Self::Result {
-        let result = self.forget_shop(&msg.shop, msg.erase);
-        let flush = self.store.flush();
-        Box::pin(async move {
-            let user = result?;
-            flush.await?;
-            Ok(user)
-        })
+        Box::pin(self.store.durable(self.forget_shop(&msg.shop, msg.erase)))
     }
 }
 
+/// Durable before the reply.
 impl Handler<RecordDeletion> for SessionActor {
     type Result = ResponseFuture<Result<(), StoreError>>;
     fn handle(&mut self, msg: RecordDeletion, _: &mut Self::Context) -> Self::Result {
-        let stored =
-            to_json(&msg.record).and_then(|v| self.deletions.insert(msg.code.as_bytes(), v).map_err(Into::into));
-        let flush = self.store.flush();
-        Box::pin(async move {
-            stored?;
-            flush.await
-        })
+        Box::pin(self.store.durable(self.record_deletion(&msg.code, &msg.record)))
     }
 }
 
 impl Handler<DeletionStatus> for SessionActor {
     type Result = Result<Option<DeletionRecord>, StoreError>;
     fn handle(&mut self, msg: DeletionStatus, _: &mut Self::Context) -> Self::Result {
-        match self.deletions.get(msg.code.as_bytes())? {
-            None => Ok(None),
-            Some(raw) => serde_json::from_slice(&raw)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt { tree: trees::DELETIONS, detail: e.to_string() }),
-        }
+        self.deletion_status(&msg.code)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::StoreConfig;
-
-    fn actor(ttl: Duration) -> (tempfile::TempDir, Addr<SessionActor>) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
-        (dir, SessionActor::new(store, ttl).unwrap().start())
-    }
-
-    fn shop(s: &str) -> ShopDomain {
-        ShopDomain::parse(s).unwrap()
-    }
-
-    #[actix::test]
-    async fn a_shopify_state_can_be_used_once() {
-        let (_d, a) = actor(Duration::from_secs(60));
-        let expires_at = now() + 600;
-        let first = a.send(UseShopifyState { nonce: "00ff".into(), expires_at }).await.unwrap();
-        assert_eq!(first, Ok(()));
-        let again = a.send(UseShopifyState { nonce: "00ff".into(), expires_at }).await.unwrap();
-        assert_eq!(again, Err(StateError::Used));
-        let other = a.send(UseShopifyState { nonce: "01ff".into(), expires_at }).await.unwrap();
-        assert_eq!(other, Ok(()));
-        let late = a.send(UseShopifyState { nonce: "02ff".into(), expires_at: now() - 1 }).await.unwrap();
-        assert_eq!(late, Err(StateError::Expired));
-    }
-
-    #[actix::test]
-    async fn handled_webhook_ids_and_install_times_are_remembered() {
-        let (_d, a) = actor(Duration::from_secs(60));
-        assert!(!a.send(ShopifyWebhookHandled { id: "w1".into() }).await.unwrap().unwrap());
-        a.send(RememberShopifyWebhook { id: "w1".into() }).await.unwrap().unwrap();
-        assert!(a.send(ShopifyWebhookHandled { id: "w1".into() }).await.unwrap().unwrap());
-        assert!(!a.send(ShopifyWebhookHandled { id: "w2".into() }).await.unwrap().unwrap());
-
-        let s = shop("a.myshopify.com");
-        assert_eq!(a.send(LatestInstall { shop: s.clone() }).await.unwrap().unwrap(), None);
-        a.send(RecordInstall { shop: s.clone(), at_millis: 5_000 }).await.unwrap().unwrap();
-        a.send(RecordInstall { shop: s.clone(), at_millis: 3_000 }).await.unwrap().unwrap();
-        assert_eq!(a.send(LatestInstall { shop: s.clone() }).await.unwrap().unwrap(), Some(5_000), "latest kept");
-        a.send(ForgetShop { shop: s.clone(), erase: true }).await.unwrap().unwrap();
-        assert_eq!(a.send(LatestInstall { shop: s }).await.unwrap().unwrap(), None, "erased with the shop");
-    }
-
-    #[actix::test]
-    async fn a_shop_keeps_its_uuid_until_erased() {
-        let (_d, a) = actor(Duration::from_secs(60));
-        let s = shop("a.myshopify.com");
-        let first = a.send(RegisterShop { shop: s.clone() }).await.unwrap().unwrap();
-        let second = a.send(RegisterShop { shop: s.clone() }).await.unwrap().unwrap();
-        assert_eq!(first, second);
-        assert_eq!(a.send(ForgetShop { shop: s.clone(), erase: false }).await.unwrap().unwrap(), Some(first.clone()));
-        assert_eq!(a.send(RegisterShop { shop: s.clone() }).await.unwrap().unwrap(), first);
-        a.send(ForgetShop { shop: s.clone(), erase: true }).await.unwrap().unwrap();
-        assert_ne!(a.send(RegisterShop { shop: s }).await.unwrap().unwrap(), first);
-    }
-
-    #[actix::test]
-    async fn sessions_rotate_and_end_with_their_shop() {
-        let (_d, a) = actor(Duration::from_secs(60));
-        let s = shop("a.myshopify.com");
-        let user = a.send(RegisterShop { shop: s.clone() }).await.unwrap().unwrap();
-        let id = a.send(OpenSession { user: user.clone(), shop: s.clone() }).await.unwrap().unwrap();
-        assert!(id.expose().len() >= 43, "256 bits, base64url");
-        let info = a.send(CheckSession { id: id.clone() }).await.unwrap().unwrap().unwrap();
-        assert_eq!(info.user, user);
-        let new = a
-            .send(RotateSession { old: Some(id.clone()), user: user.clone(), shop: s.clone() })
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(a.send(CheckSession { id }).await.unwrap().unwrap().is_none(), "old id is dead");
-        assert!(a.send(CheckSession { id: new.clone() }).await.unwrap().unwrap().is_some());
-        a.send(ForgetShop { shop: s, erase: false }).await.unwrap().unwrap();
-        assert!(a.send(CheckSession { id: new }).await.unwrap().unwrap().is_none());
-    }
-
-    #[actix::test]
-    async fn expired_sessions_are_refused() {
-        let (_d, a) = actor(Duration::ZERO);
-        let s = shop("a.myshopify.com");
-        let user = a.send(RegisterShop { shop: s.clone() }).await.unwrap().unwrap();
-        let id = a.send(OpenSession { user, shop: s }).await.unwrap().unwrap();
-        // A zero TTL expires at the next second boundary.
-        let deadline = std::time::Instant::now() + Duration::from_secs(3);
-        loop {
-            if a.send(CheckSession { id: id.clone() }).await.unwrap().unwrap().is_none() {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "session never expired");
-            actix::clock::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn keys(store: &Store, tree: &'static str) -> Vec<Vec<u8>> {
-        store.tree(tree).unwrap().iter().keys().map(|k| k.unwrap().to_vec()).collect()
-    }
-
-    #[actix::test]
-    async fn shop_of_user_and_forget_shop_go_through_the_indexes() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
-        let a = SessionActor::new(store.clone(), Duration::from_secs(60)).unwrap().start();
-        let (sa, sb) = (shop("a.myshopify.com"), shop("b.myshopify.com"));
-        let ua = a.send(RegisterShop { shop: sa.clone() }).await.unwrap().unwrap();
-        let ub = a.send(RegisterShop { shop: sb.clone() }).await.unwrap().unwrap();
-        let ida = a.send(OpenSession { user: ua.clone(), shop: sa.clone() }).await.unwrap().unwrap();
-        let ida2 = a.send(OpenSession { user: ua.clone(), shop: sa.clone() }).await.unwrap().unwrap();
-        let idb = a.send(OpenSession { user: ub.clone(), shop: sb.clone() }).await.unwrap().unwrap();
-
-        assert_eq!(a.send(ShopOfUser { user: ua.clone() }).await.unwrap().unwrap(), Some(sa.clone()));
-        assert_eq!(a.send(ShopOfUser { user: ub.clone() }).await.unwrap().unwrap(), Some(sb.clone()));
-        assert_eq!(a.send(ShopOfUser { user: UserId::random() }).await.unwrap().unwrap(), None);
-        assert_eq!(a.send(UserOfShop { shop: sb.clone() }).await.unwrap().unwrap(), Some(ub.clone()));
-        assert_eq!(a.send(UserOfShop { shop: shop("c.myshopify.com") }).await.unwrap().unwrap(), None);
-        let indexed: Vec<Vec<u8>> =
-            keys(&store, trees::SHOP_SESSIONS).into_iter().filter(|k| k.starts_with(b"a.myshopify.com/")).collect();
-        assert_eq!(indexed.len(), 2, "a's two sessions are in its index");
-
-        // The answer comes from the index: without its entry the shop is not found,
-        // although `shops` still binds it.
-        store.tree(trees::SHOPS_BY_USER).unwrap().remove(ub.as_str()).unwrap();
-        assert_eq!(a.send(ShopOfUser { user: ub.clone() }).await.unwrap().unwrap(), None);
-
-        assert_eq!(a.send(ForgetShop { shop: sa.clone(), erase: true }).await.unwrap().unwrap(), Some(ua.clone()));
-        for id in [ida, ida2] {
-            assert!(a.send(CheckSession { id }).await.unwrap().unwrap().is_none(), "a's sessions end");
-        }
-        assert!(a.send(CheckSession { id: idb }).await.unwrap().unwrap().is_some(), "b's session lives");
-        assert_eq!(a.send(ShopOfUser { user: ua }).await.unwrap().unwrap(), None);
-        let left = keys(&store, trees::SHOP_SESSIONS);
-        assert_eq!(left.len(), 1, "only b's entry is left");
-        assert!(left[0].starts_with(b"b.myshopify.com/"));
-    }
-
-    #[actix::test]
-    async fn a_store_from_before_the_indexes_gets_them_built_at_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
-        // The old layout: records only, no index, no version.
-        let (sa, sb) = (shop("a.myshopify.com"), shop("b.myshopify.com"));
-        let (ua, ub) = (UserId::random(), UserId::random());
-        store.tree(trees::SHOPS).unwrap().insert(sa.as_str(), ua.as_str()).unwrap();
-        store.tree(trees::SHOPS).unwrap().insert(sb.as_str(), ub.as_str()).unwrap();
-        let sessions = store.tree(trees::SESSIONS).unwrap();
-        let live = now() + 3600;
-        let ids: Vec<Secret> = ["old-a-1", "old-a-2", "old-b"].into_iter().map(Secret::new).collect();
-        for (id, user, shop) in [(&ids[0], &ua, &sa), (&ids[1], &ua, &sa), (&ids[2], &ub, &sb)] {
-            let info = SessionInfo { user: user.clone(), shop: shop.clone(), expires_at: live };
-            sessions.insert(SessionActor::session_key(id), serde_json::to_vec(&info).unwrap()).unwrap();
-        }
-        let expired = SessionInfo { user: ub.clone(), shop: sb.clone(), expires_at: 10 };
-        sessions
-            .insert(SessionActor::session_key(&Secret::new("old-expired")), serde_json::to_vec(&expired).unwrap())
-            .unwrap();
-        sessions.insert(b"garbage", b"not json").unwrap();
-        let old_state = serde_json::json!({"bound_to": sa.as_str(), "expires_at": live}).to_string();
-        store.tree(trees::SHOPIFY_STATES).unwrap().insert(b"0123abcd", old_state.as_bytes()).unwrap();
-
-        let actor = SessionActor::new(store.clone(), Duration::from_secs(60)).unwrap();
-        assert_eq!(keys(&store, trees::SHOPS_BY_USER).len(), 2);
-        assert_eq!(keys(&store, trees::SHOP_SESSIONS).len(), 4, "every readable session is indexed");
-        assert!(keys(&store, trees::SHOPIFY_STATES).is_empty(), "issued-but-unused states of the old layout go");
-        assert!(!keys(&store, trees::SESSIONS).contains(&b"garbage".to_vec()));
-        // The old expired session goes with the first sweep, through the index.
-        assert_eq!(actor.sweep_at(now()), 1);
-        assert_eq!(keys(&store, trees::SESSIONS).len(), 3);
-
-        let a = actor.start();
-        assert_eq!(a.send(ShopOfUser { user: ua.clone() }).await.unwrap().unwrap(), Some(sa.clone()));
-        assert_eq!(a.send(ShopOfUser { user: ub.clone() }).await.unwrap().unwrap(), Some(sb.clone()));
-        a.send(ForgetShop { shop: sa.clone(), erase: false }).await.unwrap().unwrap();
-        assert!(a.send(CheckSession { id: ids[0].clone() }).await.unwrap().unwrap().is_none());
-        assert!(a.send(CheckSession { id: ids[1].clone() }).await.unwrap().unwrap().is_none());
-        assert!(a.send(CheckSession { id: ids[2].clone() }).await.unwrap().unwrap().is_some());
-        a.send(crate::messages::Shutdown).await.unwrap();
-
-        // Built once: a second start leaves an index entry it did not write alone.
-        store.tree(trees::SHOPS_BY_USER).unwrap().insert(b"marker", b"x").unwrap();
-        SessionActor::new(store.clone(), Duration::from_secs(60)).unwrap();
-        assert!(keys(&store, trees::SHOPS_BY_USER).contains(&b"marker".to_vec()), "the index was rebuilt");
-    }
-
-    #[actix::test]
-    async fn the_sweep_removes_exactly_what_expired_through_the_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
-        let actor = SessionActor::new(store.clone(), Duration::from_secs(100)).unwrap();
-        let s = shop("a.myshopify.com");
-        let user = UserId::random();
-        let t = now();
-        actor.new_session(&user, &s).unwrap(); // expires at t + 100
-        actor.use_shopify_state("aa", t + 50, t).unwrap();
-        actor.use_shopify_state("bb", t + 500, t).unwrap();
-        actor.remember_webhook("w", t).unwrap(); // expires at t + 48 h
-        actor.use_once(&actor.facebook_nonces, kind::FACEBOOK_NONCE, "cc", t + 600, t).unwrap();
-        let again = actor.use_once(&actor.facebook_nonces, kind::FACEBOOK_NONCE, "cc", t + 600, t);
-        assert_eq!(again, Err(StateError::Used), "a Facebook nonce is single use");
-
-        assert_eq!(actor.sweep_at(t), 0, "nothing has expired yet");
-        assert_eq!(actor.sweep_at(t + 60), 1, "the first used state");
-        assert_eq!(keys(&store, trees::SHOPIFY_STATES), vec![b"bb".to_vec()]);
-        assert_eq!(actor.sweep_at(t + 200), 1, "the session");
-        assert!(keys(&store, trees::SESSIONS).is_empty());
-        assert!(keys(&store, trees::SHOP_SESSIONS).is_empty(), "with its index entry");
-        assert_eq!(actor.sweep_at(t + 1000), 2, "the second state and the Facebook nonce");
-        assert_eq!(actor.sweep_at(t + WEBHOOK_ID_TTL.as_secs() + 1), 1, "the webhook id");
-        assert!(keys(&store, trees::SHOPIFY_WEBHOOKS).is_empty());
-        assert!(keys(&store, trees::SESSION_EXPIRIES).is_empty(), "the index is empty again");
-    }
-}
+#[path = "session/tests.rs"]
+mod tests;

@@ -95,6 +95,18 @@ pub enum StoreError {
     Thread(std::io::Error),
     #[error("a record in tree {tree} is not valid: {detail}")]
     Corrupt { tree: &'static str, detail: String },
+    /// The writer thread could not insert a job's records (nothing of that job is
+    /// acknowledged as durable).
+    #[error("cannot write to the store: {0}")]
+    Write(#[source] sled::Error),
+    /// The group flush failed. Every waiter of that flush gets the same error, hence
+    /// the `Arc`: `sled::Error` cannot be cloned.
+    #[error("cannot flush the store to disk: {0}")]
+    Flush(#[source] Arc<sled::Error>),
+    /// A Page's files could not be removed (the files belong to the page writer, not
+    /// to a tree, but its messages answer with this error type).
+    #[error("cannot remove a Page's files: {0}")]
+    PageFiles(#[source] std::io::Error),
 }
 
 /// How the store is opened.
@@ -121,10 +133,10 @@ enum Job {
     /// crash, so the last record of a job is on disk only if every earlier one is).
     Write {
         writes: Vec<Write>,
-        done: oneshot::Sender<Result<(), String>>,
+        done: oneshot::Sender<Result<(), StoreError>>,
     },
     Flush {
-        done: oneshot::Sender<Result<(), String>>,
+        done: oneshot::Sender<Result<(), StoreError>>,
     },
     Stop,
 }
@@ -215,6 +227,23 @@ impl Store {
         }
     }
 
+    /// Makes what a handler just wrote durable: queues a group flush at once (so it
+    /// shares the flush with whatever else is queued) and resolves to `written` once
+    /// that flush is done. A failed write resolves to its error without waiting; the
+    /// flush still runs, harmlessly. This is the "write, then reply after the flush"
+    /// step of every handler whose reply promises durability.
+    pub fn durable<T, E>(&self, written: Result<T, E>) -> impl Future<Output = Result<T, E>> + use<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let flush = self.flush();
+        async move {
+            let value = written?;
+            flush.await?;
+            Ok(value)
+        }
+    }
+
     /// A cheap liveness check of the database: a read of a tree that always exists.
     pub fn is_open(&self) -> bool {
         self.inner.db.contains_key(b"__probe").is_ok()
@@ -244,12 +273,9 @@ impl Store {
     }
 }
 
-async fn wait_for(wait: oneshot::Receiver<Result<(), String>>) -> Result<(), StoreError> {
-    match wait.await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(detail)) => Err(StoreError::Sled(sled::Error::ReportableBug(detail))),
-        Err(_) => Err(StoreError::Closed),
-    }
+async fn wait_for(wait: oneshot::Receiver<Result<(), StoreError>>) -> Result<(), StoreError> {
+    // A dropped sender means the writer thread is gone.
+    wait.await.unwrap_or(Err(StoreError::Closed))
 }
 
 /// The writer thread: block for one job, take every other job already queued (up to
@@ -272,7 +298,7 @@ fn writer_loop(db: sled::Db, rx: mpsc::Receiver<Job>, counters: &Counters) {
                     match writes.into_iter().try_for_each(|(tree, key, value)| tree.insert(key, value).map(|_| ())) {
                         Ok(()) => waiters.push(done),
                         Err(e) => {
-                            let _ = done.send(Err(e.to_string()));
+                            let _ = done.send(Err(StoreError::Write(e)));
                         }
                     }
                 }
@@ -283,12 +309,12 @@ fn writer_loop(db: sled::Db, rx: mpsc::Receiver<Job>, counters: &Counters) {
         if !waiters.is_empty() {
             counters.writes.fetch_add(waiters.len() as u64, Ordering::Relaxed);
             counters.flushes.fetch_add(1, Ordering::Relaxed);
-            let flushed = db.flush().map(|_| ()).map_err(|e| e.to_string());
+            let flushed = db.flush().map(|_| ()).map_err(Arc::new);
             if let Err(e) = &flushed {
                 tracing::error!(error = %e, "store flush failed");
             }
             for done in waiters {
-                let _ = done.send(flushed.clone());
+                let _ = done.send(flushed.clone().map_err(StoreError::Flush));
             }
         }
         if stop {
@@ -353,6 +379,16 @@ mod tests {
         let (flushes, writes) = store.commit_stats();
         assert_eq!(writes, 1001);
         assert!(flushes <= 3, "1000 queued writes took {flushes} flushes");
+    }
+
+    #[tokio::test]
+    async fn durable_passes_a_write_through_the_flush_and_a_failure_straight_back() {
+        let (_dir, store) = open_temp();
+        let (flushes, _) = store.commit_stats();
+        assert_eq!(store.durable(Ok::<_, StoreError>(7)).await.unwrap(), 7);
+        assert_eq!(store.commit_stats().0, flushes + 1, "the reply waited for a flush");
+        let failed = store.durable(Err::<(), _>(StoreError::Closed)).await;
+        assert!(matches!(failed, Err(StoreError::Closed)), "{failed:?}");
     }
 
     #[tokio::test]

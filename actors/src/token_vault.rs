@@ -33,10 +33,17 @@ use sled::Transactional as _;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 use crate::ids::{FacebookUserId, PageId, UserId};
-use crate::messages::*;
+use crate::messages::{Ping, Shutdown};
 use crate::seal::Sealer;
 use crate::secret::Secret;
 use crate::store::{Store, StoreError, trees};
+
+// This actor's messages are declared in `messages` (the crate's contract) and
+// re-exported here, so `token_vault::<Message>` keeps working for callers.
+pub use crate::messages::vault::*;
+
+mod keys;
+pub use keys::{KeyCheckError, reseal_all, verify_key};
 
 /// See the module docs.
 pub struct TokenVaultActor {
@@ -383,6 +390,25 @@ impl TokenVaultActor {
         })?;
         Ok(Some(PageCredentials { owner, token: Secret::new(token) }))
     }
+
+    /// Seals a shop's token (bound to the shop by the sealing's associated data) and
+    /// stores it; the caller makes it durable.
+    fn put_shop_token(&self, msg: &StoreShopToken) -> Result<(), VaultError> {
+        let t = &msg.token;
+        let record = SealedShopToken {
+            access_token: t.access_token.expose().to_owned(),
+            scope: t.scope.clone(),
+            refresh_token: t.refresh_token.as_ref().map(|r| r.expose().to_owned()),
+            expires_at: t.expires_at,
+            refresh_expires_at: t.refresh_expires_at,
+        };
+        let plain = serde_json::to_vec(&record)
+            .map_err(|e| VaultError::Store(StoreError::Corrupt { tree: trees::SHOP_TOKENS, detail: e.to_string() }))?;
+        let key = format!("shop_token/{}", msg.shop);
+        let sealed = self.sealer.seal(key.as_bytes(), &plain)?;
+        self.trees.shop_tokens.insert(msg.shop.as_str(), sealed).map_err(|e| VaultError::Store(e.into()))?;
+        Ok(())
+    }
 }
 
 impl Actor for TokenVaultActor {
@@ -414,13 +440,7 @@ impl Handler<StorePageToken> for TokenVaultActor {
     type Result = ResponseFuture<Result<(), VaultError>>;
 
     fn handle(&mut self, msg: StorePageToken, _: &mut Self::Context) -> Self::Result {
-        let stored = self.put(&msg);
-        let flush = self.store.flush();
-        Box::pin(async move {
-            stored?;
-            flush.await?;
-            Ok(())
-        })
+        Box::pin(self.store.durable(self.put(&msg)))
     }
 }
 
@@ -448,13 +468,7 @@ impl Handler<ConnectPages> for TokenVaultActor {
     type Result = ResponseFuture<Result<(), VaultError>>;
 
     fn handle(&mut self, msg: ConnectPages, _: &mut Self::Context) -> Self::Result {
-        let stored = self.connect(&msg);
-        let flush = self.store.flush();
-        Box::pin(async move {
-            stored?;
-            flush.await?;
-            Ok(())
-        })
+        Box::pin(self.store.durable(self.connect(&msg)))
     }
 }
 
@@ -463,29 +477,7 @@ impl Handler<StoreShopToken> for TokenVaultActor {
     type Result = ResponseFuture<Result<(), VaultError>>;
 
     fn handle(&mut self, msg: StoreShopToken, _: &mut Self::Context) -> Self::Result {
-        let t = &msg.token;
-        let record = SealedShopToken {
-            access_token: t.access_token.expose().to_owned(),
-            scope: t.scope.clone(),
-            refresh_token: t.refresh_token.as_ref().map(|r| r.expose().to_owned()),
-            expires_at: t.expires_at,
-            refresh_expires_at: t.refresh_expires_at,
-        };
-        let stored = serde_json::to_vec(&record)
-            .map_err(|e| VaultError::Store(StoreError::Corrupt { tree: trees::SHOP_TOKENS, detail: e.to_string() }))
-            .and_then(|plain| {
-                let key = format!("shop_token/{}", msg.shop);
-                Ok(self.sealer.seal(key.as_bytes(), &plain)?)
-            })
-            .and_then(|sealed| {
-                self.trees.shop_tokens.insert(msg.shop.as_str(), sealed).map_err(|e| VaultError::Store(e.into()))
-            });
-        let flush = self.store.flush();
-        Box::pin(async move {
-            stored?;
-            flush.await?;
-            Ok(())
-        })
+        Box::pin(self.store.durable(self.put_shop_token(&msg)))
     }
 }
 
@@ -551,13 +543,7 @@ impl Handler<ForgetOwner> for TokenVaultActor {
     type Result = ResponseFuture<Result<Vec<PageId>, VaultError>>;
 
     fn handle(&mut self, msg: ForgetOwner, _: &mut Self::Context) -> Self::Result {
-        let result = self.forget_owner(&msg.owner);
-        let flush = self.store.flush();
-        Box::pin(async move {
-            let pages = result?;
-            flush.await?;
-            Ok(pages)
-        })
+        Box::pin(self.store.durable(self.forget_owner(&msg.owner).map_err(VaultError::from)))
     }
 }
 
@@ -566,13 +552,7 @@ impl Handler<ForgetFacebookUser> for TokenVaultActor {
     type Result = ResponseFuture<Result<Removal, VaultError>>;
 
     fn handle(&mut self, msg: ForgetFacebookUser, _: &mut Self::Context) -> Self::Result {
-        let result = self.forget_facebook_user(&msg.fb_user, msg.issued_at);
-        let flush = self.store.flush();
-        Box::pin(async move {
-            let removal = result?;
-            flush.await?;
-            Ok(removal)
-        })
+        Box::pin(self.store.durable(self.forget_facebook_user(&msg.fb_user, msg.issued_at).map_err(VaultError::from)))
     }
 }
 
@@ -604,422 +584,6 @@ impl Handler<ListPages> for TokenVaultActor {
     }
 }
 
-/// The sealed trees of the vault and the prefix of each record's associated data.
-const SEALED_TREES: [(&str, &str); 3] =
-    [(trees::PAGE_TOKENS, "page_token/"), (trees::USER_TOKENS, "user_token/"), (trees::SHOP_TOKENS, "shop_token/")];
-
-/// Where the key check lives: `vault_meta` / `key_check`, sealed with this as its
-/// associated data.
-const KEY_CHECK: &[u8] = b"key_check";
-/// The check record's plaintext: nothing secret, only proof that the key opens it.
-const KEY_CHECK_TEXT: &[u8] = b"pagesync encryption key check v1";
-
-/// Why the configured key cannot be used on this store.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyCheckError {
-    #[error(
-        "PAGESYNC_ENCRYPTION_KEY is not the key this data dir's store was sealed with ({detail}); start with \
-         the original key, or rotate keys with `pagesync rotate-key` (docs/operations.md)"
-    )]
-    WrongKey { detail: String },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// Checks that `sealer` is the key the store was sealed with, before any actor runs.
-/// A store that has a check record must open it; a store from before check records
-/// gets one once every sealed record in it opens (else nothing is written and the
-/// start is refused). A new, empty store gets one at once.
-pub fn verify_key(store: &Store, sealer: &Sealer) -> Result<(), KeyCheckError> {
-    let meta = store.tree(trees::VAULT_META)?;
-    if let Some(sealed) = meta.get(KEY_CHECK).map_err(StoreError::from)? {
-        return match sealer.open(KEY_CHECK, &sealed) {
-            Ok(plain) if plain == KEY_CHECK_TEXT => Ok(()),
-            Ok(_) => Err(KeyCheckError::WrongKey { detail: "the key check record holds unexpected text".into() }),
-            Err(e) => Err(KeyCheckError::WrongKey { detail: format!("the key check record does not open: {e}") }),
-        };
-    }
-    for (name, prefix) in SEALED_TREES {
-        let tree = store.tree(name)?;
-        let mut failed = 0usize;
-        let mut total = 0usize;
-        for entry in tree.iter() {
-            let (key, sealed) = entry.map_err(StoreError::from)?;
-            let mut record_key = prefix.as_bytes().to_vec();
-            record_key.extend_from_slice(&key);
-            total += 1;
-            if sealer.open(&record_key, &sealed).is_err() {
-                failed += 1;
-            }
-        }
-        if failed > 0 {
-            return Err(KeyCheckError::WrongKey {
-                detail: format!("{failed} of {total} records in {name} do not open"),
-            });
-        }
-    }
-    meta.insert(
-        KEY_CHECK,
-        sealer.seal(KEY_CHECK, KEY_CHECK_TEXT).map_err(VaultError::from).map_err(|e| {
-            KeyCheckError::Store(StoreError::Corrupt { tree: trees::VAULT_META, detail: e.to_string() })
-        })?,
-    )
-    .map_err(StoreError::from)?;
-    meta.flush().map_err(StoreError::from)?;
-    Ok(())
-}
-
-/// Key rotation, run with no daemon on the store: opens every sealed record with
-/// `from` and seals it again with `to`. Every record is opened before anything is
-/// written, so a wrong `from` key changes nothing; the writes are one sled
-/// transaction over the three trees, flushed before this returns, so a crash leaves
-/// every record under the old key or every record under the new one. Returns how many
-/// records were re-sealed.
-pub fn reseal_all(store: &Store, from: &Sealer, to: &Sealer) -> Result<usize, VaultError> {
-    let [pages, users, shops] = SEALED_TREES.map(|(name, _)| store.tree(name));
-    let trees = [pages?, users?, shops?];
-    let mut resealed: [Vec<(sled::IVec, Vec<u8>)>; 3] = Default::default();
-    for ((tree, (_, prefix)), out) in trees.iter().zip(SEALED_TREES).zip(resealed.iter_mut()) {
-        for entry in tree.iter() {
-            let (key, sealed) = entry.map_err(StoreError::from)?;
-            let mut record_key = prefix.as_bytes().to_vec();
-            record_key.extend_from_slice(&key);
-            let plain = from.open(&record_key, &sealed)?;
-            out.push((key, to.seal(&record_key, &plain)?));
-        }
-    }
-    let meta = store.tree(trees::VAULT_META)?;
-    // The check record proves `from` even on a store that holds no token yet.
-    if let Some(sealed) = meta.get(KEY_CHECK).map_err(StoreError::from)? {
-        from.open(KEY_CHECK, &sealed)?;
-    }
-    let check = to.seal(KEY_CHECK, KEY_CHECK_TEXT)?;
-    let [pages, users, shops] = &trees;
-    (pages, users, shops, &meta)
-        .transaction(|(pages, users, shops, meta)| {
-            for (tree, records) in [pages, users, shops].into_iter().zip(&resealed) {
-                for (key, sealed) in records {
-                    tree.insert(key, sealed.as_slice())?;
-                }
-            }
-            meta.insert(KEY_CHECK, check.as_slice())?;
-            Ok(())
-        })
-        .map_err(|e: TransactionError<()>| match e {
-            TransactionError::Storage(e) => StoreError::Sled(e),
-            TransactionError::Abort(()) => StoreError::Closed,
-        })?;
-    pages.flush().map_err(StoreError::from)?;
-    let count = resealed.iter().map(Vec::len).sum();
-    Ok(count)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ids::{FacebookUserId, ShopDomain};
-    use crate::seal::EncryptionKey;
-    use crate::store::StoreConfig;
-
-    fn vault() -> (tempfile::TempDir, Store, Addr<TokenVaultActor>) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
-        let sealer = Sealer::new(&EncryptionKey::generate().unwrap());
-        let addr = TokenVaultActor::new(store.clone(), sealer).unwrap().start();
-        (dir, store, addr)
-    }
-
-    #[actix::test]
-    async fn tokens_round_trip_and_are_sealed_on_disk() {
-        let (_dir, store, vault) = vault();
-        let page = PageId::parse("42").unwrap();
-        let owner = UserId::random();
-        vault
-            .send(StorePageToken { page: page.clone(), owner: owner.clone(), token: Secret::new("EAAG-page-token") })
-            .await
-            .unwrap()
-            .unwrap();
-        let creds = vault.send(GetPageToken { page: page.clone() }).await.unwrap().unwrap().unwrap();
-        assert_eq!(creds.token.expose(), "EAAG-page-token");
-        assert_eq!(creds.owner, owner);
-        let raw = store.tree(trees::PAGE_TOKENS).unwrap().get(b"42").unwrap().unwrap();
-        assert!(!raw.windows(4).any(|w| w == b"EAAG"), "token stored in clear");
-    }
-
-    #[actix::test]
-    async fn reseal_all_moves_every_record_to_the_new_key_or_changes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
-        let old = Sealer::new(&EncryptionKey::generate().unwrap());
-        let new = Sealer::new(&EncryptionKey::generate().unwrap());
-        let vault = TokenVaultActor::new(store.clone(), old.clone()).unwrap().start();
-        let owner = UserId::random();
-        let page = PageId::parse("42").unwrap();
-        vault
-            .send(ConnectPages {
-                owner: owner.clone(),
-                fb_user: FacebookUserId::parse("1001").unwrap(),
-                user_token: Secret::new("EAAG-user"),
-                pages: vec![(page.clone(), Secret::new("EAAG-page"))],
-            })
-            .await
-            .unwrap()
-            .unwrap();
-        let shop = ShopDomain::parse("rotating.myshopify.com").unwrap();
-        let token = ShopToken {
-            access_token: Secret::new("shpat_x"),
-            scope: "read_products".into(),
-            refresh_token: None,
-            expires_at: None,
-            refresh_expires_at: None,
-        };
-        vault.send(StoreShopToken { shop: shop.clone(), token }).await.unwrap().unwrap();
-
-        // A wrong "old" key: an error, and every record still opens with the real one.
-        let stranger = Sealer::new(&EncryptionKey::generate().unwrap());
-        assert!(matches!(reseal_all(&store, &stranger, &new), Err(VaultError::Seal(_))));
-        assert_eq!(
-            vault.send(GetPageToken { page: page.clone() }).await.unwrap().unwrap().unwrap().token.expose(),
-            "EAAG-page"
-        );
-
-        assert_eq!(reseal_all(&store, &old, &new).unwrap(), 3);
-        let open = |tree: &str, record: String, key: &[u8]| {
-            let raw = store
-                .tree(match tree {
-                    "p" => trees::PAGE_TOKENS,
-                    "u" => trees::USER_TOKENS,
-                    _ => trees::SHOP_TOKENS,
-                })
-                .unwrap()
-                .get(key)
-                .unwrap()
-                .unwrap();
-            (new.open(record.as_bytes(), &raw), old.open(record.as_bytes(), &raw))
-        };
-        let (with_new, with_old) = open("p", "page_token/42".into(), b"42");
-        assert_eq!(with_new.unwrap(), b"EAAG-page");
-        assert!(with_old.is_err(), "the old key still opens a re-sealed record");
-        let (with_new, _) = open("u", format!("user_token/{owner}"), owner.as_str().as_bytes());
-        assert!(String::from_utf8(with_new.unwrap()).unwrap().contains("EAAG-user"));
-        let (with_new, _) = open("s", format!("shop_token/{shop}"), shop.as_str().as_bytes());
-        assert!(String::from_utf8(with_new.unwrap()).unwrap().contains("shpat_x"));
-        // A vault on the new key reads the Page token.
-        let vault = TokenVaultActor::new(store.clone(), new).unwrap().start();
-        assert_eq!(vault.send(GetPageToken { page }).await.unwrap().unwrap().unwrap().token.expose(), "EAAG-page");
-    }
-
-    #[actix::test]
-    async fn a_page_moving_to_another_owner_is_rebound_not_duplicated() {
-        let (_dir, _store, vault) = vault();
-        let page = PageId::parse("42").unwrap();
-        let (a, b) = (UserId::random(), UserId::random());
-        for (owner, token) in [(&a, "t1"), (&b, "t2")] {
-            vault
-                .send(StorePageToken { page: page.clone(), owner: owner.clone(), token: Secret::new(token) })
-                .await
-                .unwrap()
-                .unwrap();
-        }
-        let pages = vault.send(ListPages).await.unwrap().unwrap();
-        assert_eq!(pages, vec![(page.clone(), b.clone())]);
-        assert_eq!(vault.send(OwnerOfPage { page: page.clone() }).await.unwrap().unwrap(), Some(b.clone()));
-        let stranger = PageId::parse("43").unwrap();
-        assert_eq!(vault.send(OwnerOfPage { page: stranger }).await.unwrap().unwrap(), None);
-        let creds = vault.send(GetPageToken { page }).await.unwrap().unwrap().unwrap();
-        assert_eq!(creds.token.expose(), "t2");
-    }
-
-    #[actix::test]
-    async fn a_tampered_token_record_is_an_error_not_a_wrong_token() {
-        let (_dir, store, vault) = vault();
-        let page = PageId::parse("42").unwrap();
-        vault
-            .send(StorePageToken { page: page.clone(), owner: UserId::random(), token: Secret::new("t") })
-            .await
-            .unwrap()
-            .unwrap();
-        let tree = store.tree(trees::PAGE_TOKENS).unwrap();
-        let mut raw = tree.get(b"42").unwrap().unwrap().to_vec();
-        let last = raw.len() - 1;
-        raw[last] ^= 1;
-        tree.insert(b"42", raw).unwrap();
-        let err = vault.send(GetPageToken { page }).await.unwrap().unwrap_err();
-        assert!(matches!(err, VaultError::Seal(_)), "{err:?}");
-    }
-
-    #[actix::test]
-    async fn forgetting_a_facebook_user_removes_only_the_tokens_they_granted() {
-        let (_dir, _store, vault) = vault();
-        let (a, b) = (UserId::random(), UserId::random());
-        let page = |s: &str| PageId::parse(s).unwrap();
-        for (owner, fb, pages) in [(&a, "100", vec!["1", "2"]), (&b, "200", vec!["3"])] {
-            vault
-                .send(ConnectPages {
-                    owner: owner.clone(),
-                    fb_user: FacebookUserId::parse(fb).unwrap(),
-                    user_token: Secret::new(format!("user-{fb}")),
-                    pages: pages.iter().map(|p| (page(p), Secret::new(format!("page-{p}")))).collect(),
-                })
-                .await
-                .unwrap()
-                .unwrap();
-        }
-        let gone = vault
-            .send(ForgetFacebookUser { fb_user: FacebookUserId::parse("100").unwrap(), issued_at: None })
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(gone, Removal::Forgotten(vec![page("1"), page("2")]));
-        assert!(vault.send(GetPageToken { page: page("1") }).await.unwrap().unwrap().is_none());
-        assert!(vault.send(GetPageToken { page: page("3") }).await.unwrap().unwrap().is_some());
-        // Ownership stays: the merchant still sees the Pages.
-        assert_eq!(vault.send(PagesOfOwner { owner: a.clone() }).await.unwrap().unwrap(), vec![page("1"), page("2")]);
-        let all = vault.send(ForgetOwner { owner: a.clone() }).await.unwrap().unwrap();
-        assert_eq!(all, vec![page("1"), page("2")]);
-        assert!(vault.send(PagesOfOwner { owner: a }).await.unwrap().unwrap().is_empty());
-        assert_eq!(vault.send(PagesOfOwner { owner: b }).await.unwrap().unwrap(), vec![page("3")]);
-    }
-
-    #[actix::test]
-    async fn shop_tokens_are_sealed_and_forgettable() {
-        let (_dir, store, vault) = vault();
-        let shop = ShopDomain::parse("a.myshopify.com").unwrap();
-        let token = ShopToken {
-            access_token: Secret::new("shpat_secret_value"),
-            scope: "read_products".into(),
-            refresh_token: Some(Secret::new("shprt_secret_value")),
-            expires_at: Some(1),
-            refresh_expires_at: Some(2),
-        };
-        vault.send(StoreShopToken { shop: shop.clone(), token }).await.unwrap().unwrap();
-        assert!(vault.send(HasShopToken { shop: shop.clone() }).await.unwrap().unwrap());
-        let opened = vault.send(GetShopToken { shop: shop.clone() }).await.unwrap().unwrap().unwrap();
-        assert_eq!(opened.access_token.expose(), "shpat_secret_value");
-        assert_eq!(opened.scope, "read_products");
-        let raw = store.tree(trees::SHOP_TOKENS).unwrap().get(shop.as_str()).unwrap().unwrap();
-        assert!(!raw.windows(6).any(|w| w == b"shpat_" || w == b"shprt_"));
-        vault.send(ForgetShopToken { shop: shop.clone() }).await.unwrap().unwrap();
-        assert!(vault.send(GetShopToken { shop: shop.clone() }).await.unwrap().unwrap().is_none());
-        assert!(!vault.send(HasShopToken { shop }).await.unwrap().unwrap());
-    }
-
-    #[actix::test]
-    async fn unknown_and_forgotten_pages_have_no_token() {
-        let (_dir, _store, vault) = vault();
-        let page = PageId::parse("7").unwrap();
-        assert!(vault.send(GetPageToken { page: page.clone() }).await.unwrap().unwrap().is_none());
-        vault
-            .send(StorePageToken { page: page.clone(), owner: UserId::random(), token: Secret::new("t") })
-            .await
-            .unwrap()
-            .unwrap();
-        vault.send(ForgetPage { page: page.clone() }).await.unwrap().unwrap();
-        vault.send(ForgetPage { page: page.clone() }).await.unwrap().unwrap();
-        assert!(vault.send(GetPageToken { page }).await.unwrap().unwrap().is_none());
-    }
-
-    #[actix::test]
-    async fn a_store_from_before_the_index_is_indexed_once_at_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
-        let sealer = Sealer::new(&EncryptionKey::generate().unwrap());
-        let owner = UserId::random();
-        // The earlier layout: tokens, owners, grantors, no index.
-        for page in ["1", "2"] {
-            let sealed = sealer.seal(format!("page_token/{page}").as_bytes(), b"t").unwrap();
-            store.tree(trees::PAGE_TOKENS).unwrap().insert(page, sealed).unwrap();
-            store.tree(trees::PAGE_OWNER).unwrap().insert(page, owner.as_str()).unwrap();
-            store.tree(trees::PAGE_GRANTOR).unwrap().insert(page, "100").unwrap();
-        }
-        let vault = TokenVaultActor::new(store.clone(), sealer).unwrap().start();
-        let page = |s: &str| PageId::parse(s).unwrap();
-        assert_eq!(
-            vault.send(PagesOfOwner { owner: owner.clone() }).await.unwrap().unwrap(),
-            vec![page("1"), page("2")]
-        );
-        let gone = vault
-            .send(ForgetFacebookUser { fb_user: FacebookUserId::parse("100").unwrap(), issued_at: None })
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(gone, Removal::Forgotten(vec![page("1"), page("2")]));
-        assert_eq!(vault.send(ForgetOwner { owner }).await.unwrap().unwrap(), vec![page("1"), page("2")]);
-    }
-
-    #[actix::test]
-    async fn a_page_moved_to_another_merchant_leaves_the_first_ones_index() {
-        let (_dir, _store, vault) = vault();
-        let (a, b) = (UserId::random(), UserId::random());
-        let page = PageId::parse("9").unwrap();
-        for (owner, fb) in [(&a, "100"), (&b, "200")] {
-            vault
-                .send(ConnectPages {
-                    owner: owner.clone(),
-                    fb_user: FacebookUserId::parse(fb).unwrap(),
-                    user_token: Secret::new("u"),
-                    pages: vec![(page.clone(), Secret::new("p"))],
-                })
-                .await
-                .unwrap()
-                .unwrap();
-        }
-        assert!(vault.send(PagesOfOwner { owner: a }).await.unwrap().unwrap().is_empty());
-        assert_eq!(vault.send(PagesOfOwner { owner: b }).await.unwrap().unwrap(), vec![page.clone()]);
-        // The first grantor no longer reaches the Page.
-        let first = vault
-            .send(ForgetFacebookUser { fb_user: FacebookUserId::parse("100").unwrap(), issued_at: None })
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(first, Removal::Forgotten(vec![]));
-        assert!(vault.send(GetPageToken { page }).await.unwrap().unwrap().is_some());
-    }
-
-    #[actix::test]
-    async fn a_removal_issued_before_the_latest_connect_is_superseded() {
-        let (_dir, _store, vault) = vault();
-        let fb_user = FacebookUserId::parse("100").unwrap();
-        let before = now();
-        vault
-            .send(ConnectPages {
-                owner: UserId::random(),
-                fb_user: fb_user.clone(),
-                user_token: Secret::new("u"),
-                pages: vec![(PageId::parse("1").unwrap(), Secret::new("p"))],
-            })
-            .await
-            .unwrap()
-            .unwrap();
-        let replay = ForgetFacebookUser { fb_user: fb_user.clone(), issued_at: Some(before.saturating_sub(1)) };
-        assert!(matches!(vault.send(replay).await.unwrap().unwrap(), Removal::Superseded { .. }));
-        assert!(vault.send(GetPageToken { page: PageId::parse("1").unwrap() }).await.unwrap().unwrap().is_some());
-        let fresh = ForgetFacebookUser { fb_user, issued_at: Some(now() + 1) };
-        assert_eq!(vault.send(fresh).await.unwrap().unwrap(), Removal::Forgotten(vec![PageId::parse("1").unwrap()]));
-    }
-
-    #[test]
-    fn the_store_remembers_its_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
-        let (right, wrong) =
-            (Sealer::new(&EncryptionKey::generate().unwrap()), Sealer::new(&EncryptionKey::generate().unwrap()));
-        // A store from before check records: a sealed token and no check.
-        let sealed = right.seal(b"page_token/1", b"t").unwrap();
-        store.tree(trees::PAGE_TOKENS).unwrap().insert("1", sealed).unwrap();
-        let err = verify_key(&store, &wrong).unwrap_err();
-        assert!(matches!(err, KeyCheckError::WrongKey { .. }), "{err}");
-        assert!(err.to_string().contains("PAGESYNC_ENCRYPTION_KEY"));
-        assert!(store.tree(trees::VAULT_META).unwrap().is_empty(), "no check record for a key that does not open");
-        verify_key(&store, &right).unwrap();
-        verify_key(&store, &right).unwrap();
-        // With the check record, the wrong key is refused even with no token left.
-        store.tree(trees::PAGE_TOKENS).unwrap().clear().unwrap();
-        assert!(matches!(verify_key(&store, &wrong), Err(KeyCheckError::WrongKey { .. })));
-        // Rotation moves the check to the new key; the wrong "old" key changes nothing.
-        assert!(reseal_all(&store, &wrong, &right).is_err());
-        reseal_all(&store, &right, &wrong).unwrap();
-        verify_key(&store, &wrong).unwrap();
-        assert!(verify_key(&store, &right).is_err());
-    }
-}
+#[path = "token_vault/tests.rs"]
+mod tests;

@@ -1,0 +1,243 @@
+//! The page writer's `Handler`s: each routes a message to the actor's methods.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use actix::prelude::*;
+
+use super::records::encode_pages;
+use super::{PageWriterActor, files};
+use crate::ids::PageId;
+use crate::messages::*;
+use crate::outbox::{Enqueued, ItemKind};
+use crate::store::{StoreError, trees};
+
+/// Answers at once.
+impl Handler<Ping> for PageWriterActor {
+    type Result = ();
+    fn handle(&mut self, _: Ping, _: &mut Self::Context) {}
+}
+
+/// Stops accepting and starting work; what is unfinished stays in the inbox.
+impl Handler<Shutdown> for PageWriterActor {
+    type Result = ();
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
+        self.draining = true;
+        tracing::info!(inbox = self.schedule.inbox_depth(), running = self.schedule.running(), "page writer stopping");
+        ctx.stop();
+    }
+}
+
+/// Makes a delivery durable, then queues its Pages.
+impl Handler<AcceptDelivery> for PageWriterActor {
+    type Result = ResponseActFuture<Self, Result<Receipt, InboxError>>;
+
+    fn handle(&mut self, msg: AcceptDelivery, _: &mut Self::Context) -> Self::Result {
+        if self.draining {
+            return Box::pin(fut::ready(Err(InboxError::ShuttingDown)));
+        }
+        let mut seen = HashSet::new();
+        let pages: Vec<PageId> = msg.pages.into_iter().filter(|p| seen.insert(p.clone())).collect();
+        let mut writes = Vec::with_capacity(2);
+        // The forward goes first: a crash keeps a prefix of a commit, so the inbox
+        // record never survives without it.
+        let forward = match (msg.forward, &self.outbox) {
+            (Some(f), Some(outbox)) => {
+                let prepared = outbox.queue.prepare(ItemKind::Forward, &f.lane, f.headers, &f.body);
+                writes.push(prepared.write);
+                Some((outbox.addr.clone(), prepared.enqueued))
+            }
+            _ => None,
+        };
+        let seq = (!pages.is_empty()).then(|| {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            writes.push((self.inbox.clone(), seq.to_be_bytes().to_vec(), encode_pages(&pages)));
+            seq
+        });
+        if writes.is_empty() {
+            return Box::pin(fut::ready(Ok(Receipt { seq: None, pages: 0, forwarded: false })));
+        }
+        let commit = self.store.commit_all(writes);
+        Box::pin(commit.into_actor(self).map(move |result, act, ctx| {
+            result?;
+            let forwarded = forward.is_some();
+            if let Some((outbox, enqueued)) = forward {
+                outbox.do_send(enqueued);
+            }
+            let count = pages.len();
+            if let Some(seq) = seq {
+                act.stats.accepted += 1;
+                act.enqueue(seq, pages, ctx);
+            }
+            Ok(Receipt { seq, pages: count, forwarded })
+        }))
+    }
+}
+
+/// Queues a refresh of one Page and replies when it has run.
+impl Handler<SyncNow> for PageWriterActor {
+    type Result = ResponseFuture<bool>;
+
+    fn handle(&mut self, msg: SyncNow, ctx: &mut Self::Context) -> Self::Result {
+        self.sync_now(msg.page, false, ctx)
+    }
+}
+
+impl Handler<PollPage> for PageWriterActor {
+    type Result = ResponseFuture<bool>;
+
+    fn handle(&mut self, msg: PollPage, ctx: &mut Self::Context) -> Self::Result {
+        self.sync_now(msg.page, true, ctx)
+    }
+}
+
+impl PageWriterActor {
+    /// Queues a refresh of `page` (one that covers it if one is already queued) and
+    /// answers once it is done.
+    fn sync_now(&mut self, page: PageId, check_token: bool, ctx: &mut Context<Self>) -> ResponseFuture<bool> {
+        if self.draining {
+            return Box::pin(async { false });
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.schedule.request(page, tx, check_token);
+        self.pump(ctx);
+        Box::pin(async move { rx.await.unwrap_or(false) })
+    }
+}
+
+/// Clears `needs_reauth` / `disconnected` and any tombstone.
+impl Handler<PageConnected> for PageWriterActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: PageConnected, ctx: &mut Self::Context) {
+        self.tombstones.remove(&msg.page);
+        let mut state = self.load_state(&msg.page).unwrap_or_default();
+        if matches!(state.status, SyncStatus::NeedsReauth | SyncStatus::Disconnected) {
+            state.status = SyncStatus::Pending;
+        }
+        if let Some(shop) = &msg.shop {
+            state.shop = Some(shop.to_string());
+        }
+        let data = serde_json::json!({ "page_id": msg.page, "shop": state.shop, "name": msg.name });
+        let announced = self.record_events(&msg.page, vec![("page.connected", data)]);
+        self.save_state(&msg.page, &state);
+        self.announce(announced, ctx);
+    }
+}
+
+/// Marks Pages disconnected.
+impl Handler<MarkDisconnected> for PageWriterActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: MarkDisconnected, ctx: &mut Self::Context) {
+        let mut announced = Vec::new();
+        for page in msg.pages {
+            let mut state = self.load_state(&page).unwrap_or_default();
+            if state.status != SyncStatus::Disconnected {
+                let data = serde_json::json!({ "page_id": page, "shop": state.shop, "reason": msg.reason });
+                announced.extend(self.record_events(&page, vec![("page.disconnected", data)]));
+            }
+            state.status = SyncStatus::Disconnected;
+            self.save_state(&page, &state);
+        }
+        self.announce(announced, ctx);
+    }
+}
+
+/// Deletes Pages' state and folders.
+impl Handler<DeletePages> for PageWriterActor {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, msg: DeletePages, _: &mut Self::Context) -> Self::Result {
+        let deleted = self.delete_pages(&msg.pages);
+        let durable = self.store.durable(deleted);
+        let outbox = self.outbox.as_ref().map(|o| o.addr.clone());
+        Box::pin(async move {
+            let (dirs, announced) = durable.await?;
+            let removed = tokio::task::spawn_blocking(move || dirs.iter().try_for_each(|d| files::remove_page_dir(d)));
+            removed.await.map_err(std::io::Error::other).and_then(|r| r).map_err(StoreError::PageFiles)?;
+            if let Some(outbox) = outbox {
+                for item in announced {
+                    outbox.do_send(item);
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+impl PageWriterActor {
+    /// Forgets Pages' sync state and records a `page.removed` event for each;
+    /// tombstones them so a refresh still running has its result discarded. Returns
+    /// their folders (to remove off the actor's thread) and the events to hand to the
+    /// outbox once flushed.
+    fn delete_pages(&mut self, pages: &[PageId]) -> Result<(Vec<PathBuf>, Vec<Enqueued>), StoreError> {
+        let mut dirs = Vec::new();
+        let mut announced = Vec::new();
+        for page in pages {
+            let shop = self.load_state(page).and_then(|s| s.shop);
+            let data = serde_json::json!({ "page_id": page, "shop": shop });
+            announced.extend(self.record_events(page, vec![("page.removed", data)]));
+            let previous = self.states.remove(page.as_str())?;
+            self.count_out(previous.as_deref());
+            self.tombstones.insert(page.clone());
+            // Nothing queued for a deleted Page runs; its deliveries are done.
+            let done = self.schedule.drop_waiting(page);
+            self.remove_from_inbox(done);
+            dirs.push(self.config.pages_dir.join(page.as_str()));
+        }
+        Ok((dirs, announced))
+    }
+}
+
+/// Reads a Page's sync state.
+impl Handler<GetPageState> for PageWriterActor {
+    type Result = Result<Option<PageState>, StoreError>;
+
+    fn handle(&mut self, msg: GetPageState, _: &mut Self::Context) -> Self::Result {
+        match self.states.get(msg.page.as_str())? {
+            None => Ok(None),
+            Some(raw) => serde_json::from_slice(&raw)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt { tree: trees::PAGE_STATE, detail: e.to_string() }),
+        }
+    }
+}
+
+/// A Page's state and the name in its file.
+impl Handler<DescribePage> for PageWriterActor {
+    type Result = ResponseFuture<PageSummary>;
+
+    fn handle(&mut self, msg: DescribePage, _: &mut Self::Context) -> Self::Result {
+        let state = self.load_state(&msg.page);
+        let path = self.config.pages_dir.join(msg.page.as_str()).join("page_data.json");
+        Box::pin(async move {
+            let (name, category) =
+                tokio::task::spawn_blocking(move || files::name_and_category(&path)).await.unwrap_or_default();
+            PageSummary { state, name, category }
+        })
+    }
+}
+
+/// Pages by status, from the counts kept as records change (no scan).
+impl Handler<CountPagesByStatus> for PageWriterActor {
+    type Result = Result<Vec<(SyncStatus, u64)>, StoreError>;
+
+    fn handle(&mut self, _: CountPagesByStatus, _: &mut Self::Context) -> Self::Result {
+        Ok(SyncStatus::ALL.iter().copied().zip(self.status_counts).collect())
+    }
+}
+
+/// A snapshot of counters and queues.
+impl Handler<GetWriterStats> for PageWriterActor {
+    type Result = MessageResult<GetWriterStats>;
+
+    fn handle(&mut self, _: GetWriterStats, _: &mut Self::Context) -> Self::Result {
+        let mut stats = self.stats.clone();
+        stats.inbox_depth = self.schedule.inbox_depth();
+        stats.running = self.schedule.running();
+        stats.waiting_pages = self.schedule.waiting_pages();
+        MessageResult(stats)
+    }
+}

@@ -1,0 +1,467 @@
+//! PageWriterActor: owns the webhook inbox, the per-Page sync state and every
+//! `facebook/<page_id>/page_data.json`.
+//!
+//! Who sends what: the webhook route sends [`AcceptDelivery`] once a delivery's
+//! signature checked out; readiness sends [`Ping`](crate::messages::Ping); startup sends [`Shutdown`](crate::messages::Shutdown) at the
+//! end. The actor asks the TokenVaultActor for a Page's token and a [`PageSource`] for
+//! the Page's data.
+//!
+//! Trees: `inbox` (sequence number -> the delivery's Page ids) and `page_state`
+//! (Page id -> [`PageState`] as JSON).
+//!
+//! How work flows:
+//! 1. A delivery is group-committed into the inbox; only then is the HTTP request
+//!    answered. The Graph API is never called on the request path.
+//! 2. Each of its Pages gets a refresh. Per Page at most one refresh runs, and at most
+//!    one more is queued behind it: every delivery that arrives while a refresh runs
+//!    joins the single queued one (a burst of N deliveries costs two fetches, not N).
+//! 3. A delivery leaves the inbox when every one of its Pages is done (written,
+//!    unknown, or definitively failed). Deliveries still in the inbox at start-up are
+//!    replayed, so an acknowledged delivery survives a crash.
+//!
+//! Network calls and file writes run as futures spawned on this actor's context (the
+//! file write itself on the blocking pool): the mailbox keeps answering
+//! `AcceptDelivery` while Graph is slow. At most `max_concurrent` refreshes run at once.
+//!
+//! The parts: [`schedule`] decides the order of work (a pure state machine: per-Page
+//! running/waiting, the ready queue, back-off, when a delivery is done); `refresh`
+//! does one refresh's I/O (vault, Graph, file); `files` is the page file I/O. This
+//! file wires them: it owns the trees, the timers and the messages.
+
+mod files;
+mod handlers;
+mod records;
+mod refresh;
+pub mod schedule;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+
+pub use self::files::{PAGE_DIR_MODE, PAGE_FILE_MODE, etag_of, read_page_file, remove_leftovers, write_page_file};
+use self::records::{decode_pages, status_index, status_of};
+use self::refresh::{Outcome, refresh};
+use self::schedule::{Limits, Pump, Scheduler};
+pub use self::schedule::{MAX_PAUSE, deadline_after};
+use crate::graph::{FetchError, PageSource};
+use crate::ids::PageId;
+use crate::outbox::{Enqueued, ItemKind, OutboxHandle, event_body};
+use crate::store::{Store, StoreError, trees};
+use crate::token_vault::TokenVaultActor;
+
+// This actor's messages are declared in `messages` (the crate's contract) and
+// re-exported here, so `page_writer::<Message>` keeps working for callers.
+pub use crate::messages::writer::*;
+
+/// Tunables of the writer; defaults are what the daemon runs with.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// `PAGESYNC_DATA_DIR/facebook`.
+    pub pages_dir: PathBuf,
+    /// Refreshes running at once, across all Pages. Bounds sockets to Graph and
+    /// memory; Graph's own limits are per Page, so a few dozen is plenty.
+    pub max_concurrent: usize,
+    /// First pause after a rate limit without `estimated_time_to_regain_access`, and
+    /// after a refresh that stayed transient through the client's retries. Doubles per
+    /// consecutive failure, with jitter.
+    pub backoff_base: Duration,
+    /// The longest such pause.
+    pub backoff_cap: Duration,
+    /// Consecutive transient failures after which a refresh is given up (status
+    /// `error`; the next delivery or the daily poll tries again).
+    pub max_transient_rounds: u32,
+}
+
+impl WriterConfig {
+    /// The part of the configuration the scheduler applies.
+    fn limits(&self) -> Limits {
+        Limits {
+            max_concurrent: self.max_concurrent,
+            backoff_base: self.backoff_base,
+            backoff_cap: self.backoff_cap,
+            max_transient_rounds: self.max_transient_rounds,
+        }
+    }
+
+    pub fn new(pages_dir: impl Into<PathBuf>) -> Self {
+        WriterConfig {
+            pages_dir: pages_dir.into(),
+            max_concurrent: 32,
+            backoff_base: Duration::from_secs(60),
+            backoff_cap: Duration::from_secs(3600),
+            max_transient_rounds: 5,
+        }
+    }
+}
+
+/// See the module docs.
+pub struct PageWriterActor {
+    store: Store,
+    inbox: sled::Tree,
+    states: sled::Tree,
+    vault: Addr<TokenVaultActor>,
+    source: Arc<dyn PageSource>,
+    config: WriterConfig,
+    /// Next inbox key; starts after the highest key found at start-up.
+    next_seq: u64,
+    /// The order of work: which Page refreshes next, back-offs, pending deliveries.
+    schedule: Scheduler,
+    /// Set by `Shutdown`: accept nothing, start nothing.
+    draining: bool,
+    stats: WriterStats,
+    /// Deliveries found in the inbox at start-up, queued in `started`.
+    replay: Vec<(u64, Vec<PageId>)>,
+    /// Pages deleted while a refresh for them may still be running: whatever that
+    /// refresh writes is removed again. Lifted when the Page is connected again.
+    tombstones: HashSet<PageId>,
+    /// How many `page_state` records are in each status (index of `SyncStatus::ALL`):
+    /// counted once at start, then kept as records change, so `/metrics` never scans.
+    status_counts: [u64; SyncStatus::ALL.len()],
+    /// Where relayed deliveries and events go; `None` when the bot gets neither.
+    outbox: Option<OutboxHandle>,
+    /// Names this process's temporary files, so the start-up sweep of leftovers from
+    /// an earlier crash never takes a file a refresh of ours is writing.
+    generation: u64,
+}
+
+impl PageWriterActor {
+    /// Opens the writer's trees and reads what the inbox still holds.
+    pub fn new(
+        store: Store,
+        vault: Addr<TokenVaultActor>,
+        source: Arc<dyn PageSource>,
+        config: WriterConfig,
+        outbox: Option<OutboxHandle>,
+    ) -> Result<Self, StoreError> {
+        let inbox = store.tree(trees::INBOX)?;
+        let states = store.tree(trees::PAGE_STATE)?;
+        let mut replay = Vec::new();
+        let mut next_seq = 0;
+        for item in inbox.iter() {
+            let (key, value) = item?;
+            let seq = match <[u8; 8]>::try_from(key.as_ref()) {
+                Ok(b) => u64::from_be_bytes(b),
+                Err(_) => {
+                    tracing::warn!("dropping an inbox record with a malformed key");
+                    inbox.remove(key)?;
+                    continue;
+                }
+            };
+            next_seq = next_seq.max(seq + 1);
+            match decode_pages(&value) {
+                Some(pages) => replay.push((seq, pages)),
+                None => {
+                    tracing::warn!(seq, "dropping an inbox record with malformed Page ids");
+                    inbox.remove(key)?;
+                }
+            }
+        }
+        let mut status_counts = [0u64; SyncStatus::ALL.len()];
+        for item in states.iter() {
+            let (_, raw) = item?;
+            if let Some(i) = status_of(&raw).and_then(status_index) {
+                status_counts[i] += 1;
+            }
+        }
+        Ok(PageWriterActor {
+            outbox,
+            status_counts,
+            generation: rand::random(),
+            store,
+            inbox,
+            states,
+            vault,
+            source,
+            schedule: Scheduler::new(config.limits()),
+            config,
+            next_seq,
+            draining: false,
+            stats: WriterStats::default(),
+            replay,
+            tombstones: HashSet::new(),
+        })
+    }
+
+    /// Registers an inbox delivery and schedules its Pages.
+    fn enqueue(&mut self, seq: u64, pages: Vec<PageId>, ctx: &mut Context<Self>) {
+        self.schedule.enqueue(seq, pages);
+        self.pump(ctx);
+    }
+
+    /// Starts refreshes while there are free slots and nothing pauses us.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.draining {
+            return;
+        }
+        match self.schedule.take_ready(Instant::now()) {
+            Pump::Paused(None) => {}
+            Pump::Paused(Some(wake_in)) => {
+                ctx.run_later(wake_in, |act, ctx| {
+                    act.schedule.woke();
+                    act.pump(ctx);
+                });
+            }
+            Pump::Start(started) => {
+                for started in started {
+                    self.start(started.page, started.check_token, ctx);
+                }
+            }
+        }
+    }
+
+    /// Starts one refresh the scheduler let through.
+    fn start(&mut self, page: PageId, check_token: bool, ctx: &mut Context<Self>) {
+        let state = self.load_state(&page);
+        if let Some(status) = state.as_ref().map(|s| s.status)
+            && matches!(status, SyncStatus::NeedsReauth | SyncStatus::Disconnected)
+        {
+            // Left alone until the owner connects again; the deliveries are done.
+            ctx.notify(Finished { page, outcome: Outcome::Skipped(status) });
+            return;
+        }
+        let vault = self.vault.clone();
+        let source = self.source.clone();
+        let pages_dir = self.config.pages_dir.clone();
+        let fut = refresh(vault, source, pages_dir, page.clone(), check_token, self.generation);
+        ctx.spawn(fut.into_actor(self).map(move |outcome, act, ctx| act.finish(page, outcome, ctx)));
+    }
+
+    /// Records how a refresh ended (state, events, counters) and moves the Page on.
+    fn finish(&mut self, page: PageId, outcome: Outcome, ctx: &mut Context<Self>) {
+        let now = unix_now();
+        let mut state = self.load_state(&page);
+        let known = state.is_some() || !matches!(outcome, Outcome::UnknownPage);
+        let previous = state.as_ref().map(|s| s.status);
+        let mut st = state.take().unwrap_or_default();
+        // Events this outcome reports, committed with the state below.
+        let mut events: Vec<(&'static str, serde_json::Value)> = Vec::new();
+        // `Some(delay)`: keep the deliveries and try this Page again after `delay`.
+        let mut retry_after: Option<Duration> = None;
+        match &outcome {
+            Outcome::Written { changed, etag } => {
+                if st.etag.as_deref() != Some(etag.as_str()) {
+                    events
+                        .push(("page.updated", serde_json::json!({ "page_id": page, "shop": st.shop, "etag": etag })));
+                    st.etag = Some(etag.clone());
+                }
+                if *changed {
+                    self.stats.pages_written += 1;
+                } else {
+                    self.stats.pages_unchanged += 1;
+                }
+                st.status = SyncStatus::Synced;
+                st.last_attempt = Some(now);
+                st.last_success = Some(now);
+                st.last_error = None;
+                st.last_error_code = None;
+                st.refreshes += 1;
+                tracing::debug!(page_id = %page, "page_data.json written");
+            }
+            Outcome::UnknownPage => {
+                self.stats.unknown_pages += 1;
+                tracing::info!(page_id = %page, "delivery for a Page nobody connected; skipped");
+            }
+            Outcome::Skipped(status) => {
+                tracing::debug!(page_id = %page, ?status, "refresh skipped");
+            }
+            Outcome::Failed(err) => {
+                self.stats.refresh_errors += 1;
+                st.last_attempt = Some(now);
+                st.last_error = Some(err.to_string());
+                st.last_error_code = err.code();
+                retry_after = self.schedule.after_failure(&page, err, Instant::now());
+                match err {
+                    FetchError::Auth { .. } => {
+                        if st.status != SyncStatus::NeedsReauth {
+                            events.push(("page.needs_reauth", serde_json::json!({ "page_id": page, "shop": st.shop })));
+                        }
+                        st.status = SyncStatus::NeedsReauth;
+                        tracing::warn!(page_id = %page, error = %err, "token refused; Page needs its owner to reconnect");
+                    }
+                    FetchError::RateLimited { .. } => {
+                        st.status = SyncStatus::RateLimited;
+                        let delay_s = retry_after.unwrap_or_default().as_secs();
+                        tracing::warn!(page_id = %page, error = %err, delay_s, "rate limited; pausing");
+                    }
+                    FetchError::Transient { .. } if retry_after.is_some() => {
+                        st.status = SyncStatus::Error;
+                        let delay_s = retry_after.unwrap_or_default().as_secs();
+                        tracing::warn!(page_id = %page, error = %err, delay_s, "refresh failed; will retry");
+                    }
+                    FetchError::Transient { .. } | FetchError::Permanent { .. } => {
+                        st.status = SyncStatus::Error;
+                        tracing::warn!(page_id = %page, error = %err, "refresh failed");
+                    }
+                }
+            }
+            Outcome::Internal(detail) => {
+                // Our own failure (a record that does not open, a disk error) says
+                // nothing about the Page or its token: the status stays as it was.
+                self.stats.refresh_errors += 1;
+                st.last_attempt = Some(now);
+                st.last_error = Some(detail.to_string());
+                tracing::error!(page_id = %page, error = %detail, "refresh failed inside pagesync");
+            }
+        }
+        if previous == Some(SyncStatus::Disconnected) && !matches!(outcome, Outcome::Skipped(_)) {
+            // MarkDisconnected landed while this refresh ran: the tokens are gone and
+            // that outranks whatever the refresh found.
+            st.status = SyncStatus::Disconnected;
+            events.retain(|(kind, _)| *kind != "page.needs_reauth");
+        }
+        let deleted = self.tombstones.contains(&page);
+        if deleted && matches!(outcome, Outcome::Written { .. }) {
+            // Deleted while this refresh ran: take back what it wrote.
+            let dir = self.config.pages_dir.join(page.as_str());
+            tokio::task::spawn_blocking(move || files::remove_page_dir(&dir));
+        } else if known && !deleted {
+            let announced = self.record_events(&page, events);
+            self.save_state(&page, &st);
+            self.announce(announced, ctx);
+        }
+
+        let written = matches!(outcome, Outcome::Written { .. }) && !deleted;
+        let Some(finished) = self.schedule.finish(&page, written, retry_after) else { return };
+        if let Some(delay) = finished.retry_in {
+            ctx.run_later(delay, move |act, ctx| {
+                act.schedule.requeue(page);
+                act.pump(ctx);
+            });
+        }
+        self.remove_from_inbox(finished.done);
+        self.pump(ctx);
+    }
+
+    /// Removes deliveries whose every Page is done from the inbox.
+    fn remove_from_inbox(&self, done: Vec<u64>) {
+        for seq in done {
+            // Not flushed on purpose: if this removal is lost in a crash, the delivery
+            // is replayed and the Page refreshed once more, which is harmless.
+            if let Err(e) = self.inbox.remove(seq.to_be_bytes()) {
+                tracing::error!(seq, error = %e, "could not remove a finished delivery from the inbox");
+            }
+        }
+    }
+
+    fn load_state(&self, page: &PageId) -> Option<PageState> {
+        match self.states.get(page.as_str()) {
+            Ok(Some(raw)) => match serde_json::from_slice(&raw) {
+                Ok(state) => Some(state),
+                Err(e) => {
+                    tracing::warn!(page_id = %page, error = %e, "unreadable sync state; starting afresh");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(page_id = %page, error = %e, "cannot read sync state");
+                None
+            }
+        }
+    }
+
+    fn save_state(&mut self, page: &PageId, state: &PageState) {
+        let saved = serde_json::to_vec(state)
+            .map_err(|e| e.to_string())
+            .and_then(|v| self.states.insert(page.as_str(), v).map_err(|e| e.to_string()));
+        match saved {
+            Ok(previous) => {
+                self.count_out(previous.as_deref());
+                if let Some(i) = status_index(state.status) {
+                    self.status_counts[i] += 1;
+                }
+            }
+            Err(e) => tracing::error!(page_id = %page, error = %e, "cannot save sync state"),
+        }
+    }
+
+    /// Writes `events` about `page` into the outbox tree now, before the state change
+    /// they report is written: sled keeps a prefix of writes across a crash, so the
+    /// change never survives without its events. Returns what to tell the outbox once
+    /// a flush made both durable (see [`Self::announce`]). Nothing without events on.
+    fn record_events(&self, page: &PageId, events: Vec<(&'static str, serde_json::Value)>) -> Vec<Enqueued> {
+        let Some(outbox) = self.outbox.as_ref().filter(|o| o.events) else { return Vec::new() };
+        let mut enqueued = Vec::with_capacity(events.len());
+        for (kind, data) in events {
+            let prepared = outbox.queue.prepare(ItemKind::Event, page.as_str(), Vec::new(), &event_body(kind, data));
+            let (tree, key, value) = prepared.write;
+            match tree.insert(key, value) {
+                Ok(_) => enqueued.push(prepared.enqueued),
+                Err(e) => tracing::error!(page_id = %page, kind, error = %e, "cannot record an event"),
+            }
+        }
+        enqueued
+    }
+
+    /// Hands recorded events to the outbox once everything written so far is flushed.
+    fn announce(&self, enqueued: Vec<Enqueued>, ctx: &mut Context<Self>) {
+        let Some(outbox) = self.outbox.as_ref().filter(|_| !enqueued.is_empty()) else { return };
+        let addr = outbox.addr.clone();
+        let flush = self.store.flush();
+        ctx.spawn(
+            async move {
+                if let Err(e) = flush.await {
+                    // Still in the tree: sent after the next start at the latest.
+                    tracing::error!(error = %e, "flush before handing events to the outbox failed");
+                    return;
+                }
+                for item in enqueued {
+                    addr.do_send(item);
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// A `page_state` record left (replaced or removed): uncount its status.
+    fn count_out(&mut self, previous: Option<&[u8]>) {
+        if let Some(i) = previous.and_then(status_of).and_then(status_index) {
+            self.status_counts[i] = self.status_counts[i].saturating_sub(1);
+        }
+    }
+}
+
+/// Internal: a refresh that needed no network call has ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Finished {
+    page: PageId,
+    outcome: Outcome,
+}
+
+impl Handler<Finished> for PageWriterActor {
+    type Result = ();
+    fn handle(&mut self, msg: Finished, ctx: &mut Self::Context) {
+        self.finish(msg.page, msg.outcome, ctx);
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl Actor for PageWriterActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Every webhook request waits in this mailbox; a deep one rides out bursts,
+        // and when it is full the route answers 503 after its send timeout.
+        ctx.set_mailbox_capacity(4096);
+        let (pages_dir, generation) = (self.config.pages_dir.clone(), self.generation);
+        tokio::task::spawn_blocking(move || match remove_leftovers(&pages_dir, generation) {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "removed temporary files left by an interrupted write"),
+            Err(e) => tracing::warn!(error = %e, "cannot sweep leftover temporary files"),
+        });
+        let replay = std::mem::take(&mut self.replay);
+        if !replay.is_empty() {
+            tracing::info!(deliveries = replay.len(), "replaying deliveries left in the inbox");
+        }
+        for (seq, pages) in replay {
+            self.enqueue(seq, pages, ctx);
+        }
+    }
+}

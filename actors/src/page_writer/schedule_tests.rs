@@ -1,0 +1,173 @@
+//! The scheduling rules, one per test, without actix: plain values in, decisions out.
+
+use super::*;
+
+fn limits(max_concurrent: usize) -> Limits {
+    Limits {
+        max_concurrent,
+        backoff_base: Duration::from_secs(60),
+        backoff_cap: Duration::from_secs(3600),
+        max_transient_rounds: 3,
+    }
+}
+
+fn page(id: &str) -> PageId {
+    PageId::parse(id).unwrap()
+}
+
+fn started(pump: Pump) -> Vec<PageId> {
+    match pump {
+        Pump::Start(s) => s.into_iter().map(|s| s.page).collect(),
+        Pump::Paused(_) => panic!("paused"),
+    }
+}
+
+fn transient() -> FetchError {
+    FetchError::Transient { detail: "502".into() }
+}
+
+#[test]
+fn deliveries_arriving_during_a_refresh_coalesce_into_one_more() {
+    let mut s = Scheduler::new(limits(4));
+    let now = Instant::now();
+    s.enqueue(1, vec![page("1")]);
+    assert_eq!(started(s.take_ready(now)), vec![page("1")]);
+    for seq in 2..10 {
+        s.enqueue(seq, vec![page("1")]);
+    }
+    assert!(started(s.take_ready(now)).is_empty(), "one refresh per Page at a time");
+    let first = s.finish(&page("1"), true, None).unwrap();
+    assert_eq!(first.done, vec![1]);
+    assert_eq!(started(s.take_ready(now)), vec![page("1")], "one more covers the burst");
+    let second = s.finish(&page("1"), true, None).unwrap();
+    assert_eq!(second.done, (2..10).collect::<Vec<_>>());
+    assert_eq!((s.inbox_depth(), s.running(), s.waiting_pages()), (0, 0, 0));
+}
+
+#[test]
+fn no_more_than_max_concurrent_run_and_the_rest_start_in_arrival_order() {
+    let mut s = Scheduler::new(limits(2));
+    let now = Instant::now();
+    s.enqueue(1, vec![page("1"), page("2"), page("3"), page("4")]);
+    assert_eq!(started(s.take_ready(now)), vec![page("1"), page("2")]);
+    assert_eq!((s.running(), s.waiting_pages()), (2, 2));
+    assert!(s.finish(&page("2"), true, None).unwrap().done.is_empty(), "the delivery has Pages left");
+    assert_eq!(started(s.take_ready(now)), vec![page("3")]);
+}
+
+#[test]
+fn a_delivery_is_done_when_its_last_page_is() {
+    let mut s = Scheduler::new(limits(4));
+    s.enqueue(7, vec![page("1"), page("2")]);
+    started(s.take_ready(Instant::now()));
+    assert!(s.finish(&page("1"), true, None).unwrap().done.is_empty());
+    assert_eq!(s.finish(&page("2"), false, None).unwrap().done, vec![7], "a failure also finishes it");
+}
+
+#[test]
+fn a_transient_failure_keeps_the_deliveries_and_backs_off_until_the_rounds_run_out() {
+    let mut s = Scheduler::new(limits(4));
+    let now = Instant::now();
+    s.enqueue(1, vec![page("1")]);
+    for round in 0..2u32 {
+        started(s.take_ready(now));
+        let delay = s.after_failure(&page("1"), &transient(), now).expect("retried");
+        let base = 60_000u64 << round;
+        assert!((base / 2..=base).contains(&(delay.as_millis() as u64)), "round {round}: {delay:?}");
+        let f = s.finish(&page("1"), false, Some(delay)).unwrap();
+        assert_eq!(f, Finished { retry_in: Some(delay), done: vec![] });
+        assert!(started(s.take_ready(now)).is_empty(), "waits for its timer");
+        s.requeue(page("1"));
+    }
+    started(s.take_ready(now));
+    assert_eq!(s.after_failure(&page("1"), &transient(), now), None, "given up after three rounds");
+    assert_eq!(s.finish(&page("1"), false, None).unwrap().done, vec![1]);
+}
+
+#[test]
+fn auth_and_permanent_failures_are_not_retried() {
+    let mut s = Scheduler::new(limits(4));
+    let auth = FetchError::Auth { code: 190, subcode: None, message: "expired".into() };
+    let permanent = FetchError::Permanent { code: Some(100), detail: "gone".into() };
+    assert_eq!(s.after_failure(&page("1"), &auth, Instant::now()), None);
+    assert_eq!(s.after_failure(&page("1"), &permanent, Instant::now()), None);
+}
+
+#[test]
+fn an_app_rate_limit_pauses_every_page_until_its_end_with_one_wake_up() {
+    let mut s = Scheduler::new(limits(4));
+    let now = Instant::now();
+    s.enqueue(1, vec![page("1")]);
+    started(s.take_ready(now));
+    let limit = FetchError::RateLimited { code: 4, scope: LimitScope::App, retry_after: Some(Duration::from_secs(30)) };
+    assert_eq!(s.after_failure(&page("1"), &limit, now), Some(Duration::from_secs(30)));
+    s.finish(&page("1"), false, Some(Duration::from_secs(30)));
+    s.enqueue(2, vec![page("2")]);
+    assert_eq!(s.take_ready(now), Pump::Paused(Some(Duration::from_secs(30))));
+    assert_eq!(s.take_ready(now + Duration::from_secs(1)), Pump::Paused(None), "one timer is enough");
+    s.woke();
+    assert_eq!(started(s.take_ready(now + Duration::from_secs(30))), vec![page("2")]);
+}
+
+#[test]
+fn a_page_rate_limit_pauses_only_that_page_and_caps_the_hint() {
+    let mut s = Scheduler::new(limits(4));
+    let now = Instant::now();
+    let limit = FetchError::RateLimited { code: 32, scope: LimitScope::Page, retry_after: Some(Duration::MAX) };
+    assert_eq!(s.after_failure(&page("1"), &limit, now), Some(MAX_PAUSE));
+    s.enqueue(1, vec![page("2")]);
+    assert_eq!(started(s.take_ready(now)), vec![page("2")]);
+}
+
+#[test]
+fn callers_hear_whether_the_refresh_they_waited_for_wrote() {
+    let mut s = Scheduler::new(limits(4));
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    s.request(page("1"), tx, true);
+    let Pump::Start(start) = s.take_ready(Instant::now()) else { panic!("paused") };
+    assert_eq!(start, vec![Started { page: page("1"), check_token: true }]);
+    let (later, mut later_rx) = tokio::sync::oneshot::channel();
+    s.request(page("1"), later, false);
+    s.finish(&page("1"), true, None);
+    assert_eq!(rx.try_recv(), Ok(true));
+    assert!(later_rx.try_recv().is_err(), "the next refresh answers it");
+    let Pump::Start(start) = s.take_ready(Instant::now()) else { panic!("paused") };
+    assert_eq!(start, vec![Started { page: page("1"), check_token: false }]);
+}
+
+#[test]
+fn a_deleted_page_drops_what_waits_and_finishes_its_deliveries() {
+    let mut s = Scheduler::new(limits(1));
+    s.enqueue(1, vec![page("1")]);
+    s.enqueue(2, vec![page("2"), page("1")]);
+    started(s.take_ready(Instant::now()));
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    s.request(page("2"), tx, false);
+    assert!(s.drop_waiting(&page("2")).is_empty(), "delivery 2 still waits for Page 1");
+    assert_eq!(rx.try_recv(), Ok(false));
+    // Page 1's refresh covered both deliveries; Page 2's part of delivery 2 was dropped.
+    assert_eq!(s.finish(&page("1"), true, None).unwrap().done, vec![1, 2]);
+    // Page 2 was already in the ready queue: its slot runs and covers nothing.
+    assert_eq!(started(s.take_ready(Instant::now())), vec![page("2")]);
+    assert!(s.finish(&page("2"), false, None).unwrap().done.is_empty());
+    assert_eq!((s.inbox_depth(), s.running(), s.waiting_pages()), (0, 0, 0));
+}
+
+#[test]
+fn absurd_pauses_saturate_instead_of_panicking() {
+    let now = Instant::now();
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut delays = vec![Duration::ZERO, Duration::from_nanos(1), Duration::MAX, Duration::from_secs(u64::MAX)];
+    for _ in 0..2000 {
+        // xorshift: a fixed, repeatable spread over the whole u64 range.
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        delays.push(Duration::from_secs(rng));
+        delays.push(Duration::from_millis(rng));
+    }
+    for delay in delays {
+        let until = deadline_after(now, delay);
+        assert!(until >= now && until <= now + MAX_PAUSE, "{delay:?}");
+    }
+}
