@@ -287,8 +287,9 @@ async fn stop_actors(actors: &Actors) {
     let _ = actors.page_writer.send(Shutdown).await;
     // After the writer: nothing adds items any more; what is pending stays in the tree.
     let _ = actors.outbox.addr.send(Shutdown).await;
-    if let Some(arbiter) = &actors.outbox.arbiter {
-        arbiter.stop();
+    if let Some(thread) = actors.outbox.thread.clone() {
+        // Joined, so that the actor's database handles are gone before the store closes.
+        let _ = tokio::task::spawn_blocking(move || thread.stop()).await;
     }
     let _ = actors.subscriptions.send(Shutdown).await;
     let _ = actors.sessions.send(Shutdown).await;

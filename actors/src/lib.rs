@@ -112,9 +112,10 @@ pub fn start(store: &Store, config: ActorsConfig) -> Result<Actors, StoreError> 
     // The outbox gets a thread of its own: its sends (and the HTTP client's connection
     // tasks they spawn) would otherwise share the one thread where every other actor,
     // the writer that acknowledges webhook deliveries included, runs.
-    let arbiter = actix::Arbiter::try_new().map_err(StoreError::Thread)?.handle();
-    let addr = outbox::OutboxActor::start_in_arbiter(&arbiter, move |_| outbox);
-    let outbox = outbox::OutboxHandle { queue, addr, events: config.events, arbiter: Some(arbiter) };
+    let arbiter = actix::Arbiter::try_new().map_err(StoreError::Thread)?;
+    let addr = outbox::OutboxActor::start_in_arbiter(&arbiter.handle(), move |_| outbox);
+    let thread = Some(outbox::OutboxThread::new(arbiter));
+    let outbox = outbox::OutboxHandle { queue, addr, events: config.events, thread };
     let page_writer =
         PageWriterActor::new(store.clone(), vault.clone(), config.source, config.writer, Some(outbox.clone()))?.start();
     let poller = poller::PollerActor::new(vault.clone(), page_writer.clone(), config.poll, config.usage).start();

@@ -109,8 +109,31 @@ pub struct OutboxHandle {
     pub addr: Addr<OutboxActor>,
     /// Whether events are wanted (`PAGESYNC_EVENTS_URL` is set): without, none is made.
     pub events: bool,
-    /// The thread the actor runs on, stopped after the actor (see `start`).
-    pub arbiter: Option<actix::ArbiterHandle>,
+    /// The thread the actor runs on (see `start`); `None` for an actor started on the
+    /// caller's arbiter.
+    pub thread: Option<OutboxThread>,
+}
+
+/// The outbox actor's own arbiter. Stopping it drops the actor, and with it the
+/// actor's handles on the database: [`OutboxThread::stop`] waits for that, so the store
+/// can be closed (and its lock released) right after.
+#[derive(Clone)]
+pub struct OutboxThread(Arc<std::sync::Mutex<Option<actix::Arbiter>>>);
+
+impl OutboxThread {
+    pub fn new(arbiter: actix::Arbiter) -> Self {
+        OutboxThread(Arc::new(std::sync::Mutex::new(Some(arbiter))))
+    }
+
+    /// Stops the thread and waits for it to end. Blocking: call it from a blocking
+    /// context. Later calls do nothing.
+    pub fn stop(&self) {
+        let arbiter = self.0.lock().ok().and_then(|mut a| a.take());
+        if let Some(arbiter) = arbiter {
+            arbiter.stop();
+            let _ = arbiter.join();
+        }
+    }
 }
 
 /// One lane's queue.
