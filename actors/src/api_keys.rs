@@ -1,4 +1,4 @@
-//! ApiKeyActor: owns the consumer API keys (`pagesync api-key`, SPEC §6 and §7).
+//! ApiKeyActor: owns the consumer API keys (`pagesync api-key`, docs/contract.md §6 and §7).
 //!
 //! Tree `api_keys`, two kinds of rows:
 //!

@@ -46,7 +46,7 @@ pub enum LimitScope {
 }
 
 /// A classified Graph failure. Classification is by `error.code` / `error_subcode`
-/// (PLATFORM.md §3), never by message text.
+/// (docs/platform.md, "Graph errors"), never by message text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FetchError {
     /// The token is dead or lacks permission (190, 102, 10, 200-299): the Page needs its
@@ -124,7 +124,7 @@ pub trait SubscriptionApi: Send + Sync + 'static {
     -> BoxFuture<'static, Result<Option<Vec<String>>, FetchError>>;
 
     /// `POST /{page-id}/subscribed_apps` with `subscribed_fields` = `fields`. Whether
-    /// Meta merges or replaces is unconfirmed (PLATFORM §2.6): pass the whole set.
+    /// Meta merges or replaces is unconfirmed (docs/platform.md, "Webhook subscriptions"): pass the whole set.
     fn subscribe_page(
         &self,
         page: &PageId,

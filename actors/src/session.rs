@@ -50,7 +50,7 @@ use crate::messages::{Ping, Shutdown};
 /// How long a Shopify `state` or a Facebook nonce stays usable.
 pub const STATE_TTL: Duration = Duration::from_secs(600);
 /// How long a handled Shopify webhook id is remembered. Shopify retries a delivery for
-/// about 4 hours; the SPEC asks for at least 24 h, and a day more costs little.
+/// about 4 hours; the contract (docs/contract.md §4) asks for at least 24 h, and a day more costs little.
 pub const WEBHOOK_ID_TTL: Duration = Duration::from_secs(48 * 3600);
 /// How often expired records are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);

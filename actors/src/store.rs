@@ -8,7 +8,7 @@
 //! answers every waiter: concurrent writers share one flush (group commit).
 //!
 //! Why a thread and not `flush_async`: sled 0.34.7 deadlocks when several tasks call
-//! `flush_async` at once (see DEPENDENCIES.md). Exactly one thread ever flushes here,
+//! `flush_async` at once (docs/architecture.md, "Group commit"). Exactly one thread ever flushes here,
 //! so that cannot happen, and the async executors never block on disk.
 
 use std::path::PathBuf;

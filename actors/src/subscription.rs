@@ -13,7 +13,7 @@
 //! not per login. Failures are retried in the background with back-off.
 //!
 //! The Meta app is shared with the sales bot, so subscribing never removes a field
-//! (SPEC §4): at both levels the current set F is read first, nothing is posted when
+//! (docs/contract.md §4): at both levels the current set F is read first, nothing is posted when
 //! the wanted set W is already in it, and otherwise F ∪ W is posted ([`fields_to_post`],
 //! [`plan_app`]). Meta keeps one callback URL per object per app: when the `page`
 //! object's callback is someone else's and `PAGESYNC_FORWARD_URL` is not set, taking it
