@@ -380,19 +380,10 @@ pub fn unix_millis() -> u64 {
 /// `millis` (since the epoch) as RFC 3339 with milliseconds, in the zone `offset_minutes`
 /// east of UTC (`Z` for 0), like Shopify's `X-Shopify-Triggered-At`.
 pub fn rfc3339(millis: u64, offset_minutes: i64) -> String {
-    let local = i64::try_from(millis).expect("millis fit in i64") + offset_minutes * 60_000;
-    let (days, ms_of_day) = (local.div_euclid(86_400_000), local.rem_euclid(86_400_000));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s, ms) = (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60, ms_of_day / 1000 % 60, ms_of_day % 1000);
+    let local = u64::try_from(i64::try_from(millis).expect("millis fit in i64") + offset_minutes * 60_000)
+        .expect("a time after 1970");
+    let (year, month, day, h, m, s) = pagesync_actors::civil_utc(local / 1000);
+    let ms = local % 1000;
     let zone = if offset_minutes == 0 {
         "Z".to_owned()
     } else {
