@@ -1,13 +1,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! End-to-end webhook benchmark: the release `pagesync serve` binary under `wrk`, on
-//! loopback, against an in-process fake Graph API. Run it with `benches/webhook.sh`
+//! loopback, against pagesync's own Meta emulator (in-process). Run it with `benches/webhook.sh`
 //! (installs `wrk` if missing, then `cargo bench --bench webhook`); docs/benchmarks.md
 //! explains the set-up and records results.
 //!
 //! What happens, in order:
 //! 1. A temporary data dir gets Page tokens for [`PAGES`] Pages, sealed and stored
 //!    through the library's TokenVaultActor, before the daemon starts.
-//! 2. A fake Graph API (actix-web, own thread) answers `GET /v25.0/{page_id}` after
+//! 2. The emulator (`pagesync::emulator`, own thread) answers `GET /v25.0/{page_id}` after
 //!    [`GRAPH_LATENCY`] and counts the GETs per Page.
 //! 3. `pagesync check-config`, then `pagesync serve`, wait for `/readyz`.
 //! 4. `wrk -t1 -c64 --latency` posts signed ~140-byte deliveries cycling over the
@@ -27,7 +27,6 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, ExitCode};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
@@ -37,8 +36,8 @@ use pagesync_actors::EncryptionKey;
 mod burst;
 #[path = "webhook/daemon.rs"]
 mod daemon;
-#[path = "webhook/graph.rs"]
-mod graph;
+#[path = "webhook/emulator.rs"]
+mod emulator;
 #[path = "webhook/relay.rs"]
 mod relay;
 #[path = "webhook/seed.rs"]
@@ -48,7 +47,7 @@ mod wrk;
 
 use burst::{check_page_file, run_burst};
 use daemon::{Daemon, LogSummary, check_config, daemon_env, free_port, http, smoke_test};
-use graph::FakeGraph;
+use emulator::GraphThread;
 use seed::{inbox_len, seed_tokens};
 use wrk::{Signed, delivery_body, run_wrk, wrk_script};
 
@@ -56,7 +55,7 @@ use wrk::{Signed, delivery_body, run_wrk, wrk_script};
 const PAGES: u64 = 100;
 /// Page `i` has the id `PAGE_BASE + i` (15 digits, like real Page ids).
 const PAGE_BASE: u64 = 104_857_600_000_000;
-/// How long the fake Graph API takes to answer, like a fast real call.
+/// How long the emulator takes to answer a Page GET, like a fast real call.
 const GRAPH_LATENCY: Duration = Duration::from_millis(20);
 const APP_SECRET: &str = "bench_app_secret_0123456789abcdef";
 /// wrk: one load thread (the machine has two cores, the daemon needs them), 64
@@ -131,9 +130,9 @@ fn bench(dir: &Path, seconds: u64, wrk_version: &str) -> anyhow::Result<()> {
     seed_tokens(&data_dir.join("db"), &key, &pages).context("seeding Page tokens")?;
     say(&format!("seeded {} Page tokens in {:.2} s", pages.len(), started.elapsed().as_secs_f64()));
 
-    // b. The fake Graph API.
-    let graph = FakeGraph::start().context("starting the fake Graph API")?;
-    say(&format!("fake Graph API on 127.0.0.1:{} ({} ms per answer)", graph.port, GRAPH_LATENCY.as_millis()));
+    // b. Graph: the emulator.
+    let graph = GraphThread::start(&pages).context("starting the emulator")?;
+    say(&format!("emulator (Graph) on 127.0.0.1:{} ({} ms per Page answer)", graph.port, GRAPH_LATENCY.as_millis()));
 
     // c. The daemon.
     let port = free_port()?;
@@ -204,13 +203,13 @@ fn bench(dir: &Path, seconds: u64, wrk_version: &str) -> anyhow::Result<()> {
         burst.other,
         if burst_quiet.is_none() { " (Graph still busy after 60 s)" } else { "" },
     ));
-    let file_check = check_page_file(&data_dir, &burst_page);
+    let file_check = check_page_file(&data_dir, &burst_page, graph.emulator.page(&burst_page));
     match &file_check {
         Ok(note) | Err(note) => say(&format!("page_data.json of Page {burst_page}: {note}")),
     }
 
     let mem_final = daemon.memory()?;
-    let graph_bad_auth = graph.counts.missing_proof.load(Ordering::Relaxed);
+    let graph_bad_auth = graph.refused();
 
     // g. Stop.
     let stop = daemon.terminate(Duration::from_secs(30))?;
@@ -248,7 +247,7 @@ fn bench(dir: &Path, seconds: u64, wrk_version: &str) -> anyhow::Result<()> {
         problems.push(format!("page_data.json check: {e}"));
     }
     if graph_bad_auth > 0 {
-        problems.push(format!("{graph_bad_auth} Graph GETs without access_token/appsecret_proof/appsecret_time"));
+        problems.push(format!("{graph_bad_auth} Page GETs refused by the emulator (token or appsecret_proof)"));
     }
     if !stop.clean() {
         problems.push(format!("stop: {}", stop.describe()));
@@ -268,7 +267,7 @@ fn bench(dir: &Path, seconds: u64, wrk_version: &str) -> anyhow::Result<()> {
     let _ = writeln!(
         out,
         "setup: {cores} cores, wrk on the same machine ({wrk_version}); {PAGES} Pages, {min_size}-{max_size}-byte \
-         signed bodies (both headers); fake Graph {} ms; wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{seconds}s after a \
+         signed bodies (both headers); emulator (Graph) {} ms; wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{seconds}s after a \
          {WARMUP_SECONDS}s warm-up",
         GRAPH_LATENCY.as_millis()
     );

@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod delivery;
+pub mod emulator;
 pub mod error;
 pub mod health;
 pub mod html;

@@ -33,6 +33,7 @@ const LAYERS: &[&[&str]] = &[
     &["app_state", "health"],
     &["routes"],
     &["startup"],
+    &["emulator"],
     &["sandbox"],
     &["cli", "main"],
 ];

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use super::graph::expected_name;
 use super::wrk::{Signed, delivery_body};
 
 pub(crate) struct BurstResult {
@@ -93,16 +92,21 @@ pub(crate) fn run_burst(addr: SocketAddr, page: &str, n: usize, concurrency: usi
     })
 }
 
-/// `<data>/facebook/<page>/page_data.json` must exist, parse, and hold the fake
-/// Graph's answer (and no token).
-pub(crate) fn check_page_file(data_dir: &Path, page: &str) -> Result<String, String> {
+/// `<data>/facebook/<page>/page_data.json` must exist, parse, and hold what the
+/// emulator serves for the Page (`expected`), and no token.
+pub(crate) fn check_page_file(
+    data_dir: &Path,
+    page: &str,
+    expected: Option<serde_json::Value>,
+) -> Result<String, String> {
     let path = data_dir.join("facebook").join(page).join("page_data.json");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let value: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
-    let name = expected_name(page);
-    if value["id"] != page || value["name"] != name.as_str() || value["category"] != "Shop" {
-        return Err(format!("{} holds {value}, expected id {page}, name {name:?}, category Shop", path.display()));
+    let expected = expected.ok_or_else(|| format!("the emulator does not know Page {page}"))?;
+    let name = &expected["name"];
+    if ["id", "name", "category"].iter().any(|k| value[k] != expected[k]) {
+        return Err(format!("{} holds {value}, expected the emulator's {expected}", path.display()));
     }
     if text.contains("access_token") || text.contains("bench-page-token") {
         return Err(format!("{} holds a token", path.display()));

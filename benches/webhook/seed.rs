@@ -9,6 +9,11 @@ use pagesync_actors::messages::{Shutdown, StorePageToken};
 use pagesync_actors::store::trees;
 use pagesync_actors::{EncryptionKey, PageId, Sealer, Secret, Store, StoreConfig, TokenVaultActor, UserId};
 
+/// The Page token seeded for `page` (the emulator knows it too).
+pub(crate) fn page_token(page: &str) -> String {
+    format!("bench-page-token-{page}")
+}
+
 /// Stores a token for each Page through the TokenVaultActor, then closes the store
 /// and drops every handle so that sled's file lock is free for the daemon.
 pub(crate) fn seed_tokens(db: &Path, key: &EncryptionKey, pages: &[String]) -> anyhow::Result<()> {
@@ -19,7 +24,7 @@ pub(crate) fn seed_tokens(db: &Path, key: &EncryptionKey, pages: &[String]) -> a
         let owner = UserId::random();
         let sends = pages.iter().map(|page| {
             let msg = PageId::parse(page).map(|page| StorePageToken {
-                token: Secret::new(format!("bench-page-token-{page}")),
+                token: Secret::new(page_token(&page.to_string())),
                 page,
                 owner: owner.clone(),
             });

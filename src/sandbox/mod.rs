@@ -17,7 +17,7 @@
 //! This module is not on any production code path: `serve` never reaches it.
 
 pub mod demo_bot;
-pub mod emulator;
+mod files;
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -32,9 +32,10 @@ use pagesync_actors::EncryptionKey;
 use tokio::sync::oneshot;
 
 use crate::config::{self, EventsKey, LogFormat, Sources};
+use crate::emulator::{DEMO_PAGES, DEMO_SHOP, Emulator, EmulatorConfig};
 use crate::startup::{Application, Tuning};
 use demo_bot::{DemoBot, DemoBotConfig};
-use emulator::{DEMO_PAGES, DEMO_SHOP, Emulator, EmulatorConfig};
+use files::{config_dir_for, encryption_key_for, prepare_data_dir, write_env};
 
 /// Where the daemon listens when `--bind` is not given (the documented default), if free.
 pub const DEFAULT_BIND: &str = "127.0.0.1:5000";
@@ -167,8 +168,8 @@ impl Sandbox {
         let bot_task = actix_web::rt::spawn(server);
 
         let (emulator, server) = match Emulator::start(
+            emulator_listener,
             EmulatorConfig {
-                url: emulator_url.clone(),
                 graph_version: settings.facebook.graph_version.clone(),
                 app_id: settings.facebook.app_id.clone(),
                 app_secret: settings.facebook.app_secret.clone(),
@@ -181,7 +182,6 @@ impl Sandbox {
                 dashboard_url: format!("{daemon_url}/"),
                 bot_url: format!("{bot_url}/"),
             },
-            emulator_listener,
         ) {
             Ok(started) => started,
             Err(e) => {
@@ -189,6 +189,7 @@ impl Sandbox {
                 return Err(e);
             }
         };
+        emulator.load_demo();
         let emulator_server = server.handle();
         let emulator_task = actix_web::rt::spawn(server);
 
@@ -227,7 +228,7 @@ impl Sandbox {
             let _ = sandbox.stop().await;
             return Err(e);
         }
-        tracing::info!(daemon = %sandbox.daemon_url, emulator = %sandbox.emulator.url(), bot = %sandbox.bot.url(), "sandbox ready");
+        tracing::info!(daemon = %sandbox.daemon_url, emulator = %sandbox.emulator.url, bot = %sandbox.bot.url(), "sandbox ready");
         Ok(sandbox)
     }
 
@@ -238,12 +239,12 @@ impl Sandbox {
 
     /// The emulator's base URL (`http://127.0.0.1:E`).
     pub fn emulator_url(&self) -> &str {
-        self.emulator.url()
+        &self.emulator.url
     }
 
     /// The emulator's Page editor.
     pub fn editor_url(&self) -> String {
-        format!("{}/emulator", self.emulator.url())
+        format!("{}/emulator", self.emulator.url)
     }
 
     /// The daemon's dashboard.
@@ -497,85 +498,6 @@ fn bind_daemon(bind: Option<SocketAddr>) -> anyhow::Result<TcpListener> {
     }
 }
 
-/// Creates the data dir (owner only) and returns it absolute.
-fn prepare_data_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt as _;
-    let dir = given.unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("pagesync-sandbox-{}", hex::encode(rand::random::<[u8; 4]>())))
-    });
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .with_context(|| format!("cannot create the data dir {}", dir.display()))?;
-    std::fs::canonicalize(&dir).with_context(|| format!("cannot resolve the data dir {}", dir.display()))
-}
-
-/// `<data dir>-config`, beside the data dir.
-fn config_dir_for(data_dir: &Path) -> anyhow::Result<PathBuf> {
-    let (Some(parent), Some(name)) = (data_dir.parent(), data_dir.file_name()) else {
-        bail!("the data dir {} has no parent folder to put the sandbox's configuration in", data_dir.display());
-    };
-    let mut config_name = name.to_owned();
-    config_name.push("-config");
-    Ok(parent.join(config_name))
-}
-
-/// A fresh key, unless the data dir already holds a store: then the key a previous
-/// sandbox run wrote beside it (tokens in the store are sealed with it). A store with
-/// no such key was not made by a sandbox and is refused.
-fn encryption_key_for(data_dir: &Path, config_file: &Path) -> anyhow::Result<EncryptionKey> {
-    if !data_dir.join("db").exists() {
-        return EncryptionKey::generate().map_err(|e| anyhow!("cannot generate an encryption key: {e}"));
-    }
-    let mut previous = Sources::default();
-    previous.read_dotenv(config_file);
-    match previous.dotenv.get("PAGESYNC_ENCRYPTION_KEY").and_then(|k| EncryptionKey::from_base64(k).ok()) {
-        Some(key) => {
-            tracing::info!(config = %config_file.display(), "reusing the encryption key of the previous sandbox run");
-            Ok(key)
-        }
-        None => bail!(
-            "{} already holds a pagesync store that no sandbox run made (no key in {}); give --data-dir an empty \
-             or new folder",
-            data_dir.display(),
-            config_file.display()
-        ),
-    }
-}
-
-/// Writes the generated configuration as a `.env` (folder 0700, file 0600).
-fn write_env(dir: &Path, file: &Path, vars: &[(&'static str, String)]) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut text = String::from(
-        "# Generated by `pagesync sandbox` for one run against its built-in emulator.\n\
-         # Secrets for loopback use only; they stop meaning anything when the sandbox stops.\n",
-    );
-    for (name, value) in vars {
-        if value.contains(['\'', '\n', '\r']) {
-            bail!("{name} cannot be written to {}: it contains a quote or a line break", file.display());
-        }
-        text.push_str(&format!("{name}='{value}'\n"));
-    }
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(file)
-        .with_context(|| format!("cannot write {}", file.display()))?;
-    // An existing file keeps its old mode through `open`; make sure of it.
-    out.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("cannot restrict {}", file.display()))?;
-    out.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", file.display()))?;
-    Ok(())
-}
-
 /// Polls the daemon's `/readyz` until it answers 200.
 async fn wait_ready(daemon_url: &str) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
@@ -613,12 +535,6 @@ mod tests {
         assert_eq!(loopback_url("0.0.0.0:5000".parse().unwrap()), "http://127.0.0.1:5000");
         assert_eq!(loopback_url("[::]:5000".parse().unwrap()), "http://[::1]:5000");
         assert_eq!(loopback_url("127.0.0.1:7".parse().unwrap()), "http://127.0.0.1:7");
-    }
-
-    #[test]
-    fn the_config_folder_is_beside_the_data_dir() {
-        assert_eq!(config_dir_for(Path::new("/tmp/x/data")).unwrap(), PathBuf::from("/tmp/x/data-config"));
-        assert!(config_dir_for(Path::new("/")).is_err());
     }
 
     #[test]

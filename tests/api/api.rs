@@ -8,9 +8,9 @@ use pagesync_actors::messages::{SyncNow, SyncStatus};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::fake_graph::Fault;
 use crate::helpers::{TestApp, spawn_app};
 use crate::secrets::Capture;
+use pagesync::emulator::Fault;
 
 /// Creates a key with `scopes` (comma-separated) through the actor, as the CLI would.
 async fn key(app: &TestApp, name: &str, scopes: &str) -> String {

@@ -8,7 +8,7 @@ use std::process::Command;
 use pagesync_actors::{Store, StoreConfig};
 use serde_json::Value;
 
-use crate::helpers::{TestApp, base_env, spawn_app};
+use crate::helpers::{TestApp, base_env, spawn_app, spawn_emulator};
 use crate::proxy::{RecordingProxy, proxy_env};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pagesync");
@@ -232,7 +232,7 @@ async fn api_keys_made_without_a_daemon_work_once_it_starts() {
     assert_eq!(code, 1);
     assert!(err.contains("no API key is named gone"), "{err}");
 
-    let app = crate::helpers::start_app(dir, key, crate::fake_graph::FakeGraph::start(), Default::default()).await;
+    let app = crate::helpers::start_app(dir, key, spawn_emulator(), Default::default()).await;
     assert_eq!(api_status(&app, "/api/v1/pages", &api_key).await, 200);
 }
 

@@ -2,8 +2,8 @@
 
 use pagesync_actors::messages::SyncStatus;
 
-use crate::fake_graph::Fault;
 use crate::helpers::{spawn_app, unique_shop};
+use pagesync::emulator::Fault;
 
 async fn html(app: &crate::helpers::TestApp, cookie: Option<&str>) -> (u16, String) {
     let resp = app.get_with("/", cookie, &[("Accept", "text/html")]).await;

@@ -7,9 +7,9 @@ use pagesync::verify::hmac_sha256;
 use pagesync_actors::messages::SyncStatus;
 use serde_json::Value;
 
-use crate::fake_graph::Fault;
 use crate::helpers::{Options, TestApp, delivery, eventually, spawn_app_with, unix_now};
 use crate::sink::{Received, Sink};
+use pagesync::emulator::Fault;
 
 /// 32 random-looking bytes, as `pagesync keygen --events-secret` would print them.
 const SECRET: &str = "whsec_c2VjcmV0LWJ5dGVzLWZvci1ldmVudHMtaW4tdGVzdHMhIQ==";

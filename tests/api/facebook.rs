@@ -10,11 +10,11 @@ use pagesync_actors::PageId;
 use pagesync_actors::messages::{GetPageToken, ListPages};
 use serde_json::{Value, json};
 
-use crate::fake_graph::{APP_ID, Call, Endpoint, Fault, FbUser, field_list};
 use crate::helpers::{
     APP_SECRET, Options, TestApp, VERIFY_TOKEN, eventually, location, query_map, session_cookie, spawn_app,
     spawn_app_with, unique_shop, unix_now,
 };
+use pagesync::emulator::{APP_ID, Call, Endpoint, Fault, FbUser, field_list};
 
 const FIVE_PAGES: [(&str, &str); 5] = [
     ("104857600012345", "Maple & Oak Candle Co."),
@@ -49,7 +49,7 @@ fn all_page_posts(app: &TestApp) -> usize {
 
 /// Waits for the app-level subscription POST (it may run in the background) and returns
 /// every attempt so far.
-async fn wait_for_app_subscription(app: &TestApp) -> Vec<crate::fake_graph::AppSubscriptionAttempt> {
+async fn wait_for_app_subscription(app: &TestApp) -> Vec<pagesync::emulator::AppSubscriptionAttempt> {
     let graph = app.graph.clone();
     let found = eventually(Duration::from_secs(10), || {
         let graph = graph.clone();
@@ -242,7 +242,7 @@ async fn connecting_facebook_makes_exactly_the_calls_platform_describes() {
                 .pages
                 .iter()
                 .any(|pg| p == format!("/v25.0/{}", pg.id) || p == format!("/v25.0/{}/subscribed_apps", pg.id))
-            || p == format!("/{}/admin/oauth/access_token", install.shop);
+            || p == format!("/shopify/{}/admin/oauth/access_token", install.shop);
         assert!(known && call.method != "DELETE", "unexpected call: {call:#?}");
         assert!(call.status < 400 || p == "/v25.0/debug_token", "a call failed: {call:#?}");
     }

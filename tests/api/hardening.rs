@@ -10,8 +10,8 @@ use pagesync_actors::messages::{GetPageToken, MarkDisconnected, SyncStatus};
 use pagesync_actors::{PageId, Store, StoreConfig};
 use serde_json::{Value, json};
 
-use crate::fake_graph::FbUser;
 use crate::helpers::{Options, TestApp, delivery, eventually, spawn_app, start_app, unix_now};
+use pagesync::emulator::FbUser;
 
 async fn has_token(app: &TestApp, page: &str) -> bool {
     let page = PageId::parse(page).unwrap();

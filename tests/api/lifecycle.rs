@@ -10,8 +10,8 @@ use pagesync_actors::messages::{Shutdown, StorePageToken};
 use pagesync_actors::{EncryptionKey, PageId, Sealer, Secret, Store, StoreConfig, TokenVaultActor, UserId};
 use serde_json::json;
 
-use crate::fake_graph::{FakeGraph, Fault};
-use crate::helpers::{Options, base_env, delivery, fast_tuning, poll_until, spawn_app_with, start_app};
+use crate::helpers::{Options, base_env, delivery, fast_tuning, poll_until, spawn_app_with, spawn_emulator, start_app};
+use pagesync::emulator::{Emulator, Fault};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pagesync");
 
@@ -61,14 +61,14 @@ struct Daemon {
     address: String,
 }
 
-fn start_daemon(dir: &Path, key: &EncryptionKey, graph: &FakeGraph, log_name: &str) -> Daemon {
+fn start_daemon(dir: &Path, key: &EncryptionKey, graph: &Emulator, log_name: &str) -> Daemon {
     start_daemon_with(dir, key, graph, log_name, &[])
 }
 
 fn start_daemon_with(
     dir: &Path,
     key: &EncryptionKey,
-    graph: &FakeGraph,
+    graph: &Emulator,
     log_name: &str,
     extra: &[(&str, &str)],
 ) -> Daemon {
@@ -131,7 +131,7 @@ async fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::E
 async fn an_acknowledged_delivery_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let key = EncryptionKey::generate().unwrap();
-    let graph = FakeGraph::start();
+    let graph = spawn_emulator();
     graph.add_page("424242", "tok", "Durable");
     seed_token(&dir.path().join("data"), &key, "424242", "tok").await;
     // Graph hangs, so the refresh is still in flight when the process dies.
@@ -165,7 +165,7 @@ async fn an_acknowledged_delivery_survives_kill_9() {
 async fn sigterm_with_work_in_flight_exits_0_and_the_work_resumes_on_restart() {
     let dir = tempfile::tempdir().unwrap();
     let key = EncryptionKey::generate().unwrap();
-    let graph = FakeGraph::start();
+    let graph = spawn_emulator();
     graph.add_page("515151", "tok", "Graceful");
     seed_token(&dir.path().join("data"), &key, "515151", "tok").await;
     graph.set_latency(Duration::from_secs(30));
@@ -199,7 +199,7 @@ async fn sigterm_with_work_in_flight_exits_0_and_the_work_resumes_on_restart() {
 async fn json_logs_are_one_object_per_line_with_the_request_id() {
     let dir = tempfile::tempdir().unwrap();
     let key = EncryptionKey::generate().unwrap();
-    let graph = FakeGraph::start();
+    let graph = spawn_emulator();
     let extra = [("PAGESYNC_LOG_FORMAT", "json"), ("PAGESYNC_LOG", "info")];
     let mut daemon = start_daemon_with(dir.path(), &key, &graph, "json.log", &extra);
     wait_ready(&daemon).await;
@@ -248,7 +248,7 @@ async fn rotate_key_reseals_the_vault_under_the_new_key() {
     let dir = tempfile::tempdir().unwrap();
     let old = EncryptionKey::generate().unwrap();
     let new = EncryptionKey::generate().unwrap();
-    let graph = FakeGraph::start();
+    let graph = spawn_emulator();
     graph.add_page("737373", "tok-rotated", "Rotated");
     seed_token(&dir.path().join("data"), &old, "737373", "tok-rotated").await;
     let key_file = dir.path().join("new-key");
@@ -377,7 +377,7 @@ async fn serve_with_another_encryption_key_exits_78_naming_the_variable_and_chan
     let dir = tempfile::tempdir().unwrap();
     let key = EncryptionKey::generate().unwrap();
     let wrong = EncryptionKey::generate().unwrap();
-    let graph = FakeGraph::start();
+    let graph = spawn_emulator();
     graph.add_page("787878", "tok-keyed", "Keyed");
     // A store from before key checks: tokens only, no check record.
     seed_token(&dir.path().join("data"), &key, "787878", "tok-keyed").await;
@@ -432,7 +432,7 @@ fn keygen_events_secret_prints_a_usable_whsec_secret() {
 async fn forwards_acknowledged_while_the_bot_is_down_all_arrive_after_kill_9_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let key = EncryptionKey::generate().unwrap();
-    let graph = FakeGraph::start();
+    let graph = spawn_emulator();
     // The bot's port, closed for now: every forward attempt is refused.
     let bot_port = free_port();
     let bot_url = format!("http://127.0.0.1:{bot_port}/bot");

@@ -8,7 +8,6 @@ mod cli;
 mod dashboard;
 mod events;
 mod facebook;
-mod fake_graph;
 mod hardening;
 mod helpers;
 mod hijack;

@@ -2,8 +2,8 @@
 
 use pagesync_actors::messages::SyncStatus;
 
-use crate::fake_graph::Fault;
 use crate::helpers::{TestApp, delivery, spawn_app};
+use pagesync::emulator::Fault;
 
 async fn scrape(app: &TestApp) -> String {
     let resp = app.get("/metrics").await;

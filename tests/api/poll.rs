@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use pagesync_actors::messages::SyncStatus;
 use pagesync_actors::poller::{GetPollStats, PollStats};
 
-use crate::fake_graph::Fault;
 use crate::helpers::{Options, TestApp, spawn_app_with};
+use pagesync::emulator::Fault;
 
 async fn polling_app() -> TestApp {
     spawn_app_with(Options { env: vec![("PAGESYNC_POLL_INTERVAL", "1s".into())], ..Options::default() }).await
@@ -72,7 +72,7 @@ async fn the_poll_checks_tokens_with_debug_token_and_marks_revoked_ones() {
     assert_eq!(app.graph.gets("6005"), 0, "a revoked token is not used to fetch");
     let checks = app.graph.calls_to("GET", "/v25.0/debug_token");
     assert!(checks.len() >= 2, "{checks:?}");
-    let app_token = format!("{}|{}", crate::fake_graph::APP_ID, crate::helpers::APP_SECRET);
+    let app_token = format!("{}|{}", pagesync::emulator::APP_ID, crate::helpers::APP_SECRET);
     assert!(checks.iter().all(|c| c.token.as_deref() == Some(app_token.as_str())));
     assert!(!app.page_file("6005").exists());
 }

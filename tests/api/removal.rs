@@ -9,10 +9,10 @@ use pagesync_actors::PageId;
 use pagesync_actors::messages::GetPageToken;
 use serde_json::{Value, json};
 
-use crate::fake_graph::FbUser;
 use crate::helpers::{
     Install, TestApp, delivery, eventually, rfc3339, shopify_webhook_hmac, signed_request, spawn_app, unix_millis,
 };
+use pagesync::emulator::FbUser;
 
 const FIRST: [(&str, &str); 2] = [("104857600012345", "First A"), ("209715200067890", "First B")];
 const SECOND: [(&str, &str); 2] = [("314572800098765", "Second A"), ("419430400011111", "Second B")];

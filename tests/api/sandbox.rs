@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use pagesync::sandbox::emulator::DEMO_CUSTOMER_PSID;
+use pagesync::emulator::DEMO_CUSTOMER_PSID;
 use pagesync::sandbox::{Sandbox, SandboxOptions};
 use pagesync::verify::{appsecret_proof, sign_sha256};
 use pagesync_actors::Secret;
@@ -366,7 +366,7 @@ async fn the_app_subscription_was_verified_by_a_get_against_the_daemon() {
     wait_for("the app subscription", || sandbox.emulator().app_subscription().is_some()).await;
 
     let webhook = format!("{}/facebook/webhook", sandbox.daemon_url());
-    let attempts = sandbox.emulator().subscription_attempts();
+    let attempts = sandbox.emulator().app_subscription_attempts();
     assert_eq!(attempts.len(), 1, "{attempts:?}");
     let attempt = &attempts[0];
     assert!(attempt.verified, "{attempt:?}");

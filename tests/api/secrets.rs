@@ -28,9 +28,9 @@ use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-use crate::fake_graph::{Endpoint, Fault, random_token};
 use crate::helpers::{Options, delivery, eventually, session_cookie, spawn_app_with, unique_shop, unix_now};
 use crate::proxy::{RecordingProxy, proxy_env};
+use pagesync::emulator::{Endpoint, Fault, random_token};
 
 static CAPTURED: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 static CAPTURING: AtomicUsize = AtomicUsize::new(0);

@@ -4,11 +4,11 @@
 
 use serde_json::{Value, json};
 
-use crate::fake_graph::{Endpoint, Fault};
 use crate::helpers::{
     Options, SHOPIFY_KEY, SHOPIFY_STATE_COOKIE, TestApp, cookie_attributes, location, query_map, session_cookie,
     session_set_cookie, set_cookie_header, shopify_query_hmac, spawn_app, spawn_app_with, unique_shop, unix_now,
 };
+use pagesync::emulator::{Endpoint, Fault};
 use pagesync::oauth_state::{ShopifyState, sign_token};
 use pagesync_actors::store::trees;
 use pagesync_actors::{Secret, ShopDomain};
@@ -38,7 +38,7 @@ async fn shopify_login_redirects_to_the_shops_authorize_page_with_a_single_use_s
     let resp = app.shopify_login(&shop).await;
     assert_eq!(resp.status(), 302);
     let url = location(&resp);
-    let base = format!("{}/{shop}/admin/oauth/authorize", app.graph.url);
+    let base = format!("{}/shopify/{shop}/admin/oauth/authorize", app.graph.url);
     assert_eq!(&url.as_str()[..url.as_str().find('?').expect("a query")], base);
     let query = query_map(&url);
     assert_eq!(query["client_id"], SHOPIFY_KEY);
@@ -101,7 +101,7 @@ async fn shopify_callback_answers_json_and_opens_a_session_with_a_strong_cookie(
     }
 
     // The code was exchanged once, with the app's credentials.
-    let exchanges = app.graph.calls_to("POST", &format!("/{shop}/admin/oauth/access_token"));
+    let exchanges = app.graph.calls_to("POST", &format!("/shopify/{shop}/admin/oauth/access_token"));
     assert_eq!(exchanges.len(), 1);
     assert_eq!(exchanges[0].param("client_id"), Some(SHOPIFY_KEY));
     assert_eq!(exchanges[0].param("client_secret"), Some(app.var("SHOPIFY_API_SECRET")));
@@ -276,7 +276,7 @@ async fn shopify_callback_whose_code_shopify_refuses_is_400_asking_to_connect_ag
     assert!(session_cookie(&resp).is_none());
     let text = resp.text().await.unwrap();
     assert!(text.to_lowercase().contains("again"), "the message should ask to connect again: {text}");
-    assert_eq!(app.graph.calls_to("POST", &format!("/{shop}/admin/oauth/access_token")).len(), 1);
+    assert_eq!(app.graph.calls_to("POST", &format!("/shopify/{shop}/admin/oauth/access_token")).len(), 1);
 }
 
 #[actix_web::test]

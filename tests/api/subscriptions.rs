@@ -10,8 +10,8 @@ use std::time::Duration;
 use pagesync_actors::subscription::{GetSubscription, SubscriptionState};
 use serde_json::{Value, json};
 
-use crate::fake_graph::{APP_ID, Call, Endpoint, Fault, FieldForm, field_list};
 use crate::helpers::{Options, TestApp, eventually, spawn_app, spawn_app_with, start_app};
+use pagesync::emulator::{APP_ID, Call, Endpoint, Fault, FieldForm, field_list};
 
 /// Where someone else (the bot) pointed the app's `page` webhooks. Never contacted:
 /// pagesync must not post it, and when it takes over it posts its own address.

@@ -6,8 +6,8 @@ use std::time::Duration;
 use pagesync_actors::messages::SyncStatus;
 use serde_json::json;
 
-use crate::fake_graph::Fault;
 use crate::helpers::{delivery, eventually, spawn_app};
+use pagesync::emulator::Fault;
 
 #[actix_web::test]
 async fn a_delivery_for_a_known_page_writes_its_data_without_the_token() {

@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 
 use super::sign::{shopify_query_hmac, shopify_webhook_hmac, signed_request, unix_now};
 use super::spawn::{APP_SECRET, TestApp};
-use crate::fake_graph::{FbUser, form_encode};
+use pagesync::emulator::FbUser;
+
+use super::sign::form_encode;
 
 /// A shop domain no other test uses.
 pub fn unique_shop() -> String {

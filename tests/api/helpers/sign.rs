@@ -7,8 +7,6 @@ use base64::Engine as _;
 use pagesync::verify::hmac_sha256;
 use serde_json::Value;
 
-use crate::fake_graph::form_encode;
-
 /// A delivery body naming `pages`, one entry each, compact like Meta's.
 pub fn delivery(pages: &[&str]) -> String {
     let entries: Vec<String> = pages
@@ -65,4 +63,17 @@ pub fn signed_request(secret: &str, payload: &Value) -> String {
     let body = b64.encode(payload.to_string());
     let sig = b64.encode(hmac_sha256(secret.as_bytes(), body.as_bytes()));
     format!("{sig}.{body}")
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value, with `%20` for spaces.
+pub fn form_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"*-._".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

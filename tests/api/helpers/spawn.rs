@@ -14,7 +14,7 @@ use pagesync_actors::{Actors, EncryptionKey, PageId, Secret, Store, StoreConfig,
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
-use crate::fake_graph::FakeGraph;
+use pagesync::emulator::{Emulator, EmulatorConfig};
 
 /// A made-up app secret; the fixed signatures of the webhook tests' sample deliveries
 /// (docs/platform.md, "Webhook deliveries") are computed under it.
@@ -27,7 +27,7 @@ pub const SHOPIFY_SECRET: &str = "shopify-secret-for-tests";
 /// live on the fake server.
 pub fn base_env(data_dir: &Path, graph_url: &str, key: &EncryptionKey) -> HashMap<String, String> {
     [
-        ("FACEBOOK_APP_ID", crate::fake_graph::APP_ID.to_owned()),
+        ("FACEBOOK_APP_ID", pagesync::emulator::APP_ID.to_owned()),
         ("FACEBOOK_APP_SECRET", APP_SECRET.to_owned()),
         ("FACEBOOK_REDIRECT_URI", "http://127.0.0.1:5000/facebook/callback".to_owned()),
         ("FACEBOOK_WEBHOOK_ADDRESS", "http://127.0.0.1:5000/facebook/webhook".to_owned()),
@@ -37,7 +37,7 @@ pub fn base_env(data_dir: &Path, graph_url: &str, key: &EncryptionKey) -> HashMa
         ("SHOPIFY_API_KEY", SHOPIFY_KEY.to_owned()),
         ("SHOPIFY_API_SECRET", SHOPIFY_SECRET.to_owned()),
         ("SHOPIFY_REDIRECT_URI", "http://127.0.0.1:5000/shopify/callback".to_owned()),
-        ("SHOPIFY_ADMIN_URL", format!("{graph_url}/{{shop}}")),
+        ("SHOPIFY_ADMIN_URL", format!("{graph_url}/shopify/{{shop}}")),
         ("STATE_TOKEN_SECRET", "state-secret-for-tests-0123456789abcdef".to_owned()),
         ("PAGESYNC_ENCRYPTION_KEY", key.to_base64()),
         ("PAGESYNC_BIND", "127.0.0.1:0".to_owned()),
@@ -82,7 +82,7 @@ pub struct TestApp {
     pub address: String,
     pub dir: TempDir,
     pub key: EncryptionKey,
-    pub graph: FakeGraph,
+    pub graph: Emulator,
     pub actors: Actors,
     pub settings: Settings,
     /// The configuration the app was started with, by variable name.
@@ -99,14 +99,21 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(options: Options) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let key = EncryptionKey::generate().expect("key");
-    let graph = FakeGraph::start();
+    let graph = spawn_emulator();
     start_app(dir, key, graph, options).await
+}
+
+/// An emulator that checks the app id and secret of [`base_env`]; [`start_app`]
+/// configures the rest.
+pub fn spawn_emulator() -> Emulator {
+    let config = EmulatorConfig { app_secret: Secret::new(APP_SECRET), ..EmulatorConfig::default() };
+    Emulator::spawn(config).expect("the emulator starts")
 }
 
 /// Starts an app on an existing data dir (a restart), retrying while the previous
 /// instance still holds the database lock. The redirect URIs and the webhook address
 /// name the app's own (new) port; `options.env` overrides anything.
-pub async fn start_app(dir: TempDir, key: EncryptionKey, graph: FakeGraph, options: Options) -> TestApp {
+pub async fn start_app(dir: TempDir, key: EncryptionKey, graph: Emulator, options: Options) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind the app's port");
     let port = listener.local_addr().expect("app address").port();
     let address = format!("http://127.0.0.1:{port}");
@@ -120,13 +127,17 @@ pub async fn start_app(dir: TempDir, key: EncryptionKey, graph: FakeGraph, optio
     }
     let settings =
         config::load(&Sources { env: env.clone(), ..Sources::default() }).expect("test configuration is valid");
-    graph.configure(
-        &env["FACEBOOK_APP_ID"],
-        &env["FACEBOOK_APP_SECRET"],
-        &env["FACEBOOK_REDIRECT_URI"],
-        &env["SHOPIFY_API_KEY"],
-        &env["SHOPIFY_API_SECRET"],
-    );
+    graph.configure(EmulatorConfig {
+        graph_version: settings.facebook.graph_version.clone(),
+        app_id: settings.facebook.app_id.clone(),
+        app_secret: settings.facebook.app_secret.clone(),
+        facebook_redirect_uri: settings.facebook.redirect_uri.clone(),
+        webhook_address: settings.facebook.webhook_address.clone(),
+        shopify_api_key: settings.shopify.api_key.clone(),
+        shopify_api_secret: settings.shopify.api_secret.clone(),
+        shopify_redirect_uri: settings.shopify.redirect_uri.clone(),
+        ..EmulatorConfig::default()
+    });
     let deadline = Instant::now() + Duration::from_secs(10);
     let app = loop {
         let socket = listener.try_clone().expect("clone the app's listener");
@@ -231,7 +242,7 @@ impl TestApp {
     }
 
     /// Stops the app gracefully and hands back what a restart needs.
-    pub async fn stop(mut self) -> (TempDir, EncryptionKey, FakeGraph) {
+    pub async fn stop(mut self) -> (TempDir, EncryptionKey, Emulator) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
