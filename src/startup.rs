@@ -16,6 +16,7 @@ use pagesync_actors::outbox::OutboxConfig;
 use pagesync_actors::poller::PollConfig;
 use pagesync_actors::subscription::RetryConfig;
 use pagesync_actors::{Actors, ActorsConfig, Sealer, Store, StoreConfig, WriterConfig};
+use tokio::sync::oneshot;
 
 use crate::app_state::AppState;
 use crate::clients::graph::{GraphClient, RetryPolicy};
@@ -146,6 +147,18 @@ impl Application {
     /// The actors' addresses (tests fill the vault through them).
     pub fn actors(&self) -> &Actors {
         &self.actors
+    }
+
+    /// Runs [`Application::run_until_stopped`] on the current actix System (the
+    /// sandbox's and the tests' way): sending on the returned sender stops it, the
+    /// receiver gets its result.
+    pub fn spawn(self) -> (oneshot::Sender<()>, oneshot::Receiver<anyhow::Result<()>>) {
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let (done, finished) = oneshot::channel();
+        actix_web::rt::spawn(async move {
+            let _ = done.send(self.run_until_stopped(async move { stop_rx.await.unwrap_or(()) }).await);
+        });
+        (stop, finished)
     }
 
     /// Serves until `shutdown` resolves (or the server fails), then stops in order:

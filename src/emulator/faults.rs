@@ -220,3 +220,49 @@ impl Emulator {
         self.lock().log.calls.iter().filter(|c| c.is(method, path)).cloned().collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::emulator::EmulatorConfig;
+
+    /// `GET /v25.0/{page}` with no token: a 400 from Graph unless a fault answers.
+    async fn get(client: &reqwest::Client, emulator: &Emulator, page: &str) -> Result<u16, reqwest::Error> {
+        Ok(client.get(format!("{}/v25.0/{page}", emulator.url)).send().await?.status().as_u16())
+    }
+
+    #[actix_web::test]
+    async fn queued_faults_answer_once_sticky_ones_until_cleared_and_a_hang_is_logged_while_pending() {
+        let emulator = Emulator::spawn(EmulatorConfig::default()).unwrap();
+        emulator.add_page("42", "tok", "Page");
+        let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_millis(300)).build().unwrap();
+
+        emulator.push_fault("42", Fault::GraphError(613));
+        emulator.push_fault("42", Fault::unavailable());
+        assert_eq!(get(&client, &emulator, "42").await.unwrap(), 400);
+        assert_eq!(get(&client, &emulator, "42").await.unwrap(), 500);
+        emulator.set_sticky_fault("42", Some(Fault::Status(503, serde_json::json!("down"))));
+        assert_eq!(get(&client, &emulator, "42").await.unwrap(), 503);
+        assert_eq!(get(&client, &emulator, "42").await.unwrap(), 503);
+        emulator.set_sticky_fault("42", None);
+        assert_eq!(get(&client, &emulator, "42").await.unwrap(), 400, "no token: Graph's own refusal");
+
+        emulator.set_sticky_fault("42", Some(Fault::Hang));
+        assert!(get(&client, &emulator, "42").await.unwrap_err().is_timeout());
+        let statuses: Vec<u16> = emulator.seen().iter().map(|c| c.status).collect();
+        assert_eq!(statuses, [400, 500, 503, 503, 400, 0], "the hung call is logged, its answer pending");
+        assert_eq!((emulator.gets("42"), emulator.total_gets()), (6, 6));
+        assert!(emulator.seen().iter().all(|c| c.endpoint == Some(Endpoint::PageGet("42".into())) && !c.proof_ok));
+    }
+
+    #[actix_web::test]
+    async fn the_latency_delays_page_gets_only() {
+        let emulator = Emulator::spawn(EmulatorConfig::default()).unwrap();
+        emulator.set_latency(Duration::from_secs(30));
+        let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_millis(300)).build().unwrap();
+        assert!(get(&client, &emulator, "42").await.unwrap_err().is_timeout());
+        assert_eq!(get(&client, &emulator, "me").await.unwrap(), 400, "/me is not a Page GET");
+    }
+}

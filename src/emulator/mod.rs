@@ -89,6 +89,24 @@ impl Default for EmulatorConfig {
     }
 }
 
+impl EmulatorConfig {
+    /// Checks requests against what a daemon with `settings` sends.
+    pub fn for_settings(settings: &crate::config::Settings) -> EmulatorConfig {
+        let (facebook, shopify) = (&settings.facebook, &settings.shopify);
+        EmulatorConfig {
+            graph_version: facebook.graph_version.clone(),
+            app_id: facebook.app_id.clone(),
+            app_secret: facebook.app_secret.clone(),
+            facebook_redirect_uri: facebook.redirect_uri.clone(),
+            webhook_address: facebook.webhook_address.clone(),
+            shopify_api_key: shopify.api_key.clone(),
+            shopify_api_secret: shopify.api_secret.clone(),
+            shopify_redirect_uri: shopify.redirect_uri.clone(),
+            ..EmulatorConfig::default()
+        }
+    }
+}
+
 /// The app's `page` object subscription as Meta keeps it (one callback per object).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppSubscription {

@@ -170,17 +170,10 @@ impl Sandbox {
         let (emulator, server) = match Emulator::start(
             emulator_listener,
             EmulatorConfig {
-                graph_version: settings.facebook.graph_version.clone(),
-                app_id: settings.facebook.app_id.clone(),
-                app_secret: settings.facebook.app_secret.clone(),
-                facebook_redirect_uri: settings.facebook.redirect_uri.clone(),
-                webhook_address: settings.facebook.webhook_address.clone(),
-                shopify_api_key: settings.shopify.api_key.clone(),
-                shopify_api_secret: settings.shopify.api_secret.clone(),
-                shopify_redirect_uri: settings.shopify.redirect_uri.clone(),
                 start_url: start_url(&daemon_url),
                 dashboard_url: format!("{daemon_url}/"),
                 bot_url: format!("{bot_url}/"),
+                ..EmulatorConfig::for_settings(&settings)
             },
         ) {
             Ok(started) => started,
@@ -201,16 +194,7 @@ impl Sandbox {
                 return Err(e.context(format!("the daemon could not start on {}", data_dir.display())));
             }
         };
-        let (stop, stop_rx) = oneshot::channel::<()>();
-        let (done, finished) = oneshot::channel();
-        actix_web::rt::spawn(async move {
-            let result = app
-                .run_until_stopped(async move {
-                    let _ = stop_rx.await;
-                })
-                .await;
-            let _ = done.send(result);
-        });
+        let (stop, finished) = app.spawn();
         let sandbox = Sandbox {
             daemon_url,
             emulator,

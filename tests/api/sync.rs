@@ -23,7 +23,7 @@ async fn a_delivery_for_a_known_page_writes_its_data_without_the_token() {
     let text = std::fs::read_to_string(app.page_file("104857600012345")).unwrap();
     assert!(!text.contains("EAAG-page-token-1"));
 
-    // The fake Graph checked the token and the appsecret_proof; look at what it got.
+    // The emulator checked the token and the appsecret_proof; look at what it got.
     let seen = app.graph.seen();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].path, "/v25.0/104857600012345");

@@ -127,17 +127,7 @@ pub async fn start_app(dir: TempDir, key: EncryptionKey, graph: Emulator, option
     }
     let settings =
         config::load(&Sources { env: env.clone(), ..Sources::default() }).expect("test configuration is valid");
-    graph.configure(EmulatorConfig {
-        graph_version: settings.facebook.graph_version.clone(),
-        app_id: settings.facebook.app_id.clone(),
-        app_secret: settings.facebook.app_secret.clone(),
-        facebook_redirect_uri: settings.facebook.redirect_uri.clone(),
-        webhook_address: settings.facebook.webhook_address.clone(),
-        shopify_api_key: settings.shopify.api_key.clone(),
-        shopify_api_secret: settings.shopify.api_secret.clone(),
-        shopify_redirect_uri: settings.shopify.redirect_uri.clone(),
-        ..EmulatorConfig::default()
-    });
+    graph.configure(EmulatorConfig::for_settings(&settings));
     let deadline = Instant::now() + Duration::from_secs(10);
     let app = loop {
         let socket = listener.try_clone().expect("clone the app's listener");
@@ -152,16 +142,7 @@ pub async fn start_app(dir: TempDir, key: EncryptionKey, graph: Emulator, option
     };
     drop(listener);
     let actors = app.actors().clone();
-    let (stop, stop_rx) = oneshot::channel::<()>();
-    let (done, finished) = oneshot::channel();
-    actix_web::rt::spawn(async move {
-        let result = app
-            .run_until_stopped(async move {
-                let _ = stop_rx.await;
-            })
-            .await;
-        let _ = done.send(result);
-    });
+    let (stop, finished) = app.spawn();
     TestApp {
         address,
         dir,
