@@ -132,10 +132,7 @@ async fn no_token_secret_or_session_id_reaches_the_data_dir_or_the_logs() {
         Some(Fault::Status(500, json!({"errors": "Internal Server Error"}))),
     );
     let login = app.shopify_state(&shop).await;
-    let code = app.graph.shopify_code(&shop);
-    let resp = app
-        .shopify_callback(&app.shopify_callback_query(&shop, &code, &login.state, unix_now()), Some(&login.cookie))
-        .await;
+    let resp = app.shopify_return(&shop, &login, unix_now()).await;
     assert_eq!(resp.status(), 502);
     app.graph.set_endpoint_sticky(Endpoint::ShopifyToken(shop.clone()), None);
     let install = app.install_shop(&shop).await;

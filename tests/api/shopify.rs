@@ -179,13 +179,7 @@ async fn shopify_callback_with_a_timestamp_older_than_90_seconds_is_400() {
     let app = spawn_app().await;
     let shop = unique_shop();
     let login = app.shopify_state(&shop).await;
-    let code = app.graph.shopify_code(&shop);
-    let resp = app
-        .shopify_callback(
-            &app.shopify_callback_query(&shop, &code, &login.state, unix_now() - 100),
-            Some(&login.cookie),
-        )
-        .await;
+    let resp = app.shopify_return(&shop, &login, unix_now() - 100).await;
     assert_eq!(resp.status(), 400);
     assert!(session_cookie(&resp).is_none());
     assert!(app.graph.calls().is_empty());
@@ -196,13 +190,7 @@ async fn shopify_callback_with_a_timestamp_more_than_90_seconds_ahead_is_400() {
     let app = spawn_app().await;
     let shop = unique_shop();
     let login = app.shopify_state(&shop).await;
-    let code = app.graph.shopify_code(&shop);
-    let resp = app
-        .shopify_callback(
-            &app.shopify_callback_query(&shop, &code, &login.state, unix_now() + 100),
-            Some(&login.cookie),
-        )
-        .await;
+    let resp = app.shopify_return(&shop, &login, unix_now() + 100).await;
     assert_eq!(resp.status(), 400);
     assert!(app.graph.calls().is_empty());
 }
@@ -212,13 +200,7 @@ async fn shopify_callback_with_a_state_issued_for_another_shop_is_400() {
     let app = spawn_app().await;
     let (shop, other) = (unique_shop(), unique_shop());
     let login_of_other = app.shopify_state(&other).await;
-    let code = app.graph.shopify_code(&shop);
-    let resp = app
-        .shopify_callback(
-            &app.shopify_callback_query(&shop, &code, &login_of_other.state, unix_now()),
-            Some(&login_of_other.cookie),
-        )
-        .await;
+    let resp = app.shopify_return(&shop, &login_of_other, unix_now()).await;
     assert_eq!(resp.status(), 400);
     assert!(session_cookie(&resp).is_none());
     assert!(app.graph.calls().is_empty());
@@ -288,10 +270,7 @@ async fn shopify_callback_when_shopify_answers_500_is_502() {
         Some(Fault::Status(500, json!({"errors": "Internal Server Error"}))),
     );
     let login = app.shopify_state(&shop).await;
-    let code = app.graph.shopify_code(&shop);
-    let resp = app
-        .shopify_callback(&app.shopify_callback_query(&shop, &code, &login.state, unix_now()), Some(&login.cookie))
-        .await;
+    let resp = app.shopify_return(&shop, &login, unix_now()).await;
     assert_eq!(resp.status(), 502);
     assert!(session_cookie(&resp).is_none());
 }
@@ -325,10 +304,7 @@ async fn the_session_cookie_is_secure_when_the_redirect_uri_is_https() {
     .await;
     let shop = unique_shop();
     let login = app.shopify_state(&shop).await;
-    let code = app.graph.shopify_code(&shop);
-    let resp = app
-        .shopify_callback(&app.shopify_callback_query(&shop, &code, &login.state, unix_now()), Some(&login.cookie))
-        .await;
+    let resp = app.shopify_return(&shop, &login, unix_now()).await;
     assert_eq!(resp.status(), 200);
     let header = session_set_cookie(&resp).expect("Set-Cookie: session_id=...");
     assert!(header.split(';').skip(1).any(|a| a.trim().eq_ignore_ascii_case("secure")), "{header}");
@@ -415,10 +391,7 @@ async fn shopify_callback_clears_the_state_cookie() {
     let app = spawn_app().await;
     let shop = unique_shop();
     let login = app.shopify_state(&shop).await;
-    let code = app.graph.shopify_code(&shop);
-    let resp = app
-        .shopify_callback(&app.shopify_callback_query(&shop, &code, &login.state, unix_now()), Some(&login.cookie))
-        .await;
+    let resp = app.shopify_return(&shop, &login, unix_now()).await;
     assert_eq!(resp.status(), 200);
     let header = set_cookie_header(&resp, SHOPIFY_STATE_COOKIE).expect("the state cookie is cleared");
     let attributes = cookie_attributes(&header);

@@ -195,13 +195,19 @@ impl TestApp {
         request.send().await.expect("GET /shopify/callback")
     }
 
+    /// Shopify's redirect back after the merchant approved the install of `shop`: a
+    /// fresh code, `login`'s state and cookie, signed at `timestamp`.
+    pub async fn shopify_return(&self, shop: &str, login: &ShopifyLogin, timestamp: u64) -> reqwest::Response {
+        let code = self.graph.shopify_code(shop);
+        self.shopify_callback(&self.shopify_callback_query(shop, &code, &login.state, timestamp), Some(&login.cookie))
+            .await
+    }
+
     /// The whole install: `/shopify/login`, then Shopify's signed callback with a fresh
     /// code; asserts the 200 and the cookie.
     pub async fn install_shop(&self, shop: &str) -> Install {
         let login = self.shopify_state(shop).await;
-        let code = self.graph.shopify_code(shop);
-        let query = self.shopify_callback_query(shop, &code, &login.state, unix_now());
-        let resp = self.shopify_callback(&query, Some(&login.cookie)).await;
+        let resp = self.shopify_return(shop, &login, unix_now()).await;
         let status = resp.status();
         let cookie = session_cookie(&resp);
         let text = resp.text().await.expect("callback body");
