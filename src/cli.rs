@@ -279,21 +279,25 @@ pub fn rotate_key(sources: &Sources, new_key_file: &std::path::Path) -> ExitCode
 pub fn check_config(sources: &Sources) -> ExitCode {
     match config::load(sources) {
         Ok(settings) => {
-            let mut from = [0usize; 4];
+            let mut from = [0usize; 7];
             for var in config::VARS {
                 if let Some((_, origin)) = sources.get(var.name) {
                     from[origin as usize] += 1;
                 }
             }
             println!(
-                "configuration ok: {} from flags, {} from the environment, {} from .env, {} defaults; \
-                 would listen on {} with data in {}",
+                "configuration ok: {} from flags, {} from the environment, {} from .env, {} from files, {} from \
+                 systemd credentials, {} defaults ({}); would listen on {} with data in {}{}",
                 from[Origin::Flag as usize],
                 from[Origin::Env as usize],
                 from[Origin::DotEnv as usize],
+                from[Origin::File as usize],
+                from[Origin::Credential as usize],
                 from[Origin::Default as usize],
+                sources.dotenv_summary(),
                 settings.bind,
-                settings.data_dir.display()
+                settings.data_dir.display(),
+                if from[Origin::StateDirectory as usize] > 0 { " ($STATE_DIRECTORY)" } else { "" },
             );
             ExitCode::SUCCESS
         }

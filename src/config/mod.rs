@@ -22,7 +22,7 @@ use self::parse::Validator;
 pub use self::parse::parse_duration;
 use self::proxy::ProxySettings;
 pub use self::sections::{BotSettings, EventsKey, EventsSettings, FacebookSettings, LogFormat, ShopifySettings};
-pub use self::sources::{Origin, Sources};
+pub use self::sources::{Origin, SECRET_FILES, Sources};
 pub use self::vars::{VARS, Var};
 
 /// Validated settings for `serve`.
@@ -51,6 +51,15 @@ pub struct Settings {
 /// Validation result: settings when there were no problems. The sections are read in
 /// the order of [`VARS`], so problems are listed in that order.
 pub fn load(sources: &Sources) -> Result<Settings, Vec<String>> {
+    let resolved;
+    let sources = if sources.files_read {
+        sources
+    } else {
+        let mut copy = sources.clone();
+        copy.read_secret_files();
+        resolved = copy;
+        &resolved
+    };
     let mut v = Validator { sources, problems: sources.problems.clone() };
     let facebook = sections::facebook(&mut v);
     let shopify = sections::shopify(&mut v);

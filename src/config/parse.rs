@@ -24,7 +24,13 @@ impl Validator<'_> {
     ) -> Option<T> {
         match self.sources.get(name) {
             None => {
-                self.problems.push(format!("{name}: missing (needed by serve)"));
+                let file = super::sources::SECRET_FILES.iter().find(|(secret, ..)| *secret == name);
+                self.problems.push(match file {
+                    Some((_, file_var, credential)) => format!(
+                        "{name}: missing (needed by serve; or {file_var}, or the systemd credential {credential})"
+                    ),
+                    None => format!("{name}: missing (needed by serve)"),
+                });
                 None
             }
             Some((value, _)) => match parse(&value) {
@@ -37,52 +43,23 @@ impl Validator<'_> {
         }
     }
 
-    /// `PAGESYNC_ENCRYPTION_KEY`, else `PAGESYNC_ENCRYPTION_KEY_FILE`, else
-    /// `$CREDENTIALS_DIRECTORY/encryption-key`.
+    /// `PAGESYNC_ENCRYPTION_KEY` (directly, from `PAGESYNC_ENCRYPTION_KEY_FILE` or from
+    /// the `encryption-key` credential).
     pub(super) fn encryption_key(&mut self) -> Option<EncryptionKey> {
-        let direct = self.sources.get("PAGESYNC_ENCRYPTION_KEY");
-        let file = self.sources.get("PAGESYNC_ENCRYPTION_KEY_FILE");
-        let (text, name) = match (direct, file) {
-            (Some(_), Some(_)) => {
-                self.problems
-                    .push("PAGESYNC_ENCRYPTION_KEY: set either it or PAGESYNC_ENCRYPTION_KEY_FILE, not both".into());
-                return None;
-            }
-            (Some((text, _)), None) => (text, "PAGESYNC_ENCRYPTION_KEY"),
-            (None, Some((path, _))) => match std::fs::read_to_string(&path) {
-                Ok(text) => (text, "PAGESYNC_ENCRYPTION_KEY_FILE"),
-                Err(e) => {
-                    self.problems.push(format!("PAGESYNC_ENCRYPTION_KEY_FILE: cannot read {path}: {}", e.kind()));
-                    return None;
-                }
-            },
-            (None, None) => {
-                let credential = self.sources.credentials_dir.as_ref().map(|d| d.join("encryption-key"));
-                match credential.map(|p| (std::fs::read_to_string(&p), p)) {
-                    Some((Ok(text), _)) => (text, "PAGESYNC_ENCRYPTION_KEY ($CREDENTIALS_DIRECTORY/encryption-key)"),
-                    Some((Err(e), p)) if e.kind() != std::io::ErrorKind::NotFound => {
-                        self.problems.push(format!(
-                            "PAGESYNC_ENCRYPTION_KEY: cannot read {}: {}",
-                            p.display(),
-                            e.kind()
-                        ));
-                        return None;
-                    }
-                    _ => {
-                        self.problems.push(
-                            "PAGESYNC_ENCRYPTION_KEY: missing (needed by serve; set it or PAGESYNC_ENCRYPTION_KEY_FILE, `pagesync keygen` makes one)"
-                                .into(),
-                        );
-                        return None;
-                    }
-                }
-            }
+        let Some((text, _)) = self.sources.get("PAGESYNC_ENCRYPTION_KEY") else {
+            self.problems.push(
+                "PAGESYNC_ENCRYPTION_KEY: missing (needed by serve; set it or PAGESYNC_ENCRYPTION_KEY_FILE, \
+                 `pagesync keygen` makes one)"
+                    .into(),
+            );
+            return None;
         };
-        match EncryptionKey::from_base64(&text) {
+        match EncryptionKey::from_base64(text.trim()) {
             Ok(key) => Some(key),
             Err(_) => {
-                self.problems
-                    .push(format!("{name}: must be base64 of exactly 32 bytes (`pagesync keygen` prints one)"));
+                self.problems.push(
+                    "PAGESYNC_ENCRYPTION_KEY: must be base64 of exactly 32 bytes (`pagesync keygen` prints one)".into(),
+                );
                 None
             }
         }

@@ -93,6 +93,69 @@ fn the_key_comes_from_a_file_or_the_credentials_dir() {
 }
 
 #[test]
+fn every_secret_comes_from_its_file_or_its_systemd_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    let credentials = dir.path().join("credentials");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::create_dir_all(&credentials).unwrap();
+    let events = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    let mut full = full();
+    full.env.insert("PAGESYNC_EVENTS_URL".into(), "http://127.0.0.1:9/events".into());
+    full.env.insert("PAGESYNC_EVENTS_SECRET".into(), events.into());
+    let expected = load(&full).unwrap();
+
+    // Each secret in turn from NAME_FILE, then from the credential; the others stay
+    // in the environment. The file's trailing line break is not part of the secret.
+    for (name, file_var, credential) in SECRET_FILES {
+        let value = full.env[*name].clone();
+        let mut src = full.clone();
+        src.env.remove(*name);
+        let path = files.join(credential);
+        std::fs::write(&path, format!("{value}\r\n")).unwrap();
+        src.env.insert((*file_var).to_owned(), path.display().to_string());
+        let from_file = load(&src).unwrap_or_else(|p| panic!("{name} from {file_var}: {p:?}"));
+        assert_eq!(format!("{from_file:?}"), format!("{expected:?}"), "{name} from its file");
+        src.read_secret_files();
+        assert_eq!(src.get(name).unwrap(), (value.clone(), Origin::File));
+
+        let mut src = full.clone();
+        src.env.remove(*name);
+        std::fs::write(credentials.join(credential), &value).unwrap();
+        src.credentials_dir = Some(credentials.clone());
+        let from_credential = load(&src).unwrap_or_else(|p| panic!("{name} from the credential: {p:?}"));
+        assert_eq!(from_credential.encryption_key.to_base64(), expected.encryption_key.to_base64());
+        src.read_secret_files();
+        assert_eq!(src.get(name).unwrap(), (value.clone(), Origin::Credential));
+        std::fs::remove_file(credentials.join(credential)).unwrap();
+
+        // Both ways at once is refused, naming both variables and no value.
+        let mut src = full.clone();
+        src.env.insert((*file_var).to_owned(), path.display().to_string());
+        let problems = load(&src).unwrap_err();
+        assert_eq!(problems, vec![format!("{name}: set either it or {file_var}, not both")]);
+
+        // An unreadable file is a problem naming the variable and the path, not a panic.
+        let mut src = full.clone();
+        src.env.remove(*name);
+        src.env.insert((*file_var).to_owned(), files.join("missing").display().to_string());
+        let problems = load(&src).unwrap_err();
+        assert!(problems[0].starts_with(&format!("{file_var}: cannot read ")), "{problems:?}");
+        assert!(problems.iter().all(|p| !p.contains(&value)), "{problems:?}");
+    }
+}
+
+#[test]
+fn the_data_dir_defaults_to_the_state_directory_and_a_setting_beats_it() {
+    let mut src = full();
+    src.state_dir = Some("/var/lib/pagesync".into());
+    assert_eq!(load(&src).unwrap().data_dir, std::path::PathBuf::from("/var/lib/pagesync"));
+    assert_eq!(src.get("PAGESYNC_DATA_DIR").unwrap().1, Origin::StateDirectory);
+    src.env.insert("PAGESYNC_DATA_DIR".into(), "/srv/pagesync".into());
+    assert_eq!(load(&src).unwrap().data_dir, std::path::PathBuf::from("/srv/pagesync"));
+}
+
+#[test]
 fn a_page_field_list_asking_for_tokens_is_refused() {
     let mut src = full();
     src.env.insert("FACEBOOK_PAGE_FIELDS".into(), "id,name,access_token".into());

@@ -35,6 +35,13 @@ pub const VARS: &[Var] = &[
         help: "Meta app secret: signs webhooks and appsecret_proof",
     },
     Var {
+        name: "FACEBOOK_APP_SECRET_FILE",
+        flag: "facebook-app-secret-file",
+        default: None,
+        required: false,
+        help: "file holding the Meta app secret instead",
+    },
+    Var {
         name: "FACEBOOK_REDIRECT_URI",
         flag: "facebook-redirect-uri",
         default: None,
@@ -54,6 +61,13 @@ pub const VARS: &[Var] = &[
         default: None,
         required: true,
         help: "token Meta echoes in its verification request (no default, ever)",
+    },
+    Var {
+        name: "FACEBOOK_VERIFY_TOKEN_FILE",
+        flag: "facebook-verify-token-file",
+        default: None,
+        required: false,
+        help: "file holding the verify token instead",
     },
     Var {
         name: "FACEBOOK_SUBSCRIBED_FIELDS",
@@ -107,6 +121,13 @@ pub const VARS: &[Var] = &[
         help: "verifies Shopify's hmac",
     },
     Var {
+        name: "SHOPIFY_API_SECRET_FILE",
+        flag: "shopify-api-secret-file",
+        default: None,
+        required: false,
+        help: "file holding the Shopify API secret instead",
+    },
+    Var {
         name: "SHOPIFY_REDIRECT_URI",
         flag: "shopify-redirect-uri",
         default: None,
@@ -135,6 +156,13 @@ pub const VARS: &[Var] = &[
         help: "at least 32 bytes; signs OAuth state",
     },
     Var {
+        name: "STATE_TOKEN_SECRET_FILE",
+        flag: "state-token-secret-file",
+        default: None,
+        required: false,
+        help: "file holding the state token secret instead",
+    },
+    Var {
         name: "PAGESYNC_ENCRYPTION_KEY",
         flag: "encryption-key",
         default: None,
@@ -147,6 +175,13 @@ pub const VARS: &[Var] = &[
         default: None,
         required: false,
         help: "file holding the encryption key instead",
+    },
+    Var {
+        name: "PAGESYNC_ENV_FILE",
+        flag: "env-file",
+        default: None,
+        required: false,
+        help: ".env file to read instead of ./.env (./.env is never read when the working directory is /)",
     },
     Var {
         name: "PAGESYNC_BIND",
@@ -218,6 +253,13 @@ pub const VARS: &[Var] = &[
         default: None,
         required: false,
         help: "whsec_ + base64 of 24-64 random bytes (pagesync keygen --events-secret); signs events",
+    },
+    Var {
+        name: "PAGESYNC_EVENTS_SECRET_FILE",
+        flag: "events-signing-secret-file",
+        default: None,
+        required: false,
+        help: "file holding the events secret instead",
     },
     Var {
         name: "PAGESYNC_LOG",
