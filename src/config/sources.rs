@@ -131,10 +131,9 @@ impl Sources {
 
     /// A value given by a flag, the environment or `.env`.
     fn direct(&self, name: &str) -> Option<(String, Origin)> {
-        let found = [(&self.flags, Origin::Flag), (&self.env, Origin::Env), (&self.dotenv, Origin::DotEnv)]
+        [(&self.flags, Origin::Flag), (&self.env, Origin::Env), (&self.dotenv, Origin::DotEnv)]
             .into_iter()
-            .find_map(|(map, origin)| map.get(name).map(|v| (v.clone(), origin)));
-        found
+            .find_map(|(map, origin)| map.get(name).map(|v| (v.clone(), origin)))
     }
 
     /// Reads a `.env` file; a missing file is fine, a broken one is a problem.
