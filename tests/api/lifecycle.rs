@@ -234,6 +234,49 @@ async fn json_logs_are_one_object_per_line_with_the_request_id() {
     assert!(lines.iter().any(|l| l["message"] == "pagesync listening"));
 }
 
+#[actix_web::test]
+async fn when_stderr_is_the_journal_every_line_carries_its_syslog_priority() {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let key = EncryptionKey::generate().unwrap();
+    let graph = spawn_emulator();
+    // systemd names the journal stream by device and inode; stand in a file for it
+    // (start_daemon_with truncates the same file, keeping its inode).
+    let file = std::fs::File::create(dir.path().join("journal.log")).unwrap();
+    let meta = file.metadata().unwrap();
+    let stream = format!("{}:{}", meta.dev(), meta.ino());
+    let extra = [("JOURNAL_STREAM", stream.as_str()), ("PAGESYNC_LOG_FORMAT", "text"), ("PAGESYNC_LOG", "info")];
+    let mut daemon = start_daemon_with(dir.path(), &key, &graph, "journal.log", &extra);
+    wait_ready(&daemon).await;
+    let resp = reqwest::Client::new()
+        .post(format!("{}/facebook/webhook", daemon.address))
+        .header("X-Hub-Signature-256", format!("sha256={}", "0".repeat(64)))
+        .body(delivery(&["42"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let _ = Command::new("kill").args(["-TERM", &daemon.child.id().to_string()]).status();
+    let status = wait_exit(&mut daemon.child, Duration::from_secs(15)).await;
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+
+    let log = std::fs::read_to_string(dir.path().join("journal.log")).unwrap();
+    let priority = |line: &str| line.strip_prefix('<').and_then(|l| l.split_once('>')).map(|(p, _)| p.to_owned());
+    assert!(log.lines().all(|l| priority(l).is_some_and(|p| ["3", "4", "6", "7"].contains(&p.as_str()))), "{log}");
+    assert!(log.lines().any(|l| l.starts_with("<4>") && l.contains("delivery refused")), "{log}");
+    assert!(log.lines().any(|l| l.starts_with("<6>") && l.contains("pagesync listening")), "{log}");
+    assert!(!log.contains('\u{1b}'), "no colour codes in the journal: {log}");
+
+    // The same variable with stderr elsewhere (a child that inherited it) changes nothing.
+    let extra = [("JOURNAL_STREAM", "1:1"), ("PAGESYNC_LOG_FORMAT", "text"), ("PAGESYNC_LOG", "info")];
+    let mut daemon = start_daemon_with(dir.path(), &key, &graph, "plain.log", &extra);
+    wait_ready(&daemon).await;
+    let _ = Command::new("kill").args(["-TERM", &daemon.child.id().to_string()]).status();
+    wait_exit(&mut daemon.child, Duration::from_secs(15)).await;
+    let log = std::fs::read_to_string(dir.path().join("plain.log")).unwrap();
+    assert!(log.lines().any(|l| l.contains("pagesync listening")) && !log.contains("<6>"), "{log}");
+}
+
 fn run_cli(dir: &Path, args: &[&str], env: &[(String, String)]) -> (i32, String, String) {
     let out = Command::new(BIN).args(args).current_dir(dir).env_clear().envs(env.iter().cloned()).output().unwrap();
     (
