@@ -165,10 +165,15 @@ fn serve(sources: Sources) -> ExitCode {
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "pagesync failed");
             eprintln!("error: {e:#}");
-            // A wrong key is a configuration problem: restarting cannot fix it.
-            if e.downcast_ref::<pagesync_actors::KeyCheckError>()
-                .is_some_and(|k| matches!(k, pagesync_actors::KeyCheckError::WrongKey { .. }))
-            {
+            // A wrong key or a store from a newer pagesync is a deployment problem:
+            // restarting cannot fix it.
+            let wrong_key = e
+                .downcast_ref::<pagesync_actors::KeyCheckError>()
+                .is_some_and(|k| matches!(k, pagesync_actors::KeyCheckError::WrongKey { .. }));
+            let newer_store = e
+                .chain()
+                .any(|cause| matches!(cause.downcast_ref(), Some(pagesync_actors::StoreError::NewerFormat { .. })));
+            if wrong_key || newer_store {
                 return ExitCode::from(cli::EXIT_CONFIG);
             }
             ExitCode::FAILURE

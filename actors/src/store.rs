@@ -72,7 +72,29 @@ pub mod trees {
     pub const SUBSCRIPTIONS: &str = "subscriptions";
     /// SHA-256 of a consumer API key -> its record, and name -> that hash (ApiKeyActor).
     pub const API_KEYS: &str = "api_keys";
+    /// The store's own records: its format version (`format`, a big-endian u32).
+    pub const STORE_META: &str = "store_meta";
 }
+
+/// The on-disk format this build writes and reads (docs/operations.md, "Upgrades"):
+/// 1 is every store from before the version record, 2 adds it. A store of an older
+/// format is migrated forward at open, in one step; a newer one is refused.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The key of the format version in [`trees::STORE_META`].
+const FORMAT_KEY: &[u8] = b"format";
+
+/// One migration: from its format to the next. Each runs once, in order, before
+/// anything else reads the store; the version record is written after the last.
+type Migration = fn(&sled::Db) -> Result<(), StoreError>;
+
+/// `MIGRATIONS[n]` takes a store from format `n + 1` to `n + 2`.
+const MIGRATIONS: [Migration; (FORMAT_VERSION - 1) as usize] = [
+    // 1 → 2: nothing to rewrite. The index trees that format 1 stores may lack
+    // (`vault_index`, the session indexes) are built by their actors at start, as
+    // they were before; the version record is what this step adds.
+    |_| Ok(()),
+];
 
 /// How many queued writes one flush may cover at most. Large enough that a flush is
 /// shared by every request that arrives while the previous one runs at our target
@@ -95,6 +117,12 @@ pub enum StoreError {
     Thread(std::io::Error),
     #[error("a record in tree {tree} is not valid: {detail}")]
     Corrupt { tree: &'static str, detail: String },
+    /// The store was written by a newer pagesync.
+    #[error(
+        "the store at {path} has format {found}, newer than this pagesync reads (up to {supported}): run the \
+         pagesync that wrote it, or restore a backup made before the upgrade (docs/operations.md, \"Upgrades\")"
+    )]
+    NewerFormat { path: PathBuf, found: u32, supported: u32 },
     /// The writer thread could not insert a job's records (nothing of that job is
     /// acknowledged as durable).
     #[error("cannot write to the store: {0}")]
@@ -178,6 +206,7 @@ impl Store {
             .flush_every_ms(Some(500))
             .open()
             .map_err(|source| StoreError::Open { path: config.path.clone(), source })?;
+        check_format(&db, &config.path)?;
         let (jobs, rx) = mpsc::channel();
         let writer_db = db.clone();
         let counters = Arc::new(Counters::default());
@@ -273,6 +302,41 @@ impl Store {
     }
 }
 
+/// Reads the format version, migrates an older store forward and records the
+/// version; refuses a newer store. A new, empty store just gets the record.
+fn check_format(db: &sled::Db, path: &std::path::Path) -> Result<(), StoreError> {
+    let meta = db.open_tree(trees::STORE_META)?;
+    let found = match meta.get(FORMAT_KEY)? {
+        Some(bytes) => {
+            let bytes: [u8; 4] = bytes.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                tree: trees::STORE_META,
+                detail: format!("the format version is {} bytes long, not 4", bytes.len()),
+            })?;
+            u32::from_be_bytes(bytes)
+        }
+        // No record: a new store, or one of format 1 (it has other trees).
+        None if db.tree_names().iter().all(|name| matches!(&name[..], b"__sled__default" | b"store_meta")) => {
+            FORMAT_VERSION
+        }
+        None => 1,
+    };
+    if found > FORMAT_VERSION {
+        return Err(StoreError::NewerFormat { path: path.to_owned(), found, supported: FORMAT_VERSION });
+    }
+    if found == 0 {
+        return Err(StoreError::Corrupt { tree: trees::STORE_META, detail: "the format version is 0".into() });
+    }
+    for (step, migrate) in MIGRATIONS.iter().enumerate().skip(found as usize - 1) {
+        tracing::info!(from = step + 1, to = step + 2, "migrating the store");
+        migrate(db)?;
+    }
+    if meta.get(FORMAT_KEY)?.as_deref() != Some(&FORMAT_VERSION.to_be_bytes()[..]) {
+        meta.insert(FORMAT_KEY, &FORMAT_VERSION.to_be_bytes())?;
+        db.flush()?;
+    }
+    Ok(())
+}
+
 async fn wait_for(wait: oneshot::Receiver<Result<(), StoreError>>) -> Result<(), StoreError> {
     // A dropped sender means the writer thread is gone.
     wait.await.unwrap_or(Err(StoreError::Closed))
@@ -331,6 +395,69 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
         (dir, store)
+    }
+
+    /// The raw database, as an older or newer pagesync would leave it.
+    fn raw(path: &std::path::Path, setup: impl FnOnce(&sled::Db)) {
+        let db = sled::open(path).unwrap();
+        setup(&db);
+        db.flush().unwrap();
+    }
+
+    fn format_of(store: &Store) -> Option<Vec<u8>> {
+        store.tree(trees::STORE_META).unwrap().get(FORMAT_KEY).unwrap().map(|v| v.to_vec())
+    }
+
+    #[test]
+    fn a_new_store_records_the_current_format() {
+        let (_dir, store) = open_temp();
+        assert_eq!(format_of(&store), Some(FORMAT_VERSION.to_be_bytes().to_vec()));
+    }
+
+    #[test]
+    fn a_store_from_before_the_version_record_is_migrated_and_keeps_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        raw(&path, |db| {
+            db.open_tree(trees::PAGE_STATE).unwrap().insert(b"42", b"state").unwrap();
+        });
+        let store = Store::open(&StoreConfig::new(&path)).unwrap();
+        assert_eq!(format_of(&store), Some(FORMAT_VERSION.to_be_bytes().to_vec()));
+        assert_eq!(store.tree(trees::PAGE_STATE).unwrap().get(b"42").unwrap().as_deref(), Some(&b"state"[..]));
+    }
+
+    #[test]
+    fn a_newer_store_is_refused_and_left_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let newer = (FORMAT_VERSION + 1).to_be_bytes();
+        raw(&path, |db| {
+            db.open_tree(trees::STORE_META).unwrap().insert(FORMAT_KEY, &newer).unwrap();
+            db.open_tree(trees::PAGE_STATE).unwrap().insert(b"42", b"state").unwrap();
+        });
+        match Store::open(&StoreConfig::new(&path)) {
+            Err(e @ StoreError::NewerFormat { found, supported, .. }) => {
+                assert_eq!((found, supported), (FORMAT_VERSION + 1, FORMAT_VERSION));
+                assert!(e.to_string().contains("newer than this pagesync reads"), "{e}");
+            }
+            other => panic!("expected NewerFormat, got {other:?}"),
+        }
+        raw(&path, |db| {
+            let meta = db.open_tree(trees::STORE_META).unwrap();
+            assert_eq!(meta.get(FORMAT_KEY).unwrap().as_deref(), Some(&newer[..]));
+        });
+    }
+
+    #[test]
+    fn a_damaged_version_record_is_an_error_not_a_guess() {
+        for bad in [&b"\x00\x02"[..], &0u32.to_be_bytes()[..]] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("db");
+            raw(&path, |db| {
+                db.open_tree(trees::STORE_META).unwrap().insert(FORMAT_KEY, bad).unwrap();
+            });
+            assert!(matches!(Store::open(&StoreConfig::new(&path)), Err(StoreError::Corrupt { .. })));
+        }
     }
 
     #[tokio::test]

@@ -277,6 +277,31 @@ async fn when_stderr_is_the_journal_every_line_carries_its_syslog_priority() {
     assert!(log.lines().any(|l| l.contains("pagesync listening")) && !log.contains("<6>"), "{log}");
 }
 
+#[actix_web::test]
+async fn a_store_written_by_a_newer_pagesync_is_refused_with_exit_78_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = EncryptionKey::generate().unwrap();
+    let graph = spawn_emulator();
+    let db = dir.path().join("data").join("db");
+    let newer = pagesync_actors::store::FORMAT_VERSION + 1;
+    let open = || pagesync_actors::Store::open(&pagesync_actors::StoreConfig::new(&db));
+    {
+        let store = open().unwrap();
+        let meta = store.tree(pagesync_actors::store::trees::STORE_META).unwrap();
+        meta.insert("format", &newer.to_be_bytes()).unwrap();
+        store.close().unwrap();
+    }
+    let mut daemon = start_daemon(dir.path(), &key, &graph, "newer.log");
+    let status = wait_exit(&mut daemon.child, Duration::from_secs(15)).await;
+    assert_eq!(status.and_then(|s| s.code()), Some(78));
+    let log = std::fs::read_to_string(dir.path().join("newer.log")).unwrap();
+    assert!(log.contains("newer than this pagesync reads"), "{log}");
+    match open() {
+        Err(pagesync_actors::StoreError::NewerFormat { found, .. }) => assert_eq!(found, newer),
+        other => panic!("the store should still be refused: {other:?}"),
+    }
+}
+
 fn run_cli(dir: &Path, args: &[&str], env: &[(String, String)]) -> (i32, String, String) {
     let out = Command::new(BIN).args(args).current_dir(dir).env_clear().envs(env.iter().cloned()).output().unwrap();
     (
