@@ -124,6 +124,10 @@ fn operate(sources: Sources, request: Request, json: bool) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
+        Response::Backup { path, summary } => println!(
+            "backup written to {path}: {} trees, {} records, {} Page files, {} bytes",
+            summary.trees, summary.records, summary.page_files, summary.bytes
+        ),
         Response::Error { message } => {
             eprintln!("error: {message}");
             return ExitCode::FAILURE;

@@ -39,6 +39,7 @@
 //!   handlers.
 
 pub mod api_keys;
+pub mod backup;
 pub mod graph;
 pub mod ids;
 pub mod messages;
@@ -78,6 +79,10 @@ pub struct Actors {
     pub api_keys: Addr<api_keys::ApiKeyActor>,
     /// The outbox actor and the queue that feeds it.
     pub outbox: outbox::OutboxHandle,
+    /// The store they share (for backups).
+    pub store: Store,
+    /// `PAGESYNC_DATA_DIR/facebook`, where the Page files are.
+    pub pages_dir: std::path::PathBuf,
 }
 
 /// What the actors are started with.
@@ -116,11 +121,22 @@ pub fn start(store: &Store, config: ActorsConfig) -> Result<Actors, StoreError> 
     let addr = outbox::OutboxActor::start_in_arbiter(&arbiter.handle(), move |_| outbox);
     let thread = Some(outbox::OutboxThread::new(arbiter));
     let outbox = outbox::OutboxHandle { queue, addr, events: config.events, thread };
+    let pages_dir = config.writer.pages_dir.clone();
     let page_writer =
         PageWriterActor::new(store.clone(), vault.clone(), config.source, config.writer, Some(outbox.clone()))?.start();
     let poller = poller::PollerActor::new(vault.clone(), page_writer.clone(), config.poll, config.usage).start();
     let api_keys = api_keys::ApiKeyActor::new(store.clone())?.start();
-    Ok(Actors { sessions, vault, subscriptions, page_writer, poller, api_keys, outbox })
+    Ok(Actors {
+        sessions,
+        vault,
+        subscriptions,
+        page_writer,
+        poller,
+        api_keys,
+        outbox,
+        store: store.clone(),
+        pages_dir,
+    })
 }
 
 /// Lowercase hex of `bytes`.

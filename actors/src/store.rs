@@ -166,7 +166,20 @@ enum Job {
     Flush {
         done: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Ends a batch: once its writes are flushed, says so on `paused` and applies
+    /// nothing more until `resume` fires or is dropped.
+    Pause {
+        paused: mpsc::Sender<()>,
+        resume: mpsc::Receiver<()>,
+    },
     Stop,
+}
+
+/// The writer held between two group commits ([`Store::pause_writer`]); dropping it
+/// lets the writer go on.
+#[must_use = "the writer resumes when this is dropped"]
+pub struct WriterPause {
+    _resume: mpsc::Sender<()>,
 }
 
 /// A handle on the open database; cheap to clone.
@@ -290,6 +303,22 @@ impl Store {
         result.map_err(StoreError::from)
     }
 
+    /// Holds the group-commit writer between two commits until the returned guard is
+    /// dropped: every write queued before is applied and flushed, and none queued
+    /// after is applied meanwhile. Blocking: the caller waits for the writer.
+    pub fn pause_writer(&self) -> Result<WriterPause, StoreError> {
+        let (paused, wait) = mpsc::channel();
+        let (resume, held) = mpsc::channel();
+        self.inner.jobs.send(Job::Pause { paused, resume: held }).map_err(|_| StoreError::Closed)?;
+        wait.recv().map_err(|_| StoreError::Closed)?;
+        Ok(WriterPause { _resume: resume })
+    }
+
+    /// The database itself, for the backup's export and import.
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.inner.db
+    }
+
     /// `(flushes, writes)` done by the group-commit writer since the store opened.
     pub fn commit_stats(&self) -> (u64, u64) {
         let c = &self.inner.counters;
@@ -347,14 +376,19 @@ async fn wait_for(wait: oneshot::Receiver<Result<(), StoreError>>) -> Result<(),
 fn writer_loop(db: sled::Db, rx: mpsc::Receiver<Job>, counters: &Counters) {
     let mut batch: Vec<Job> = Vec::with_capacity(256);
     while let Ok(first) = rx.recv() {
+        let mut ends_batch = matches!(first, Job::Pause { .. });
         batch.push(first);
-        while batch.len() < MAX_GROUP {
+        while !ends_batch && batch.len() < MAX_GROUP {
             match rx.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => {
+                    ends_batch = matches!(job, Job::Pause { .. });
+                    batch.push(job);
+                }
                 Err(_) => break,
             }
         }
         let mut stop = false;
+        let mut pause = None;
         let mut waiters = Vec::with_capacity(batch.len());
         for job in batch.drain(..) {
             match job {
@@ -367,6 +401,7 @@ fn writer_loop(db: sled::Db, rx: mpsc::Receiver<Job>, counters: &Counters) {
                     }
                 }
                 Job::Flush { done } => waiters.push(done),
+                Job::Pause { paused, resume } => pause = Some((paused, resume)),
                 Job::Stop => stop = true,
             }
         }
@@ -380,6 +415,11 @@ fn writer_loop(db: sled::Db, rx: mpsc::Receiver<Job>, counters: &Counters) {
             for done in waiters {
                 let _ = done.send(flushed.clone().map_err(StoreError::Flush));
             }
+        }
+        if let Some((paused, resume)) = pause {
+            let _ = paused.send(());
+            // Returns when the guard sends or is dropped.
+            let _ = resume.recv();
         }
         if stop {
             break;
