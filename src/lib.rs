@@ -19,6 +19,7 @@ pub mod health;
 pub mod html;
 pub mod metrics;
 pub mod oauth_state;
+pub mod privilege;
 pub mod request;
 pub mod rfc3339;
 pub mod routes;

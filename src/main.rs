@@ -76,6 +76,10 @@ fn operate(sources: Sources, request: Request, json: bool) -> ExitCode {
                 }
             };
             telemetry::init("warn", settings.log_format);
+            if let Err(e) = pagesync::privilege::become_owner_of(&settings.data_dir) {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
             match runtime.block_on(offline(settings, request)) {
                 Ok(response) => response,
                 Err(e) => {

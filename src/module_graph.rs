@@ -26,6 +26,7 @@ const LAYERS: &[&[&str]] = &[
         "oauth_state",
         "delivery",
         "body",
+        "privilege",
     ],
     &["config", "telemetry"],
     &["metrics"],

@@ -14,6 +14,7 @@ mod helpers;
 mod hijack;
 mod lifecycle;
 mod metrics;
+mod operator;
 mod poll;
 mod proxy;
 mod relay;
