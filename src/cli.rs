@@ -2,6 +2,7 @@
 //! generated from [`config::VARS`].
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Arg, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
@@ -97,6 +98,18 @@ pub enum Command {
         /// File holding the new key (base64, as `pagesync keygen` prints it).
         #[arg(long, value_name = "PATH")]
         new_key_file: std::path::PathBuf,
+    },
+    /// Write a consistent backup of the store and the Page files to a new file (through
+    /// the running daemon when there is one).
+    Backup {
+        /// The file to write (it must not exist).
+        path: std::path::PathBuf,
+    },
+    /// Restore a backup into a data dir that has no store and no Page files yet (no
+    /// daemon may run on it).
+    Restore {
+        /// The backup file.
+        path: std::path::PathBuf,
     },
 }
 
@@ -270,6 +283,41 @@ pub fn rotate_key(sources: &Sources, new_key_file: &std::path::Path) -> ExitCode
         }
         (Ok(_), Err(e)) => {
             eprintln!("error: the records were re-sealed but the store did not close cleanly: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `pagesync restore PATH`: into the data dir, which needs no other setting; refused
+/// while a daemon answers on the data dir's socket. As root, done as the data dir's
+/// owner.
+pub fn restore(sources: &Sources, path: &Path) -> ExitCode {
+    let data_dir = sources.get("PAGESYNC_DATA_DIR").map(|(d, _)| PathBuf::from(d)).unwrap_or_default();
+    let socket = crate::control::socket_path(&data_dir);
+    let running =
+        actix_web::rt::System::new().block_on(crate::control::ask(&socket, &crate::control::Request::Pages)).is_ok();
+    if running {
+        eprintln!("error: a pagesync is running on {}; stop it before restoring", data_dir.display());
+        return ExitCode::FAILURE;
+    }
+    if let Err(e) = crate::privilege::become_owner_of(&data_dir) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    match pagesync_actors::backup::restore_backup(path, &data_dir) {
+        Ok(summary) => {
+            println!(
+                "restored {} into {}: {} trees, {} records, {} Page files",
+                path.display(),
+                data_dir.display(),
+                summary.trees,
+                summary.records,
+                summary.page_files
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }

@@ -46,6 +46,16 @@ fn main() -> ExitCode {
             };
             operate(Sources::gather(cli.config.0), request, json)
         }
+        Command::Backup { path } => match std::path::absolute(&path) {
+            Ok(path) => {
+                operate(Sources::gather(cli.config.0), Request::Backup { path: path.display().to_string() }, false)
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e}", path.display());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Restore { path } => cli::restore(&Sources::gather(cli.config.0), &path),
         Command::Outbox { action: None, json } => operate(Sources::gather(cli.config.0), Request::Outbox, json),
         Command::Outbox { action: Some(OutboxCommand::Retry { ids, all_dead }), .. } => {
             if ids.is_empty() && !all_dead {
