@@ -13,8 +13,8 @@ pub const OK: u8 = 0;
 pub const FAILURE: u8 = 1;
 
 /// The command line is wrong (clap's own errors use it too): an unknown flag, a
-/// missing argument, `resync` with neither ids nor `--all`, a Page id that is not
-/// digits.
+/// missing argument, `resync` with neither ids nor `--all`, `outbox retry` with
+/// neither ids nor `--all-dead`, a `webhook send --page` that is not digits.
 pub const USAGE: u8 = 2;
 
 /// The store could not be reached: no daemon answers on the control socket and the
