@@ -45,8 +45,8 @@ pub fn render(report: &StatusReport) -> Vec<String> {
         lines.push("errors:   (newest first)".to_owned());
         for e in &report.errors {
             let at = e.at.map(format_unix).unwrap_or_else(|| "-".to_owned());
-            let code = e.code.map(|c| format!(" (code {c})")).unwrap_or_default();
-            lines.push(format!("  {at}  {}  {}  {}{code}", e.id, e.status, e.error));
+            // The message already names Meta's code where there is one (JSON has it apart).
+            lines.push(format!("  {at}  {}  {}  {}", e.id, e.status, e.error));
         }
     }
     lines
