@@ -289,7 +289,7 @@ fn latest_errors(pages: &[(PageId, Option<String>, Option<PageState>)], limit: u
         })
         .collect();
     // Newest first; a failure with no time goes last.
-    errors.sort_by(|a, b| b.at.cmp(&a.at));
+    errors.sort_by_key(|e| std::cmp::Reverse(e.at));
     errors.truncate(limit);
     errors
 }
