@@ -107,6 +107,11 @@ fn operate(sources: Sources, request: Request, json: bool) -> ExitCode {
                 Ok(s) => s,
                 Err(problems) => {
                     cli::report(&problems);
+                    eprintln!(
+                        "(no pagesync answers on {}: without one this command opens the store itself, which needs \
+                         the daemon's configuration)",
+                        socket.display()
+                    );
                     return exit::code(exit::CONFIG);
                 }
             };
