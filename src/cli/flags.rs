@@ -77,8 +77,7 @@ const STATUS: [&str; 6] = [
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sandbox;
 impl FlagSet for Sandbox {
-    const NAMES: Option<&'static [&'static str]> =
-        Some(&["PAGESYNC_BIND", "PAGESYNC_DATA_DIR", "PAGESYNC_LOG", "PAGESYNC_LOG_FORMAT"]);
+    const NAMES: Option<&'static [&'static str]> = Some(&crate::sandbox::HONOURED_FLAGS);
 }
 
 /// What `webhook send` signs with and sends to.
