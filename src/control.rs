@@ -1,5 +1,5 @@
 //! The operator's control socket: `PAGESYNC_DATA_DIR/control.sock`, mode 0600, owner
-//! only. `pagesync pages`, `resync`, `api-key` and `outbox` ask a running daemon
+//! only. `pagesync pages`, `resync`, `status`, `api-key` and `outbox` ask a running daemon
 //! through it, one JSON request line and one JSON answer line per connection; without
 //! a daemon they open the store themselves and run the same function ([`answer`])
 //! against actors of their own. A new API key travels back over this socket once
@@ -9,8 +9,8 @@ use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use pagesync_actors::api_keys::{ApiKeyInfo, CreateApiKey, KeyName, ListApiKeys, RevokeApiKey, Scope};
-use pagesync_actors::messages::{DescribePage, ListPages, SyncNow};
-use pagesync_actors::outbox::{ListOutbox, RetryDead};
+use pagesync_actors::messages::{DescribePage, GetWriterStats, ListPages, PageState, SyncNow, SyncStatus};
+use pagesync_actors::outbox::{GetOutboxStats, ListOutbox, RetryDead};
 use pagesync_actors::subscription::{GetSubscription, SubscriptionState, SubscriptionStatus};
 use pagesync_actors::{Actors, PageId};
 use serde::{Deserialize, Serialize};
@@ -56,6 +56,8 @@ pub enum Request {
     Backup {
         path: String,
     },
+    /// `status`: one screen for an operator.
+    Status,
 }
 
 /// Most items of each state (pending, dead) that `pagesync outbox` lists; the counts
@@ -159,9 +161,178 @@ pub enum Response {
         path: String,
         summary: pagesync_actors::backup::BackupSummary,
     },
+    Status {
+        status: StatusReport,
+    },
     Error {
         message: String,
     },
+}
+
+/// Most Pages with an error that `pagesync status` lists.
+pub const STATUS_ERRORS_LIMIT: usize = 5;
+
+/// What `pagesync status` shows (its `--json` output is this object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub daemon: DaemonStatus,
+    pub pages: PagesByStatus,
+    /// Deliveries acknowledged to Meta and not yet fully processed.
+    pub inbox_depth: u64,
+    /// Forwards and events for the bot, per kind.
+    pub outbox: OutboxDepth,
+    /// The Page whose data is oldest (see [`stalest`]); `null` without Pages.
+    pub stalest: Option<StalePage>,
+    /// Pages whose last refresh failed, newest failure first, at most
+    /// [`STATUS_ERRORS_LIMIT`].
+    pub errors: Vec<PageError>,
+    /// Unix seconds when the report was made.
+    pub generated_at: u64,
+}
+
+/// Whether a daemon answers on the data dir's control socket, and where it listens.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    /// A daemon answered on the control socket.
+    pub running: bool,
+    /// `PAGESYNC_BIND` as configured (the daemon's own when it runs, else the
+    /// command's).
+    pub bind: Option<String>,
+    /// The address the running daemon is bound to (differs from `bind` with port 0);
+    /// `null` when none runs.
+    pub listen: Option<String>,
+    /// The running daemon's process id; `null` when none runs.
+    pub pid: Option<u32>,
+}
+
+/// Connected Pages, in total and per status (every status is present, 0 included).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PagesByStatus {
+    pub total: u64,
+    pub pending: u64,
+    pub synced: u64,
+    pub error: u64,
+    pub rate_limited: u64,
+    pub needs_reauth: u64,
+    pub disconnected: u64,
+}
+
+/// Pending and dead items per kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxDepth {
+    pub pending: PerKind,
+    pub dead: PerKind,
+}
+
+/// The stalest Page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StalePage {
+    pub id: String,
+    pub name: Option<String>,
+    pub status: String,
+    /// Unix seconds of its last successful sync; `null`: never synced.
+    pub last_sync: Option<u64>,
+    /// Seconds since `last_sync`; `null` when never synced.
+    pub age_seconds: Option<u64>,
+}
+
+/// A Page whose last refresh failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageError {
+    pub id: String,
+    pub name: Option<String>,
+    pub status: String,
+    /// Unix seconds of the failed attempt.
+    pub at: Option<u64>,
+    /// What went wrong (never a token).
+    pub error: String,
+    /// Meta's `error.code`, when Meta answered.
+    pub code: Option<i64>,
+}
+
+/// Every connected Page with its sync state and name.
+async fn page_states(actors: &Actors) -> Result<Vec<(PageId, Option<String>, Option<PageState>)>, String> {
+    let pages = actors.vault.send(ListPages).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    let mut rows = Vec::with_capacity(pages.len());
+    for (page, _) in pages {
+        let summary = actors.page_writer.send(DescribePage { page: page.clone() }).await.map_err(|e| e.to_string())?;
+        rows.push((page, summary.name, summary.state));
+    }
+    Ok(rows)
+}
+
+/// The Page an operator should look at first for staleness: among Pages not
+/// `disconnected` (those are not fetched on purpose), one never synced, else the one
+/// whose last successful sync is oldest. Ties go to the smaller id (the input order).
+fn stalest(pages: &[(PageId, Option<String>, Option<PageState>)], now: u64) -> Option<StalePage> {
+    pages
+        .iter()
+        .filter(|(_, _, state)| state.as_ref().is_none_or(|s| s.status != SyncStatus::Disconnected))
+        .min_by_key(|(_, _, state)| state.as_ref().and_then(|s| s.last_success).map_or((0, 0), |t| (1, t)))
+        .map(|(id, name, state)| {
+            let last_sync = state.as_ref().and_then(|s| s.last_success);
+            StalePage {
+                id: id.to_string(),
+                name: name.clone(),
+                status: status_name(state.as_ref()),
+                last_sync,
+                age_seconds: last_sync.map(|t| now.saturating_sub(t)),
+            }
+        })
+}
+
+/// Pages whose last refresh failed, newest failure first.
+fn latest_errors(pages: &[(PageId, Option<String>, Option<PageState>)], limit: usize) -> Vec<PageError> {
+    let mut errors: Vec<PageError> = pages
+        .iter()
+        .filter_map(|(id, name, state)| {
+            let state = state.as_ref()?;
+            Some(PageError {
+                id: id.to_string(),
+                name: name.clone(),
+                status: status_name(Some(state)),
+                at: state.last_attempt,
+                error: state.last_error.clone()?,
+                code: state.last_error_code,
+            })
+        })
+        .collect();
+    // Newest first; a failure with no time goes last.
+    errors.sort_by_key(|e| std::cmp::Reverse(e.at));
+    errors.truncate(limit);
+    errors
+}
+
+/// `status`, from the actors alone; the caller fills in [`StatusReport::daemon`].
+pub async fn status_report(actors: &Actors) -> Result<StatusReport, String> {
+    let now = crate::clock::unix_now();
+    let pages = page_states(actors).await?;
+    let mut by_status = PagesByStatus { total: pages.len() as u64, ..PagesByStatus::default() };
+    for (_, _, state) in &pages {
+        let count = match state.as_ref().map_or(SyncStatus::Pending, |s| s.status) {
+            SyncStatus::Pending => &mut by_status.pending,
+            SyncStatus::Synced => &mut by_status.synced,
+            SyncStatus::Error => &mut by_status.error,
+            SyncStatus::RateLimited => &mut by_status.rate_limited,
+            SyncStatus::NeedsReauth => &mut by_status.needs_reauth,
+            SyncStatus::Disconnected => &mut by_status.disconnected,
+        };
+        *count += 1;
+    }
+    let writer = actors.page_writer.send(GetWriterStats).await.map_err(|e| e.to_string())?;
+    let outbox = actors.outbox.addr.send(GetOutboxStats).await.map_err(|e| e.to_string())?;
+    Ok(StatusReport {
+        daemon: DaemonStatus::default(),
+        pages: by_status,
+        inbox_depth: writer.inbox_depth as u64,
+        outbox: OutboxDepth {
+            pending: PerKind { forward: outbox.pending_forwards, event: outbox.pending_events },
+            dead: PerKind { forward: outbox.dead_forwards, event: outbox.dead_events },
+        },
+        stalest: stalest(&pages, now),
+        errors: latest_errors(&pages, STATUS_ERRORS_LIMIT),
+        generated_at: now,
+    })
 }
 
 /// The status name shown by `pagesync pages --json` and the consumer API.
@@ -308,6 +479,7 @@ pub async fn answer(actors: &Actors, request: Request) -> Response {
             }
         }
         Request::Backup { path } => backup(actors, path),
+        Request::Status => status_report(actors).await.map(|status| Response::Status { status }),
     };
     result.unwrap_or_else(|message| Response::Error { message })
 }
@@ -327,8 +499,14 @@ fn backup(actors: &Actors, path: String) -> Result<Response, String> {
 }
 
 /// Binds the socket (replacing a stale one), restricts it to the owner and serves it
-/// until the returned task is aborted.
-pub fn serve(path: &Path, actors: Actors) -> std::io::Result<actix_web::rt::task::JoinHandle<()>> {
+/// until the returned task is aborted. `daemon` (with `running` set) is what `status`
+/// answers about the process serving it.
+pub fn serve(
+    path: &Path,
+    actors: Actors,
+    daemon: DaemonStatus,
+) -> std::io::Result<actix_web::rt::task::JoinHandle<()>> {
+    let daemon = std::sync::Arc::new(DaemonStatus { running: true, ..daemon });
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}
@@ -350,8 +528,9 @@ pub fn serve(path: &Path, actors: Actors) -> std::io::Result<actix_web::rt::task
                 }
             }
             let actors = actors.clone();
+            let daemon = daemon.clone();
             actix_web::rt::spawn(async move {
-                if let Err(e) = handle(stream, &actors).await {
+                if let Err(e) = handle(stream, &actors, &daemon).await {
                     tracing::debug!(error = %e, "control connection ended with an error");
                 }
             });
@@ -359,13 +538,19 @@ pub fn serve(path: &Path, actors: Actors) -> std::io::Result<actix_web::rt::task
     }))
 }
 
-async fn handle(stream: UnixStream, actors: &Actors) -> std::io::Result<()> {
+async fn handle(stream: UnixStream, actors: &Actors, daemon: &DaemonStatus) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read).take(MAX_REQUEST as u64);
     reader.read_line(&mut line).await?;
     let response = match serde_json::from_str::<Request>(&line) {
-        Ok(request) => answer(actors, request).await,
+        Ok(request) => match answer(actors, request).await {
+            Response::Status { mut status } => {
+                status.daemon = daemon.clone();
+                Response::Status { status }
+            }
+            response => response,
+        },
         Err(e) => Response::Error { message: format!("bad request: {e}") },
     };
     let mut out = serde_json::to_vec(&response).map_err(std::io::Error::other)?;

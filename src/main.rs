@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use pagesync::cli::{self, ApiKeyCommand, Cli, Command, OutboxCommand, WebhookCommand};
+use pagesync::cli::{self, ApiKeyCommand, Cli, Command, OutboxCommand, WebhookCommand, exit};
 use pagesync::config::{self, Sources};
 use pagesync::control::{self, Request, Response};
 use pagesync::startup::{Application, Offline, Tuning};
@@ -11,26 +11,40 @@ use pagesync::telemetry;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Keygen { events_secret } => cli::keygen(events_secret),
-        Command::RotateKey { new_key_file } => cli::rotate_key(&Sources::gather(cli.config.0), &new_key_file),
-        Command::CheckConfig => cli::check_config(&Sources::gather(cli.config.0)),
-        Command::Serve => serve(Sources::gather(cli.config.0)),
-        Command::Sandbox => pagesync::sandbox::main(&cli.config.0, stop_signal()),
-        Command::Webhook(WebhookCommand::Send { page, field, value, url }) => {
-            cli::webhook_send(&Sources::gather(cli.config.0), &page, &field, value.as_deref(), url.as_deref())
+    let command = cli.command.unwrap_or(Command::Serve { config: cli::flags::Flags::default() });
+    // The bare `pagesync` takes the flags of `serve` itself (they conflict with a subcommand).
+    let top = cli.config.into_values();
+    match command {
+        Command::Keygen { events_secret, json } => cli::keygen(events_secret, json),
+        Command::Completions { shell } => cli::generate::completions(shell),
+        Command::Man => cli::generate::man(),
+        Command::RotateKey { new_key_file, config } => {
+            cli::rotate_key(&Sources::gather(config.into_values()), &new_key_file)
         }
-        Command::Pages { json } => operate(Sources::gather(cli.config.0), Request::Pages, json),
-        Command::Resync { pages, all } => {
+        Command::CheckConfig { json, config } => cli::check_config(&Sources::gather(config.into_values()), json),
+        Command::Serve { config } => {
+            let mut flags = top;
+            flags.extend(config.into_values());
+            serve(Sources::gather(flags))
+        }
+        Command::Sandbox { config } => pagesync::sandbox::main(&config.into_values(), stop_signal()),
+        Command::Webhook { action: WebhookCommand::Send { page, field, value, url, json }, config } => {
+            let sample =
+                cli::WebhookSample { page: &page, field: &field, value: value.as_deref(), url: url.as_deref() };
+            cli::webhook_send(&Sources::gather(config.into_values()), &sample, json)
+        }
+        Command::Pages { json, config } => operate(Sources::gather(config.into_values()), Request::Pages, json),
+        Command::Status { json, config } => operate(Sources::gather(config.into_values()), Request::Status, json),
+        Command::Resync { pages, all, json, config } => {
             if pages.is_empty() && !all {
                 eprintln!("error: name Page ids, or pass --all");
-                return ExitCode::from(2);
+                return exit::code(exit::USAGE);
             }
-            operate(Sources::gather(cli.config.0), Request::Resync { pages, all }, false)
+            operate(Sources::gather(config.into_values()), Request::Resync { pages, all }, json)
         }
-        Command::ApiKey(command) => {
-            let (request, json) = match command {
-                ApiKeyCommand::Create { name, scope } => {
+        Command::ApiKey { action, config } => {
+            let (request, json) = match action {
+                ApiKeyCommand::Create { name, scope, json } => {
                     // Refuse a bad name or scope before looking for a daemon or a store.
                     if let Err(e) = pagesync_actors::api_keys::KeyName::parse(&name)
                         .map(drop)
@@ -39,41 +53,63 @@ fn main() -> ExitCode {
                         eprintln!("error: {e}");
                         return ExitCode::FAILURE;
                     }
-                    (Request::ApiKeyCreate { name, scopes: scope }, false)
+                    (Request::ApiKeyCreate { name, scopes: scope }, json)
                 }
                 ApiKeyCommand::List { json } => (Request::ApiKeyList, json),
-                ApiKeyCommand::Revoke { name } => (Request::ApiKeyRevoke { name }, false),
+                ApiKeyCommand::Revoke { name, json } => (Request::ApiKeyRevoke { name }, json),
             };
-            operate(Sources::gather(cli.config.0), request, json)
+            operate(Sources::gather(config.into_values()), request, json)
         }
-        Command::Backup { path } => match std::path::absolute(&path) {
+        Command::Backup { path, json, config } => match std::path::absolute(&path) {
             Ok(path) => {
-                operate(Sources::gather(cli.config.0), Request::Backup { path: path.display().to_string() }, false)
+                let request = Request::Backup { path: path.display().to_string() };
+                operate(Sources::gather(config.into_values()), request, json)
             }
             Err(e) => {
                 eprintln!("error: {}: {e}", path.display());
-                ExitCode::FAILURE
+                exit::code(exit::FAILURE)
             }
         },
-        Command::Restore { path } => cli::restore(&Sources::gather(cli.config.0), &path),
-        Command::Outbox { action: None, json } => operate(Sources::gather(cli.config.0), Request::Outbox, json),
-        Command::Outbox { action: Some(OutboxCommand::Retry { ids, all_dead }), .. } => {
+        Command::Restore { path, json, config } => cli::restore(&Sources::gather(config.into_values()), &path, json),
+        Command::Outbox { action: None, json, config } => {
+            operate(Sources::gather(config.into_values()), Request::Outbox, json)
+        }
+        Command::Outbox { action: Some(OutboxCommand::Retry { ids, all_dead, json }), config, .. } => {
             if ids.is_empty() && !all_dead {
                 eprintln!("error: name dead-lettered item ids, or pass --all-dead");
-                return ExitCode::from(2);
+                return exit::code(exit::USAGE);
             }
-            operate(Sources::gather(cli.config.0), Request::OutboxRetry { ids, all: all_dead }, false)
+            operate(Sources::gather(config.into_values()), Request::OutboxRetry { ids, all: all_dead }, json)
         }
     }
 }
 
-/// `pages`, `resync`, `api-key` and `outbox`: ask the running daemon over its control socket; without one,
-/// open the store and run the same request against actors of our own.
+/// How long `status` waits for a daemon that accepted its connection.
+const STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `pages`, `resync`, `status`, `api-key` and `outbox`: ask the running daemon over its
+/// control socket; without one, open the store and run the same request against actors
+/// of our own.
 fn operate(sources: Sources, request: Request, json: bool) -> ExitCode {
     let data_dir = sources.get("PAGESYNC_DATA_DIR").map(|(d, _)| std::path::PathBuf::from(d)).unwrap_or_default();
     let socket = control::socket_path(&data_dir);
     let runtime = actix_web::rt::System::new();
-    let asked = runtime.block_on(control::ask(&socket, &request));
+    let asked = if matches!(request, Request::Status) {
+        // An operator's screen must not hang on a daemon that accepts but never answers.
+        match runtime.block_on(async { tokio::time::timeout(STATUS_TIMEOUT, control::ask(&socket, &request)).await }) {
+            Ok(asked) => asked,
+            Err(_) => {
+                eprintln!(
+                    "error: a pagesync accepted on {} but did not answer within {} s",
+                    socket.display(),
+                    STATUS_TIMEOUT.as_secs()
+                );
+                return exit::code(exit::UNAVAILABLE);
+            }
+        }
+    } else {
+        runtime.block_on(control::ask(&socket, &request))
+    };
     let response = match asked {
         Ok(response) => response,
         Err(_) => {
@@ -82,43 +118,80 @@ fn operate(sources: Sources, request: Request, json: bool) -> ExitCode {
                 Ok(s) => s,
                 Err(problems) => {
                     cli::report(&problems);
-                    return ExitCode::FAILURE;
+                    eprintln!(
+                        "(no pagesync answers on {}: without one this command opens the store itself, which needs \
+                         the daemon's configuration)",
+                        socket.display()
+                    );
+                    return exit::code(exit::CONFIG);
                 }
             };
             telemetry::init("warn", settings.log_format);
+            let bind = settings.bind.to_string();
             if let Err(e) = pagesync::privilege::become_owner_of(&settings.data_dir) {
                 eprintln!("error: {e}");
-                return ExitCode::FAILURE;
+                return exit::code(exit::FAILURE);
             }
             match runtime.block_on(offline(settings, request)) {
+                Ok(Response::Status { mut status }) => {
+                    status.daemon = control::DaemonStatus { running: false, bind: Some(bind), listen: None, pid: None };
+                    Response::Status { status }
+                }
                 Ok(response) => response,
                 Err(e) => {
                     eprintln!("error: {e:#}");
-                    return ExitCode::FAILURE;
+                    return exit::code(exit::UNAVAILABLE);
                 }
             }
         }
     };
+    print_response(response, json)
+}
+
+/// The new key and its record, for `api-key create --json`.
+#[derive(serde::Serialize)]
+struct CreatedKey<'a> {
+    key: &'a str,
+    #[serde(flatten)]
+    info: &'a pagesync_actors::api_keys::ApiKeyInfo,
+}
+
+/// `outbox retry --json`.
+#[derive(serde::Serialize)]
+struct Retried {
+    moved: usize,
+    named: usize,
+}
+
+fn print_response(response: Response, json: bool) -> ExitCode {
     match response {
-        Response::Pages { pages } if json => match serde_json::to_string_pretty(&pages) {
-            Ok(text) => println!("{text}"),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
+        Response::Pages { pages } if json => return cli::print_json(&pages),
         Response::Pages { pages } => cli::print_pages(&pages),
         Response::Resync { pages } => {
-            for row in &pages {
-                println!("{} {} ({})", row.id, if row.written { "refreshed" } else { "not refreshed" }, row.status);
+            if json {
+                let printed = cli::print_json(&pages);
+                if printed != ExitCode::SUCCESS {
+                    return printed;
+                }
+            } else {
+                for row in &pages {
+                    println!("{} {} ({})", row.id, if row.written { "refreshed" } else { "not refreshed" }, row.status);
+                }
             }
             if pages.iter().any(|r| !r.written) {
-                return ExitCode::FAILURE;
+                return exit::code(exit::FAILURE);
             }
         }
         Response::ApiKeyCreated { key, info } => {
-            // The key alone on stdout, so that `KEY=$(pagesync api-key create ...)` works.
-            println!("{key}");
+            if json {
+                let printed = cli::print_json(&CreatedKey { key: &key, info: &info });
+                if printed != ExitCode::SUCCESS {
+                    return printed;
+                }
+            } else {
+                // The key alone on stdout, so that `KEY=$(pagesync api-key create ...)` works.
+                println!("{key}");
+            }
             eprintln!(
                 "API key {} ({}) created with scopes {}. It is shown only this once: store it now.",
                 info.name,
@@ -128,23 +201,34 @@ fn operate(sources: Sources, request: Request, json: bool) -> ExitCode {
         }
         Response::ApiKeys { keys } if json => return cli::print_json(&keys),
         Response::ApiKeys { keys } => cli::print_api_keys(&keys),
+        Response::ApiKeyRevoked { info } if json => return cli::print_json(&info),
         Response::ApiKeyRevoked { info } => println!("API key {} ({}) revoked", info.name, info.id),
         Response::Outbox { outbox } if json => return cli::print_json(&outbox),
         Response::Outbox { outbox } => cli::print_outbox(&outbox),
         Response::OutboxRetried { moved, named } => {
-            println!("{moved} dead-lettered item(s) put back in line");
+            if json {
+                let printed = cli::print_json(&Retried { moved, named });
+                if printed != ExitCode::SUCCESS {
+                    return printed;
+                }
+            } else {
+                println!("{moved} dead-lettered item(s) put back in line");
+            }
             if moved < named {
                 eprintln!("error: {} of the named ids are not dead-lettered (see pagesync outbox)", named - moved);
-                return ExitCode::FAILURE;
+                return exit::code(exit::FAILURE);
             }
         }
+        Response::Backup { summary, .. } if json => return cli::print_json(&summary),
         Response::Backup { path, summary } => println!(
             "backup written to {path}: {} trees, {} records, {} Page files, {} bytes",
             summary.trees, summary.records, summary.page_files, summary.bytes
         ),
+        Response::Status { status } if json => return cli::print_json(&status),
+        Response::Status { status } => cli::status::print(&status),
         Response::Error { message } => {
             eprintln!("error: {message}");
-            return ExitCode::FAILURE;
+            return exit::code(exit::FAILURE);
         }
     }
     ExitCode::SUCCESS
@@ -165,7 +249,7 @@ fn serve(sources: Sources) -> ExitCode {
         Ok(settings) => settings,
         Err(problems) => {
             cli::report(&problems);
-            return ExitCode::from(cli::EXIT_CONFIG);
+            return exit::code(exit::CONFIG);
         }
     };
     telemetry::init(&settings.log, settings.log_format);
@@ -192,7 +276,7 @@ fn serve(sources: Sources) -> ExitCode {
                 .chain()
                 .any(|cause| matches!(cause.downcast_ref(), Some(pagesync_actors::StoreError::NewerFormat { .. })));
             if wrong_key || newer_store {
-                return ExitCode::from(cli::EXIT_CONFIG);
+                return exit::code(exit::CONFIG);
             }
             ExitCode::FAILURE
         }

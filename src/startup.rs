@@ -100,9 +100,16 @@ impl Application {
         let data_dir = settings.data_dir.clone();
         let Core { store, actors, graph, shopify, metrics } = Core::start(&settings, &tuning)?;
         let control_path = crate::control::socket_path(&data_dir);
-        let control_task = crate::control::serve(&control_path, actors.clone())
+        let local = listener.local_addr()?;
+        let daemon = crate::control::DaemonStatus {
+            running: true,
+            bind: Some(settings.bind.to_string()),
+            listen: Some(local.to_string()),
+            pid: Some(std::process::id()),
+        };
+        let control_task = crate::control::serve(&control_path, actors.clone(), daemon)
             .with_context(|| format!("cannot create the control socket {}", control_path.display()))?;
-        let port = listener.local_addr()?.port();
+        let port = local.port();
         let state = AppState {
             settings: Arc::new(settings),
             actors: actors.clone(),

@@ -47,9 +47,10 @@ const BOT_FIELDS: &str = "messages,messaging_postbacks";
 /// How long the daemon may take to answer `/readyz` after it is built.
 const READY_DEADLINE: Duration = Duration::from_secs(15);
 
-/// The variables `pagesync sandbox` takes from its command line; every other
-/// configuration flag is ignored (with a warning).
-const HONOURED_FLAGS: [&str; 4] = ["PAGESYNC_BIND", "PAGESYNC_DATA_DIR", "PAGESYNC_LOG", "PAGESYNC_LOG_FORMAT"];
+/// The variables `pagesync sandbox` takes from its command line: the only
+/// configuration flags `sandbox` offers (`cli::flags::Sandbox`); any other in the map
+/// [`main`] gets is ignored with a warning.
+pub const HONOURED_FLAGS: [&str; 4] = ["PAGESYNC_BIND", "PAGESYNC_DATA_DIR", "PAGESYNC_LOG", "PAGESYNC_LOG_FORMAT"];
 
 /// How to start a sandbox.
 #[derive(Debug, Clone, Default)]

@@ -1,5 +1,6 @@
-//! The operator CLI (docs/contract.md §6): `pages`, `resync` and `webhook send`, against a running
-//! app (over its control socket) and against a data dir with no daemon.
+//! The operator CLI (docs/contract.md §6, docs/cli.md): `pages`, `resync`, `status`, `webhook
+//! send`, `api-key`, `outbox`, against a running app (over its control socket) and against a
+//! data dir with no daemon; `--json` shapes, exit codes, completions and the man page.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
@@ -52,6 +53,15 @@ async fn pages_json_lists_connected_pages_through_the_running_daemon() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("7001 refreshed (synced)"), "{out}");
     assert_eq!(app.graph.gets("7001"), 1, "the daemon did the refresh");
+    let (code, out, err) = run(&app, &["resync", "7001", "--json"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let rows: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows, serde_json::json!([{"id": "7001", "written": true, "status": "synced"}]));
+    let (code, out, _) = run(&app, &["resync", "7999", "--json"]).await;
+    assert_eq!(code, 1, "a Page not refreshed: {out}");
+    let rows: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows[0]["written"], false);
+    assert_eq!(rows[0]["status"], "not connected");
 
     let (code, out, err) = run(&app, &["pages", "--json"]).await;
     assert_eq!(code, 0, "{err}");
@@ -92,6 +102,12 @@ async fn webhook_send_delivers_a_signed_sample_and_prints_the_answer() {
     assert_eq!(out, "HTTP 200\n{\"status\":\"success\"}\n");
     app.wait_for_name("7002", "Poked").await;
     assert_eq!(app.stats().await.accepted, 1);
+    let (code, out, err) = run(&app, &["webhook", "send", "--page", "7002", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let answer: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(answer["url"], format!("{}/facebook/webhook", app.address));
+    assert_eq!(answer["status"], 200);
+    assert_eq!(answer["body"], "{\"status\":\"success\"}");
     // A wrong secret is refused by the daemon and the CLI says so.
     let mut env = base_env(&app.data_dir(), &app.graph.url, &app.key);
     env.insert("FACEBOOK_APP_SECRET".into(), "not-the-secret".into());
@@ -127,9 +143,11 @@ fn a_store_held_by_a_silent_process_gives_a_clear_message() {
     std::fs::create_dir_all(&data).unwrap();
     let _held = Store::open(&StoreConfig::new(data.join("db"))).unwrap();
     let env: Vec<(String, String)> = base_env(&data, "http://127.0.0.1:9", &key).into_iter().collect();
-    let (code, _, err) = run_in(dir.path(), &["pages".into()], env);
-    assert_eq!(code, 1);
-    assert!(err.contains("does not answer on its control socket"), "{err}");
+    for command in ["pages", "status"] {
+        let (code, out, err) = run_in(dir.path(), &[command.into()], env.clone());
+        assert_eq!(code, 69, "{command}: EX_UNAVAILABLE (docs/cli.md): {out}{err}");
+        assert!(err.contains("does not answer on its control socket"), "{err}");
+    }
 }
 
 #[actix_web::test]
@@ -197,6 +215,22 @@ async fn api_key_create_list_and_revoke_go_through_the_running_daemon() {
         assert_eq!(code, 1, "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: {err}");
     }
+
+    let (code, out, err) = run(&app, &["api-key", "create", "scripted", "--scope", "pages:read", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    assert!(created["key"].as_str().unwrap().starts_with("psk_"), "{out}");
+    assert_eq!(created["name"], "scripted");
+    assert_eq!(created["scopes"], serde_json::json!(["pages:read"]));
+    assert_eq!(created["last_used"], Value::Null);
+    let keys: Vec<&String> = created.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["created", "id", "key", "last_used", "name", "scopes"]);
+    assert_eq!(api_status(&app, "/api/v1/pages", created["key"].as_str().unwrap()).await, 200);
+    let (code, out, err) = run(&app, &["api-key", "revoke", "scripted", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let revoked: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(revoked["id"], created["id"]);
+    assert!(revoked.get("key").is_none(), "{out}");
 
     let (code, out, err) = run(&app, &["api-key", "revoke", "bot-1"]).await;
     assert_eq!(code, 0, "{err}");
@@ -294,6 +328,9 @@ async fn outbox_lists_dead_letters_and_retry_puts_them_back_through_the_daemon()
     let (code, out, err) = run(&app, &["outbox", "retry", "--all-dead"]).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("0 dead-lettered"), "{out}");
+    let (code, out, err) = run(&app, &["outbox", "retry", "fwd_not_there", "--json"]).await;
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), serde_json::json!({"moved": 0, "named": 1}));
 }
 
 #[actix_web::test]
@@ -330,4 +367,178 @@ async fn outbox_and_outbox_retry_work_without_a_daemon() {
     assert_eq!(report["items"][0]["state"], "pending");
     assert_eq!(report["items"][0]["attempts"], 0, "an offline command tried to deliver: {out}");
     assert_eq!(sink.count(), sent_before, "an offline command delivered to the bot");
+}
+
+// ----- status ------------------------------------------------------------------------
+
+/// Two Pages: 7601 synced, 7602 refused by Meta (code 190, never synced).
+async fn app_with_a_synced_and_a_refused_page() -> TestApp {
+    let app = spawn_app().await;
+    app.connect_page("7601", "t1", "Fine Page").await;
+    app.connect_page("7602", "t2", "Refused Page").await;
+    app.graph.set_sticky_fault("7602", Some(pagesync::emulator::Fault::GraphError(190)));
+    let (code, out, err) = run(&app, &["resync", "7601"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = run(&app, &["resync", "7602"]).await;
+    assert_eq!(code, 1, "{out}");
+    app
+}
+
+/// What both paths report alike: Pages, depths, the stalest Page, the errors.
+fn assert_status_body(report: &Value) {
+    assert_eq!(
+        report["pages"],
+        serde_json::json!({"total": 2, "pending": 0, "synced": 1, "error": 0, "rate_limited": 0,
+                           "needs_reauth": 1, "disconnected": 0})
+    );
+    assert_eq!(report["inbox_depth"], 0);
+    assert_eq!(
+        report["outbox"],
+        serde_json::json!({"pending": {"forward": 0, "event": 0}, "dead": {"forward": 0, "event": 0}})
+    );
+    let stalest = &report["stalest"];
+    assert_eq!(stalest["id"], "7602", "never synced is stalest: {report}");
+    assert_eq!(stalest["last_sync"], Value::Null);
+    assert_eq!(stalest["age_seconds"], Value::Null);
+    assert_eq!(stalest["status"], "needs_reauth");
+    let errors = report["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{report}");
+    assert_eq!(errors[0]["id"], "7602");
+    assert_eq!(errors[0]["code"], 190);
+    assert!(errors[0]["at"].as_u64().is_some());
+    assert!(!errors[0]["error"].as_str().unwrap().contains("t2"), "a token in the report");
+    assert!(report["generated_at"].as_u64().is_some());
+    let keys: Vec<&String> = report.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["daemon", "errors", "generated_at", "inbox_depth", "outbox", "pages", "stalest"]);
+}
+
+#[actix_web::test]
+async fn status_reports_through_the_running_daemon() {
+    let app = app_with_a_synced_and_a_refused_page().await;
+    let (code, out, err) = run(&app, &["status", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_status_body(&report);
+    let daemon = &report["daemon"];
+    assert_eq!(daemon["running"], true);
+    // The test app's settings carry the address its listener got (see helpers::spawn).
+    assert!(daemon["bind"].as_str().is_some_and(|b| b.starts_with("127.0.0.1:")), "{daemon}");
+    assert_eq!(format!("http://{}", daemon["listen"].as_str().unwrap()), app.address, "the bound address");
+    assert!(daemon["pid"].as_u64().is_some());
+
+    let (code, out, err) = run(&app, &["status"]).await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("daemon:   running (pid "), "{out}");
+    assert!(lines[0].ends_with(&format!("listening on {}", app.address.trim_start_matches("http://"))), "{out}");
+    assert!(lines[1].starts_with("pages:    2 (1 synced, 0 pending"), "{out}");
+    assert_eq!(lines[2], "inbox:    0 deliveries waiting");
+    assert_eq!(lines[3], "outbox:   forward 0 pending, 0 dead; event 0 pending, 0 dead");
+    // No name: the name comes from page_data.json, which a never-synced Page lacks.
+    assert_eq!(lines[4], "stalest:  7602: never synced [needs_reauth]", "{out}");
+    assert_eq!(lines[5], "errors:   (newest first)");
+    assert!(lines[6].contains("  7602  needs_reauth  ") && lines[6].contains("190"), "{out}");
+}
+
+#[actix_web::test]
+async fn status_without_a_daemon_reads_the_store_and_says_not_running() {
+    let app = app_with_a_synced_and_a_refused_page().await;
+    let env: Vec<(String, String)> = base_env(&app.data_dir(), "http://127.0.0.1:9", &app.key).into_iter().collect();
+    let (dir, _, _) = app.stop().await;
+    let (code, out, err) =
+        run_in(dir.path(), &["status".into(), "--json".into(), "--bind".into(), "127.0.0.1:5999".into()], env.clone());
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_status_body(&report);
+    assert_eq!(
+        report["daemon"],
+        serde_json::json!({"running": false, "bind": "127.0.0.1:5999", "listen": null, "pid": null})
+    );
+    let (code, out, err) = run_in(dir.path(), &["status".into()], env);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("daemon:   not running (PAGESYNC_BIND is 127.0.0.1:0)"), "{out}");
+}
+
+// ----- exit codes, completions, man ---------------------------------------------------
+
+#[test]
+fn exit_codes_follow_the_table_in_docs_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = pagesync_actors::EncryptionKey::generate().unwrap();
+    let full: Vec<(String, String)> =
+        base_env(&dir.path().join("data"), "http://127.0.0.1:9", &key).into_iter().collect();
+    // 2: a configuration flag the command does not take.
+    let (code, _, err) = run_in(dir.path(), &["keygen".into(), "--facebook-app-id".into(), "1".into()], Vec::new());
+    assert_eq!(code, 2, "{err}");
+    // 78: no daemon, and the configuration to open the store is incomplete.
+    let partial: Vec<(String, String)> = full.iter().filter(|(k, _)| k != "FACEBOOK_APP_SECRET").cloned().collect();
+    let (code, _, err) = run_in(dir.path(), &["pages".into()], partial);
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains("FACEBOOK_APP_SECRET"), "{err}");
+    // check-config reports problems with 1, and its --json report is its output.
+    let (code, out, _) = run_in(dir.path(), &["check-config".into(), "--json".into()], Vec::new());
+    assert_eq!(code, 1);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["ok"], false);
+    assert!(report["problems"].as_array().unwrap().iter().any(|p| p.as_str().unwrap().starts_with("FACEBOOK_APP_ID")));
+    let (code, out, err) = run_in(dir.path(), &["check-config".into(), "--json".into()], full);
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["bind"], "127.0.0.1:0");
+    assert!(report["sources"]["env"].as_u64().unwrap() > 0, "{out}");
+    // keygen --json names the variable.
+    let (code, out, _) = run_in(dir.path(), &["keygen".into(), "--json".into()], Vec::new());
+    assert_eq!(code, 0);
+    let key: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(key["variable"], "PAGESYNC_ENCRYPTION_KEY");
+    assert!(pagesync_actors::EncryptionKey::from_base64(key["value"].as_str().unwrap()).is_ok());
+}
+
+#[test]
+fn bash_completions_name_the_subcommands() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run_in(dir.path(), &["completions".into(), "bash".into()], Vec::new());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("complete ") && out.contains("pagesync"), "{out}");
+    for sub in ["serve", "check-config", "pages", "resync", "status", "api-key", "outbox", "completions", "man"] {
+        assert!(out.contains(sub), "no {sub} in the bash completions");
+    }
+    for shell in ["zsh", "fish"] {
+        let (code, out, _) = run_in(dir.path(), &["completions".into(), shell.into()], Vec::new());
+        assert_eq!(code, 0, "{shell}");
+        assert!(out.contains("status"), "{shell}");
+    }
+    let (code, _, _) = run_in(dir.path(), &["completions".into(), "tcsh".into()], Vec::new());
+    assert_eq!(code, 2, "an unknown shell is a usage error");
+}
+
+#[test]
+fn man_prints_a_man_page_naming_every_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run_in(dir.path(), &["man".into()], Vec::new());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with(".ie") || out.starts_with(".TH"), "{}", &out[..80.min(out.len())]);
+    assert!(out.contains(".TH pagesync 1"));
+    assert!(out.contains(".SH NAME") && out.contains(".SH SYNOPSIS"));
+    for sub in [
+        "SERVE",
+        "SANDBOX",
+        "CHECK-CONFIG",
+        "KEYGEN",
+        "PAGES",
+        "RESYNC",
+        "STATUS",
+        "WEBHOOK SEND",
+        "API-KEY CREATE",
+        "API-KEY LIST",
+        "API-KEY REVOKE",
+        "OUTBOX",
+        "OUTBOX RETRY",
+        "ROTATE-KEY",
+        "COMPLETIONS",
+        "MAN",
+    ] {
+        assert!(out.contains(&format!(".SH \"PAGESYNC {sub}\"")), "no section for {sub}");
+    }
 }

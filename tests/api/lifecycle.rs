@@ -358,7 +358,7 @@ async fn rotate_key_reseals_the_vault_under_the_new_key() {
     // While it runs, the store is in use and rotation says so.
     let (code, _, err) =
         run_cli(&dir_path, &["rotate-key", "--new-key-file", key_arg], &env_with(&EncryptionKey::generate().unwrap()));
-    assert_eq!(code, 1);
+    assert_eq!(code, 69, "EX_UNAVAILABLE (docs/cli.md, \"Exit status\")");
     assert!(err.contains("stop pagesync"), "{err}");
 }
 

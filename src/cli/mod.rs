@@ -1,44 +1,39 @@
-//! The command line (docs/contract.md §6): subcommands plus one flag per configuration variable,
-//! generated from [`config::VARS`].
+//! The command line (docs/contract.md §6, docs/cli.md): subcommands, each with the
+//! configuration flags it reads (see [`flags`]), generated from [`config::VARS`].
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+pub mod exit;
+pub mod flags;
+pub mod generate;
+pub mod status;
+
 use std::process::ExitCode;
 
-use clap::{Arg, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use pagesync_actors::EncryptionKey;
+use serde::Serialize;
 
+use self::flags::Flags;
 use crate::clock::format_unix;
 use crate::config::{self, Origin, Sources};
 
-/// Exit status of `serve` when the configuration is unusable (sysexits' EX_CONFIG), so
-/// a unit can say `RestartPreventExitStatus=78` instead of restarting in a loop.
-pub const EXIT_CONFIG: u8 = 78;
+/// Exit status of `serve` when the configuration is unusable; see [`exit::CONFIG`].
+pub const EXIT_CONFIG: u8 = exit::CONFIG;
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn the_command_line_definition_is_consistent() {
-        // clap checks names only when a command is parsed, and only in debug builds:
-        // a flag of a configuration variable clashing with a command's own flag must
-        // fail here, not in an operator's shell.
-        <super::Cli as clap::CommandFactory>::command().debug_assert();
-    }
-
-    #[test]
-    fn ages_read_at_a_glance() {
-        assert_eq!(super::format_age(0), "0s");
-        assert_eq!(super::format_age(61), "1m 1s");
-        assert_eq!(super::format_age(7_260), "2h 1m");
-        assert_eq!(super::format_age(90_000), "1d 1h");
-    }
-}
+mod tests;
 
 #[derive(Debug, Parser)]
-#[command(name = "pagesync", version, about = "Keeps Facebook Page data in sync for Messenger sales bots")]
+#[command(
+    name = "pagesync",
+    version,
+    about = "Keeps Facebook Page data in sync for Messenger sales bots",
+    // The flags of the bare `pagesync` (which runs `serve`) are not the subcommands'.
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
+    /// The configuration of the bare `pagesync`, which runs `serve`.
     #[command(flatten)]
-    pub config: ConfigFlags,
+    pub config: Flags<flags::TopLevel>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -46,7 +41,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon (the default).
-    Serve,
+    Serve {
+        #[command(flatten)]
+        config: Flags<flags::Daemon>,
+    },
     /// Run the daemon with a built-in emulator of the Meta and Shopify endpoints on
     /// loopback, generated secrets and its own data dir, so that the whole flow works
     /// offline in a browser; prints the URL to open.
@@ -54,21 +52,35 @@ pub enum Command {
     /// Takes --bind (default 127.0.0.1:5000, or a free port when that is taken) and
     /// --data-dir (default: a new folder under the system temp dir, kept after exit);
     /// every other configuration is generated.
-    Sandbox,
+    Sandbox {
+        #[command(flatten)]
+        config: Flags<flags::Sandbox>,
+    },
     /// Validate the configuration, print every problem, exit 0 or 1.
-    CheckConfig,
+    CheckConfig {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: Flags<flags::Daemon>,
+    },
     /// Print a new base64 encryption key for PAGESYNC_ENCRYPTION_KEY (or, with
     /// --events-secret, a new PAGESYNC_EVENTS_SECRET).
     Keygen {
         /// Print a `whsec_` secret for signing events instead.
         #[arg(long)]
         events_secret: bool,
+        /// One JSON object instead of the bare value.
+        #[arg(long)]
+        json: bool,
     },
     /// List Pages: id, name, owner UUID, subscribed, last sync, status.
     Pages {
         /// One JSON array instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        config: Flags<flags::Store>,
     },
     /// Refresh Pages now (through the running daemon when there is one).
     Resync {
@@ -77,13 +89,36 @@ pub enum Command {
         /// Refresh every connected Page.
         #[arg(long, conflicts_with = "pages")]
         all: bool,
+        /// One JSON array instead of a line per Page.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: Flags<flags::Store>,
+    },
+    /// One screen for an operator: the daemon, Pages by status, inbox and outbox
+    /// depth, the stalest Page, the latest errors. Exit 0 whenever it could report,
+    /// also when no daemon runs.
+    Status {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: Flags<flags::Status>,
     },
     /// Webhook tools.
-    #[command(subcommand)]
-    Webhook(WebhookCommand),
+    Webhook {
+        #[command(subcommand)]
+        action: WebhookCommand,
+        #[command(flatten)]
+        config: Flags<flags::Webhook>,
+    },
     /// Consumer API keys (`/api/v1`): create, list, revoke.
-    #[command(subcommand)]
-    ApiKey(ApiKeyCommand),
+    ApiKey {
+        #[command(subcommand)]
+        action: ApiKeyCommand,
+        #[command(flatten)]
+        config: Flags<flags::Store>,
+    },
     /// Forwards and events for the bot: pending and dead-lettered, per kind, with
     /// attempts, last error and age. `outbox retry` puts dead-lettered items back in line.
     Outbox {
@@ -92,25 +127,44 @@ pub enum Command {
         /// One JSON object instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        config: Flags<flags::Store>,
     },
     /// Re-seal every stored token under a new encryption key (pagesync stopped).
     RotateKey {
         /// File holding the new key (base64, as `pagesync keygen` prints it).
         #[arg(long, value_name = "PATH")]
         new_key_file: std::path::PathBuf,
+        #[command(flatten)]
+        config: Flags<flags::Store>,
     },
     /// Write a consistent backup of the store and the Page files to a new file (through
     /// the running daemon when there is one).
     Backup {
         /// The file to write (it must not exist).
         path: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: Flags<flags::Store>,
     },
     /// Restore a backup into a data dir that has no store and no Page files yet (no
     /// daemon may run on it).
     Restore {
         /// The backup file.
         path: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: Flags<flags::Store>,
     },
+    /// Print a shell completion script for SHELL on stdout.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout: `pagesync man | man -l -`.
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,6 +176,9 @@ pub enum ApiKeyCommand {
         /// Comma-separated: pages:read, tokens:read (independent of each other).
         #[arg(long, value_name = "SCOPES")]
         scope: String,
+        /// One JSON object (the key and its record) instead of the bare key.
+        #[arg(long)]
+        json: bool,
     },
     /// Keys by name, scopes, created, last used (never the key).
     List {
@@ -130,7 +187,12 @@ pub enum ApiKeyCommand {
         json: bool,
     },
     /// Revoke a key; the next request with it is refused.
-    Revoke { name: String },
+    Revoke {
+        name: String,
+        /// The revoked key's record as one JSON object instead of a sentence.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,6 +204,9 @@ pub enum OutboxCommand {
         /// Every dead-lettered item.
         #[arg(long, conflicts_with = "ids")]
         all_dead: bool,
+        /// One JSON object instead of a sentence.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -161,68 +226,44 @@ pub enum WebhookCommand {
         /// Where to send it (default: FACEBOOK_WEBHOOK_ADDRESS).
         #[arg(long)]
         url: Option<String>,
+        /// One JSON object instead of the status line and the body.
+        #[arg(long)]
+        json: bool,
     },
 }
 
-/// Values given as flags, keyed by variable name.
-#[derive(Debug, Default, Clone)]
-pub struct ConfigFlags(pub HashMap<String, String>);
-
-impl FromArgMatches for ConfigFlags {
-    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
-        let mut flags = HashMap::new();
-        for var in config::VARS {
-            if let Some(value) = matches.get_one::<String>(var.name) {
-                flags.insert(var.name.to_owned(), value.clone());
-            }
-        }
-        Ok(ConfigFlags(flags))
-    }
-
-    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
-        *self = Self::from_arg_matches(matches)?;
-        Ok(())
-    }
+/// `pagesync keygen --json`: the value and the variable it is for.
+#[derive(Debug, Serialize)]
+pub struct KeygenOutput {
+    /// `PAGESYNC_ENCRYPTION_KEY` or `PAGESYNC_EVENTS_SECRET`.
+    pub variable: &'static str,
+    pub value: String,
 }
 
-impl Args for ConfigFlags {
-    fn augment_args(cmd: clap::Command) -> clap::Command {
-        config::VARS.iter().fold(cmd, |cmd, var| {
-            cmd.arg(
-                Arg::new(var.name)
-                    .long(var.flag)
-                    .value_name("VALUE")
-                    .help(format!("{} [env: {}]", var.help, var.name))
-                    .help_heading("Configuration (flag > environment > .env > default)")
-                    .global(true),
-            )
-        })
-    }
-
-    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
-        Self::augment_args(cmd)
-    }
-}
-
-/// `pagesync keygen [--events-secret]`.
-pub fn keygen(events_secret: bool) -> ExitCode {
-    if events_secret {
+/// `pagesync keygen [--events-secret] [--json]`.
+pub fn keygen(events_secret: bool, json: bool) -> ExitCode {
+    let output = if events_secret {
         use base64::Engine as _;
         // 32 bytes from the OS random source: inside the 24-64 Standard Webhooks asks for.
         let bytes: [u8; 32] = rand::random();
-        println!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes));
-        return ExitCode::SUCCESS;
-    }
-    match EncryptionKey::generate() {
-        Ok(key) => {
-            println!("{}", key.to_base64());
-            ExitCode::SUCCESS
+        KeygenOutput {
+            variable: "PAGESYNC_EVENTS_SECRET",
+            value: format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes)),
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
+    } else {
+        match EncryptionKey::generate() {
+            Ok(key) => KeygenOutput { variable: "PAGESYNC_ENCRYPTION_KEY", value: key.to_base64() },
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
         }
+    };
+    if json {
+        return print_json(&output);
     }
+    println!("{}", output.value);
+    ExitCode::SUCCESS
 }
 
 /// `pagesync rotate-key --new-key-file PATH`: with no daemon on the store, re-seals
@@ -232,7 +273,7 @@ pub fn rotate_key(sources: &Sources, new_key_file: &std::path::Path) -> ExitCode
         Ok(s) => s,
         Err(problems) => {
             report(&problems);
-            return ExitCode::FAILURE;
+            return exit::code(exit::CONFIG);
         }
     };
     let new_key = match std::fs::read_to_string(new_key_file) {
@@ -257,7 +298,7 @@ pub fn rotate_key(sources: &Sources, new_key_file: &std::path::Path) -> ExitCode
         Ok(store) => store,
         Err(e) => {
             eprintln!("error: {e}\n(stop pagesync before rotating the key)");
-            return ExitCode::FAILURE;
+            return exit::code(exit::UNAVAILABLE);
         }
     };
     let old = pagesync_actors::Sealer::new(&settings.encryption_key);
@@ -288,23 +329,24 @@ pub fn rotate_key(sources: &Sources, new_key_file: &std::path::Path) -> ExitCode
     }
 }
 
-/// `pagesync restore PATH`: into the data dir, which needs no other setting; refused
-/// while a daemon answers on the data dir's socket. As root, done as the data dir's
-/// owner.
-pub fn restore(sources: &Sources, path: &Path) -> ExitCode {
-    let data_dir = sources.get("PAGESYNC_DATA_DIR").map(|(d, _)| PathBuf::from(d)).unwrap_or_default();
+/// `pagesync restore PATH [--json]`: into the data dir, which needs no other setting;
+/// refused while a daemon answers on the data dir's socket. As root, done as the data
+/// dir's owner.
+pub fn restore(sources: &Sources, path: &std::path::Path, json: bool) -> ExitCode {
+    let data_dir = sources.get("PAGESYNC_DATA_DIR").map(|(d, _)| std::path::PathBuf::from(d)).unwrap_or_default();
     let socket = crate::control::socket_path(&data_dir);
     let running =
         actix_web::rt::System::new().block_on(crate::control::ask(&socket, &crate::control::Request::Pages)).is_ok();
     if running {
         eprintln!("error: a pagesync is running on {}; stop it before restoring", data_dir.display());
-        return ExitCode::FAILURE;
+        return exit::code(exit::FAILURE);
     }
     if let Err(e) = crate::privilege::become_owner_of(&data_dir) {
         eprintln!("error: {e}");
-        return ExitCode::FAILURE;
+        return exit::code(exit::FAILURE);
     }
     match pagesync_actors::backup::restore_backup(path, &data_dir) {
+        Ok(summary) if json => print_json(&summary),
         Ok(summary) => {
             println!(
                 "restored {} into {}: {} trees, {} records, {} Page files",
@@ -318,62 +360,148 @@ pub fn restore(sources: &Sources, path: &Path) -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            exit::code(exit::FAILURE)
         }
     }
 }
 
-/// `pagesync check-config`: the same report `serve` gives, then 0 or 1.
-pub fn check_config(sources: &Sources) -> ExitCode {
-    match config::load(sources) {
+/// `pagesync check-config --json`.
+#[derive(Debug, Serialize)]
+pub struct CheckConfigOutput {
+    /// No problems: `serve` would start with this configuration.
+    pub ok: bool,
+    /// One line per problem, naming the variable, never a value.
+    pub problems: Vec<String>,
+    /// How many variables came from each source (`flag`, `env`, `dotenv`, `file`,
+    /// `credential`, `state_directory`, `default`).
+    pub sources: SourceCounts,
+    /// The `.env` file read, if any.
+    pub dotenv_file: Option<String>,
+    /// The address `serve` would listen on; `null` when there are problems.
+    pub bind: Option<String>,
+    /// The data dir `serve` would use; `null` when there are problems.
+    pub data_dir: Option<String>,
+}
+
+/// Variables per source, for `check-config`.
+#[derive(Debug, Default, Serialize)]
+pub struct SourceCounts {
+    pub flag: usize,
+    pub env: usize,
+    pub dotenv: usize,
+    /// Secrets read from the file their `NAME_FILE` names.
+    pub file: usize,
+    /// Secrets read from `$CREDENTIALS_DIRECTORY`.
+    pub credential: usize,
+    /// `PAGESYNC_DATA_DIR` from `$STATE_DIRECTORY`.
+    pub state_directory: usize,
+    pub default: usize,
+}
+
+/// `pagesync check-config [--json]`: the same report `serve` gives, then 0 or 1.
+pub fn check_config(sources: &Sources, json: bool) -> ExitCode {
+    let mut counts = SourceCounts::default();
+    for var in config::VARS {
+        match sources.get(var.name).map(|(_, origin)| origin) {
+            Some(Origin::Flag) => counts.flag += 1,
+            Some(Origin::Env) => counts.env += 1,
+            Some(Origin::DotEnv) => counts.dotenv += 1,
+            Some(Origin::File) => counts.file += 1,
+            Some(Origin::Credential) => counts.credential += 1,
+            Some(Origin::StateDirectory) => counts.state_directory += 1,
+            Some(Origin::Default) => counts.default += 1,
+            None => {}
+        }
+    }
+    let loaded = config::load(sources);
+    let dotenv_file = sources.dotenv_file.as_ref().map(|p| p.display().to_string());
+    if json {
+        let output = match &loaded {
+            Ok(settings) => CheckConfigOutput {
+                ok: true,
+                problems: Vec::new(),
+                sources: counts,
+                dotenv_file,
+                bind: Some(settings.bind.to_string()),
+                data_dir: Some(settings.data_dir.display().to_string()),
+            },
+            Err(problems) => CheckConfigOutput {
+                ok: false,
+                problems: problems.clone(),
+                sources: counts,
+                dotenv_file,
+                bind: None,
+                data_dir: None,
+            },
+        };
+        let printed = print_json(&output);
+        return if output.ok { printed } else { exit::code(exit::FAILURE) };
+    }
+    match loaded {
         Ok(settings) => {
-            let mut from = [0usize; 7];
-            for var in config::VARS {
-                if let Some((_, origin)) = sources.get(var.name) {
-                    from[origin as usize] += 1;
-                }
-            }
             println!(
                 "configuration ok: {} from flags, {} from the environment, {} from .env, {} from files, {} from \
                  systemd credentials, {} defaults ({}); would listen on {} with data in {}{}",
-                from[Origin::Flag as usize],
-                from[Origin::Env as usize],
-                from[Origin::DotEnv as usize],
-                from[Origin::File as usize],
-                from[Origin::Credential as usize],
-                from[Origin::Default as usize],
+                counts.flag,
+                counts.env,
+                counts.dotenv,
+                counts.file,
+                counts.credential,
+                counts.default,
                 sources.dotenv_summary(),
                 settings.bind,
                 settings.data_dir.display(),
-                if from[Origin::StateDirectory as usize] > 0 { " ($STATE_DIRECTORY)" } else { "" },
+                if counts.state_directory > 0 { " ($STATE_DIRECTORY)" } else { "" },
             );
             ExitCode::SUCCESS
         }
         Err(problems) => {
             report(&problems);
-            ExitCode::FAILURE
+            exit::code(exit::FAILURE)
         }
     }
 }
 
+/// What `pagesync webhook send` sends.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookSample<'a> {
+    /// The Page id (checked here: digits only).
+    pub page: &'a str,
+    pub field: &'a str,
+    pub value: Option<&'a str>,
+    /// Overrides FACEBOOK_WEBHOOK_ADDRESS.
+    pub url: Option<&'a str>,
+}
+
+/// `pagesync webhook send --json`: where it went and what came back.
+#[derive(Debug, Serialize)]
+pub struct WebhookSendOutput {
+    pub url: String,
+    /// The HTTP status of the answer.
+    pub status: u16,
+    /// The answer's body as text.
+    pub body: String,
+}
+
 /// `pagesync webhook send`: signs with FACEBOOK_APP_SECRET, posts, prints the answer.
-pub fn webhook_send(sources: &Sources, page: &str, field: &str, value: Option<&str>, url: Option<&str>) -> ExitCode {
+pub fn webhook_send(sources: &Sources, sample: &WebhookSample<'_>, json: bool) -> ExitCode {
+    let WebhookSample { page, field, value, url } = *sample;
     let page = match pagesync_actors::PageId::parse(page) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: --page: {e}");
-            return ExitCode::from(2);
+            return exit::code(exit::USAGE);
         }
     };
     let Some((secret, _)) = sources.get("FACEBOOK_APP_SECRET").filter(|(s, _)| !s.is_empty()) else {
         eprintln!("config error: FACEBOOK_APP_SECRET: missing (needed to sign the delivery)");
-        return ExitCode::FAILURE;
+        return exit::code(exit::CONFIG);
     };
     let target = match url.map(str::to_owned).or_else(|| sources.get("FACEBOOK_WEBHOOK_ADDRESS").map(|(v, _)| v)) {
         Some(t) => t,
         None => {
             eprintln!("config error: FACEBOOK_WEBHOOK_ADDRESS: missing (or pass --url)");
-            return ExitCode::FAILURE;
+            return exit::code(exit::CONFIG);
         }
     };
     let mut change = serde_json::json!({ "field": field });
@@ -392,7 +520,7 @@ pub fn webhook_send(sources: &Sources, page: &str, field: &str, value: Option<&s
         Ok(proxy) => proxy,
         Err(problems) => {
             report(&problems);
-            return ExitCode::FAILURE;
+            return exit::code(exit::CONFIG);
         }
     };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -418,9 +546,13 @@ pub fn webhook_send(sources: &Sources, page: &str, field: &str, value: Option<&s
     });
     match result {
         Ok((status, text)) => {
+            if json {
+                let printed = print_json(&WebhookSendOutput { url: target, status: status.as_u16(), body: text });
+                return if status.is_success() { printed } else { exit::code(exit::FAILURE) };
+            }
             println!("HTTP {}", status.as_u16());
             println!("{text}");
-            if status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            if status.is_success() { ExitCode::SUCCESS } else { exit::code(exit::FAILURE) }
         }
         Err(e) => {
             eprintln!("error: could not deliver to {target}: {}", e.without_url());
