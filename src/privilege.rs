@@ -17,21 +17,20 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
-/// As root, switches to the user and group owning `data_dir` (dropping supplementary
-/// groups) and returns them; as anyone else, or when root owns the dir, does nothing.
-/// A data dir that does not exist yet is refused for root: the daemon creates it.
+/// As root, switches to the user and group owning `data_dir` (or, when it does not
+/// exist yet, its nearest existing parent: whoever owns the place owns what is created
+/// there), dropping supplementary groups, and returns them; as anyone else, or when
+/// root owns the place, does nothing.
 pub fn become_owner_of(data_dir: &Path) -> Result<Option<(u32, u32)>, String> {
     use std::os::unix::fs::MetadataExt as _;
     if !is_root() {
         return Ok(None);
     }
-    let meta = std::fs::metadata(data_dir).map_err(|e| {
-        format!(
-            "as root, pagesync opens an existing data dir only, as its owner, and {} cannot be read: {e}; start the \
-             daemon once, or run the command as the data dir's owner",
-            data_dir.display()
-        )
-    })?;
+    let absolute = std::path::absolute(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let meta = absolute
+        .ancestors()
+        .find_map(|dir| std::fs::metadata(dir).ok())
+        .ok_or_else(|| format!("{}: no part of the path can be read", data_dir.display()))?;
     let (uid, gid) = (meta.uid(), meta.gid());
     if uid == 0 {
         return Ok(None);

@@ -76,8 +76,6 @@ async fn a_backup_taken_while_serving_restores_to_a_daemon_that_serves_the_same_
     let (_old_dir, key_of_store, graph) = app.stop().await;
     let target = tempfile::tempdir().unwrap();
     let restored_data = target.path().join("data");
-    // As the docs say: the data dir exists (as root, pagesync creates none).
-    std::fs::create_dir(&restored_data).unwrap();
     let graph_url = graph.url.clone();
     let env: Vec<(String, String)> = base_env(&restored_data, &graph_url, &key_of_store).into_iter().collect();
     let out = Command::new(BIN)

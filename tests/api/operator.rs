@@ -69,14 +69,18 @@ async fn as_root_without_a_daemon_the_store_is_opened_as_the_data_dirs_owner() {
     let foreign: Vec<_> = found.iter().filter(|(_, uid)| *uid != OTHER).collect();
     assert!(foreign.is_empty(), "files not owned by the data dir's owner: {foreign:?}");
 
-    // A data dir that does not exist is not created by root.
-    let mut missing = env.clone();
-    missing.retain(|(k, _)| k != "PAGESYNC_DATA_DIR");
-    missing.push(("PAGESYNC_DATA_DIR".into(), dir.path().join("nowhere").display().to_string()));
-    let (code, _, err) = pages(dir.path(), &missing);
-    assert_eq!(code, 1);
-    assert!(err.contains("as root, pagesync opens an existing data dir only"), "{err}");
-    assert!(!dir.path().join("nowhere").exists());
+    // A data dir that does not exist yet belongs to whoever owns where it will be.
+    let parent = dir.path().join("theirs");
+    std::fs::create_dir(&parent).unwrap();
+    std::os::unix::fs::chown(&parent, Some(OTHER), Some(OTHER)).unwrap();
+    let mut fresh = env.clone();
+    fresh.retain(|(k, _)| k != "PAGESYNC_DATA_DIR");
+    fresh.push(("PAGESYNC_DATA_DIR".into(), parent.join("data").display().to_string()));
+    let (code, out, err) = pages(dir.path(), &fresh);
+    assert_eq!(code, 0, "{out}{err}");
+    let mut found = Vec::new();
+    owners(&parent, &mut found);
+    assert!(!found.is_empty() && found.iter().all(|(_, uid)| *uid == OTHER), "{found:?}");
 }
 
 #[actix_web::test]
