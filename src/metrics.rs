@@ -55,6 +55,17 @@ pub enum DeliveryResult {
 }
 
 impl DeliveryResult {
+    pub const ALL: [DeliveryResult; 8] = [
+        DeliveryResult::Success,
+        DeliveryResult::Ignored,
+        DeliveryResult::Unauthorized,
+        DeliveryResult::BadRequest,
+        DeliveryResult::TooLarge,
+        DeliveryResult::TimedOut,
+        DeliveryResult::Unavailable,
+        DeliveryResult::Error,
+    ];
+
     fn as_str(self) -> &'static str {
         match self {
             DeliveryResult::Success => "success",
@@ -257,7 +268,11 @@ impl Metrics {
             "Access tokens handed out by the consumer API, by kind (page or shop)",
             token_reads.clone(),
         );
-        // Every label value exists from the start, so a dashboard sees 0, not a gap.
+        // Every label value exists from the start, so a dashboard sees 0, not a gap,
+        // and `rate()` in an alert has a value to start from.
+        for result in DeliveryResult::ALL {
+            let _ = deliveries.get_or_create(&ResultLabel { result: result.as_str() });
+        }
         for result in ApiResult::ALL {
             let _ = api_requests.get_or_create(&ResultLabel { result: result.as_str() });
         }
@@ -330,6 +345,11 @@ fn build_labels<'a>(version: &'a str, commit: Option<&'a str>) -> Vec<(&'static 
 /// Figures the actors own, read at scrape time.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
+    /// What `GET /readyz` would answer (the store open, every actor answering).
+    pub ready: bool,
+    /// `PAGESYNC_POLL_INTERVAL` in seconds, 0 when polling is off: lets an alert on
+    /// the stalest sync follow the configuration.
+    pub poll_interval_seconds: u64,
     pub inbox_depth: u64,
     pub refreshes_running: u64,
     /// Refreshes since start by how they ended: `page_refreshes_total{result}`.
@@ -367,6 +387,16 @@ impl Snapshot {
             c.inc_by(value);
             c
         };
+        registry.register(
+            "ready",
+            "1 when GET /readyz would answer 200 (store open, every actor answering), else 0",
+            gauge(u64::from(self.ready)),
+        );
+        registry.register(
+            "poll_interval_seconds",
+            "The configured re-sync period (PAGESYNC_POLL_INTERVAL); 0 when polling is off",
+            gauge(self.poll_interval_seconds),
+        );
         registry.register("inbox_depth", "Acknowledged deliveries not yet fully processed", gauge(self.inbox_depth));
         registry.register("refreshes_running", "Page refreshes in flight now", gauge(self.refreshes_running));
         let refreshes = Family::<ResultLabel, Counter>::default();
@@ -508,6 +538,8 @@ mod tests {
         let text = metrics.render(&snapshot).unwrap();
         assert!(text.contains("pagesync_webhook_deliveries_total{result=\"success\"} 2\n"), "{text}");
         assert!(text.contains("pagesync_webhook_deliveries_total{result=\"unauthorized\"} 1\n"), "{text}");
+        assert!(text.contains("pagesync_webhook_deliveries_total{result=\"too_large\"} 0\n"), "{text}");
+        assert!(text.contains("pagesync_ready 0\n"), "{text}");
         assert!(text.contains("pagesync_graph_requests_total{endpoint=\"page\",result=\"ok\"} 1\n"), "{text}");
         assert!(text.contains("pagesync_graph_request_duration_seconds_count{endpoint=\"page\"} 1\n"), "{text}");
         assert!(text.contains("pagesync_inbox_depth 7\n"), "{text}");

@@ -39,7 +39,8 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 /// than reported wrong, and the failure is logged.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let actors = &state.actors;
-    let (writer, counts, stalest, poll, outbox, subscription) = tokio::join!(
+    let (not_ready, writer, counts, stalest, poll, outbox, subscription) = tokio::join!(
+        not_ready(&state.store, actors, PING_TIMEOUT),
         actors.page_writer.send(GetWriterStats).timeout(PING_TIMEOUT),
         actors.page_writer.send(CountPagesByStatus).timeout(PING_TIMEOUT),
         actors.page_writer.send(GetStalestSync).timeout(PING_TIMEOUT),
@@ -47,7 +48,12 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         actors.outbox.addr.send(GetOutboxStats).timeout(PING_TIMEOUT),
         actors.subscriptions.send(GetSubscription { page: None }).timeout(PING_TIMEOUT),
     );
-    let mut snapshot = Snapshot { process: ProcessStats::read(), ..Snapshot::default() };
+    let mut snapshot = Snapshot {
+        ready: not_ready.is_empty(),
+        poll_interval_seconds: state.settings.poll_interval.map_or(0, |i| i.as_secs()),
+        process: ProcessStats::read(),
+        ..Snapshot::default()
+    };
     match writer {
         Ok(w) => {
             snapshot.inbox_depth = w.inbox_depth as u64;
