@@ -1,4 +1,4 @@
-//! Liveness and readiness.
+//! Liveness, readiness and the metrics exposition.
 
 use std::time::Duration;
 
@@ -36,7 +36,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 
 /// `GET /metrics`: the OpenMetrics exposition (see crate::metrics and
 /// docs/operations.md). Figures an actor cannot give in time are left out rather
-/// than reported wrong, and the failure is logged.
+/// than reported wrong, and the failure is logged. `pagesync_ready` is the same check
+/// as `GET /readyz`, asked in parallel with the rest, so a scrape still takes at most
+/// one `PING_TIMEOUT` when an actor hangs.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let actors = &state.actors;
     let (not_ready, writer, counts, stalest, poll, outbox, subscription) = tokio::join!(
