@@ -1,11 +1,20 @@
 //! `/metrics`: what pagesync counts, in the OpenMetrics text format Prometheus scrapes.
 //!
-//! Two kinds of figures. Events seen on the request path or in the Graph client
+//! Three kinds of figures. Events seen on the request path or in the Graph client
 //! (deliveries, Graph requests and their latency, HTTP request durations) are counted
-//! as they happen in [`Metrics`]. Figures the actors own (inbox depth, page writes,
-//! Pages by status, poll runs) are asked of the actors at scrape time and encoded
-//! from that snapshot, so there is one source of truth for each number.
-//! docs/operations.md lists every metric and what it means.
+//! as they happen in [`Metrics`], which also carries the constant `build_info`.
+//! Figures the actors own (inbox depth, refreshes by result, Pages by status, the
+//! stalest sync, poll runs) are asked of the actors at scrape time and encoded from
+//! that snapshot, so there is one source of truth for each number. The `process_*`
+//! figures are read from `/proc/self` at scrape time ([`process`]).
+//!
+//! Naming: one `…_total{result}` family per event (a refresh is one event whatever
+//! its end, so `page_refreshes_total{result}`, not a counter per end); every label
+//! value comes from a fixed set in this file or the actors (no request, Page or id
+//! ever becomes a label value); the HTTP status label is `code`, as in most exporters.
+//! docs/operations.md lists every metric, what it means, and the renames.
+
+mod process;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,8 +30,11 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use tracing::Instrument as _;
+
+pub use self::process::ProcessStats;
 
 /// Content type of the exposition.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -43,6 +55,17 @@ pub enum DeliveryResult {
 }
 
 impl DeliveryResult {
+    pub const ALL: [DeliveryResult; 8] = [
+        DeliveryResult::Success,
+        DeliveryResult::Ignored,
+        DeliveryResult::Unauthorized,
+        DeliveryResult::BadRequest,
+        DeliveryResult::TooLarge,
+        DeliveryResult::TimedOut,
+        DeliveryResult::Unavailable,
+        DeliveryResult::Error,
+    ];
+
     fn as_str(self) -> &'static str {
         match self {
             DeliveryResult::Success => "success",
@@ -123,7 +146,8 @@ struct ResultLabel {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct GraphLabels {
     endpoint: &'static str,
-    outcome: &'static str,
+    /// `ok` or the error class (`auth`, `rate_limited`, `transient`, `permanent`).
+    result: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -139,7 +163,8 @@ struct HttpLabels {
     /// The matched route pattern (`/facebook/webhook`), never the raw path, so ids
     /// in paths cannot blow up the label space; `unmatched` for every other path.
     route: String,
-    status: u16,
+    /// The HTTP status code (a number below 1000, so a bounded set).
+    code: u16,
 }
 
 /// The methods that get their own label value.
@@ -174,6 +199,7 @@ pub struct Metrics {
 }
 
 struct Inner {
+    /// The event families below plus `build_info`.
     registry: Registry,
     deliveries: Family<ResultLabel, Counter>,
     graph_requests: Family<GraphLabels, Counter>,
@@ -205,6 +231,11 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("pagesync");
+        registry.register(
+            "build",
+            "pagesync's version (and commit, when the build named one); always 1",
+            Info::new(build_labels(env!("CARGO_PKG_VERSION"), option_env!("PAGESYNC_BUILD_COMMIT"))),
+        );
         let deliveries = Family::<ResultLabel, Counter>::default();
         registry.register(
             "webhook_deliveries",
@@ -214,7 +245,7 @@ impl Metrics {
         let graph_requests = Family::<GraphLabels, Counter>::default();
         registry.register(
             "graph_requests",
-            "Graph API requests (each retry counts), by endpoint and outcome",
+            "Graph API requests (each retry counts), by endpoint and result",
             graph_requests.clone(),
         );
         let graph_latency: HistogramFamily<EndpointLabel> = Family::new_with_constructor(latency_histogram);
@@ -226,7 +257,7 @@ impl Metrics {
         let http_duration: HistogramFamily<HttpLabels> = Family::new_with_constructor(latency_histogram);
         registry.register(
             "http_request_duration_seconds",
-            "HTTP requests served, by method, route and status",
+            "HTTP requests served, by method, route and status code",
             http_duration.clone(),
         );
         let api_requests = Family::<ResultLabel, Counter>::default();
@@ -237,7 +268,11 @@ impl Metrics {
             "Access tokens handed out by the consumer API, by kind (page or shop)",
             token_reads.clone(),
         );
-        // Every label value exists from the start, so a dashboard sees 0, not a gap.
+        // Every label value exists from the start, so a dashboard sees 0, not a gap,
+        // and `rate()` in an alert has a value to start from.
+        for result in DeliveryResult::ALL {
+            let _ = deliveries.get_or_create(&ResultLabel { result: result.as_str() });
+        }
         for result in ApiResult::ALL {
             let _ = api_requests.get_or_create(&ResultLabel { result: result.as_str() });
         }
@@ -262,9 +297,9 @@ impl Metrics {
         self.inner.deliveries.get_or_create(&ResultLabel { result: result.as_str() }).inc();
     }
 
-    /// One Graph request finished (`outcome` is `ok` or the error class).
-    pub fn graph_request(&self, endpoint: &'static str, outcome: &'static str, took: Duration) {
-        self.inner.graph_requests.get_or_create(&GraphLabels { endpoint, outcome }).inc();
+    /// One Graph request finished (`result` is `ok` or the error class).
+    pub fn graph_request(&self, endpoint: &'static str, result: &'static str, took: Duration) {
+        self.inner.graph_requests.get_or_create(&GraphLabels { endpoint, result }).inc();
         self.inner.graph_latency.get_or_create(&EndpointLabel { endpoint }).observe(took.as_secs_f64());
     }
 
@@ -278,33 +313,61 @@ impl Metrics {
         self.inner.token_reads.get_or_create(&KindLabel { kind: kind.as_str() }).inc();
     }
 
-    fn http_request(&self, method: &str, route: &str, status: u16, took: Duration) {
-        let labels = HttpLabels { method: method_label(method), route: route.to_owned(), status };
+    fn http_request(&self, method: &str, route: &str, code: u16, took: Duration) {
+        let labels = HttpLabels { method: method_label(method), route: route.to_owned(), code };
         self.inner.http_duration.get_or_create(&labels).observe(took.as_secs_f64());
     }
 
-    /// The whole exposition: the event metrics, then `snapshot`, then `# EOF`.
+    /// The whole exposition: the event metrics, then `snapshot`, then the process
+    /// figures, then `# EOF`.
     pub fn render(&self, snapshot: &Snapshot) -> Result<String, std::fmt::Error> {
         let mut out = String::with_capacity(8 * 1024);
         encode_registry(&mut out, &self.inner.registry)?;
         encode_registry(&mut out, &snapshot.registry())?;
+        encode_registry(&mut out, &snapshot.process.registry())?;
         encode_eof(&mut out)?;
         Ok(out)
     }
 }
 
+/// The labels of `build_info`: the version, and the commit when the build named one
+/// in `PAGESYNC_BUILD_COMMIT` (read at compile time; no build script, so a build
+/// from a source tarball without git works the same and just has no commit). A
+/// commit that is not 7 to 40 hex digits is left out rather than exposed.
+fn build_labels<'a>(version: &'a str, commit: Option<&'a str>) -> Vec<(&'static str, &'a str)> {
+    let mut labels = vec![("version", version)];
+    if let Some(commit) = commit.filter(|c| (7..=40).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_hexdigit())) {
+        labels.push(("commit", commit));
+    }
+    labels
+}
+
 /// Figures the actors own, read at scrape time.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
+    /// What `GET /readyz` would answer (the store open, every actor answering).
+    pub ready: bool,
+    /// `PAGESYNC_POLL_INTERVAL` in seconds, 0 when polling is off: lets an alert on
+    /// the stalest sync follow the configuration.
+    pub poll_interval_seconds: u64,
     pub inbox_depth: u64,
     pub refreshes_running: u64,
+    /// Refreshes since start by how they ended: `page_refreshes_total{result}`.
     pub pages_written: u64,
     pub pages_unchanged: u64,
     pub refresh_errors: u64,
     pub unknown_pages: u64,
+    pub refreshes_skipped: u64,
     pub pages_by_status: Vec<(&'static str, u64)>,
+    /// Seconds since the last successful sync of the stalest Page kept in sync;
+    /// `None` when no such Page exists (or the writer did not answer): left out.
+    pub stalest_sync_age_seconds: Option<u64>,
     pub poll_runs: u64,
+    /// Refreshes the poll asked for, and how many of them synced the Page.
     pub poll_refreshes: u64,
+    pub poll_synced: u64,
+    /// `process_*`, read at scrape time.
+    pub process: ProcessStats,
     pub outbox: pagesync_actors::outbox::OutboxStats,
     /// The app-level webhook subscription's status; `None` when the actor did not
     /// answer (the metric is then left out rather than reported wrong).
@@ -324,20 +387,42 @@ impl Snapshot {
             c.inc_by(value);
             c
         };
+        registry.register(
+            "ready",
+            "1 when GET /readyz would answer 200 (store open, every actor answering), else 0",
+            gauge(u64::from(self.ready)),
+        );
+        registry.register(
+            "poll_interval_seconds",
+            "The configured re-sync period (PAGESYNC_POLL_INTERVAL); 0 when polling is off",
+            gauge(self.poll_interval_seconds),
+        );
         registry.register("inbox_depth", "Acknowledged deliveries not yet fully processed", gauge(self.inbox_depth));
         registry.register("refreshes_running", "Page refreshes in flight now", gauge(self.refreshes_running));
-        registry.register("page_writes", "page_data.json files written since start", counter(self.pages_written));
+        let refreshes = Family::<ResultLabel, Counter>::default();
+        for (result, n) in [
+            ("written", self.pages_written),
+            ("unchanged", self.pages_unchanged),
+            ("error", self.refresh_errors),
+            ("unknown_page", self.unknown_pages),
+            ("skipped", self.refreshes_skipped),
+        ] {
+            refreshes.get_or_create(&ResultLabel { result }).inc_by(n);
+        }
         registry.register(
-            "page_refreshes_unchanged",
-            "Refreshes whose answer equalled the file on disk (not rewritten) since start",
-            counter(self.pages_unchanged),
+            "page_refreshes",
+            "Page refreshes since start, by result: written (page_data.json changed), unchanged, error, \
+             unknown_page (nobody connected it), skipped (needs_reauth or disconnected)",
+            refreshes,
         );
-        registry.register("page_refresh_errors", "Refreshes that failed since start", counter(self.refresh_errors));
-        registry.register(
-            "unknown_pages",
-            "Page mentions in deliveries skipped because the Page is not connected, since start",
-            counter(self.unknown_pages),
-        );
+        if let Some(age) = self.stalest_sync_age_seconds {
+            registry.register(
+                "stalest_sync_age_seconds",
+                "Seconds since the last successful sync of the stalest Page kept in sync \
+                 (needs_reauth, disconnected and never-synced Pages excluded)",
+                gauge(age),
+            );
+        }
         let by_status = Family::<StatusLabel, Gauge>::default();
         for (status, count) in &self.pages_by_status {
             by_status.get_or_create(&StatusLabel { status }).set(i64::try_from(*count).unwrap_or(i64::MAX));
@@ -378,10 +463,14 @@ impl Snapshot {
                 states,
             );
         }
+        let poll_refreshes = Family::<ResultLabel, Counter>::default();
+        let poll_synced = self.poll_synced.min(self.poll_refreshes);
+        poll_refreshes.get_or_create(&ResultLabel { result: "synced" }).inc_by(poll_synced);
+        poll_refreshes.get_or_create(&ResultLabel { result: "not_synced" }).inc_by(self.poll_refreshes - poll_synced);
         registry.register(
             "poll_refreshes",
-            "Page refreshes the daily re-sync asked for since start",
-            counter(self.poll_refreshes),
+            "Page refreshes the periodic re-sync asked for since start, by result (not_synced: failed or skipped)",
+            poll_refreshes,
         );
         registry
     }
@@ -437,17 +526,33 @@ mod tests {
         let snapshot = Snapshot {
             inbox_depth: 7,
             pages_written: 3,
+            unknown_pages: 2,
             pages_by_status: vec![("synced", 2), ("needs_reauth", 1)],
+            stalest_sync_age_seconds: Some(90),
+            poll_refreshes: 5,
+            poll_synced: 4,
             app_subscription: Some(SubscriptionStatus::Conflict),
+            process: ProcessStats { open_fds: Some(12), ..ProcessStats::default() },
             ..Snapshot::default()
         };
         let text = metrics.render(&snapshot).unwrap();
         assert!(text.contains("pagesync_webhook_deliveries_total{result=\"success\"} 2\n"), "{text}");
         assert!(text.contains("pagesync_webhook_deliveries_total{result=\"unauthorized\"} 1\n"), "{text}");
-        assert!(text.contains("pagesync_graph_requests_total{endpoint=\"page\",outcome=\"ok\"} 1\n"), "{text}");
+        assert!(text.contains("pagesync_webhook_deliveries_total{result=\"too_large\"} 0\n"), "{text}");
+        assert!(text.contains("pagesync_ready 0\n"), "{text}");
+        assert!(text.contains("pagesync_graph_requests_total{endpoint=\"page\",result=\"ok\"} 1\n"), "{text}");
         assert!(text.contains("pagesync_graph_request_duration_seconds_count{endpoint=\"page\"} 1\n"), "{text}");
         assert!(text.contains("pagesync_inbox_depth 7\n"), "{text}");
-        assert!(text.contains("pagesync_page_writes_total 3\n"), "{text}");
+        assert!(text.contains("pagesync_page_refreshes_total{result=\"written\"} 3\n"), "{text}");
+        assert!(text.contains("pagesync_page_refreshes_total{result=\"unknown_page\"} 2\n"), "{text}");
+        assert!(text.contains("pagesync_page_refreshes_total{result=\"skipped\"} 0\n"), "{text}");
+        assert!(text.contains("pagesync_stalest_sync_age_seconds 90\n"), "{text}");
+        assert!(text.contains("pagesync_poll_refreshes_total{result=\"synced\"} 4\n"), "{text}");
+        assert!(text.contains("pagesync_poll_refreshes_total{result=\"not_synced\"} 1\n"), "{text}");
+        assert!(text.contains("process_open_fds 12\n"), "{text}");
+        assert!(!text.contains("pagesync_process_"), "process metrics carry no prefix: {text}");
+        let version = format!("pagesync_build_info{{version=\"{}\"", env!("CARGO_PKG_VERSION"));
+        assert!(text.contains(&version), "{text}");
         assert!(text.contains("pagesync_pages{status=\"needs_reauth\"} 1\n"), "{text}");
         assert!(text.contains("pagesync_app_subscription{state=\"conflict\"} 1\n"), "{text}");
         assert!(text.contains("pagesync_app_subscription{state=\"subscribed\"} 0\n"), "{text}");
@@ -455,6 +560,30 @@ mod tests {
         assert!(text.contains("pagesync_app_subscription{state=\"pending\"} 0\n"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert_eq!(text.matches("# EOF").count(), 1);
+    }
+
+    #[test]
+    fn the_stalest_age_is_left_out_when_no_page_has_one() {
+        let text = Metrics::new().render(&Snapshot::default()).unwrap();
+        assert!(!text.contains("pagesync_stalest_sync_age_seconds"), "{text}");
+    }
+
+    #[test]
+    fn build_info_names_a_commit_only_when_it_is_a_hex_id() {
+        assert_eq!(build_labels("1.2.3", None), vec![("version", "1.2.3")]);
+        assert_eq!(build_labels("1.2.3", Some("0a1b2c3d")), vec![("version", "1.2.3"), ("commit", "0a1b2c3d")]);
+        for odd in ["", "abc", "not-a-commit", "0a1b2c3\"}", &"a".repeat(41)] {
+            assert_eq!(build_labels("1.2.3", Some(odd)), vec![("version", "1.2.3")], "{odd}");
+        }
+    }
+
+    #[test]
+    fn the_http_status_label_is_code() {
+        let metrics = Metrics::new();
+        metrics.http_request("GET", "/healthz", 200, Duration::from_millis(1));
+        let text = metrics.render(&Snapshot::default()).unwrap();
+        let sample = "pagesync_http_request_duration_seconds_count{method=\"GET\",route=\"/healthz\",code=\"200\"} 1\n";
+        assert!(text.contains(sample), "{text}");
     }
 
     #[test]

@@ -148,6 +148,8 @@ pub struct WriterStats {
     pub refresh_errors: u64,
     /// Page mentions skipped because no token is stored for the Page.
     pub unknown_pages: u64,
+    /// Refreshes not attempted because the Page is `needs_reauth` or `disconnected`.
+    pub refreshes_skipped: u64,
 }
 
 /// Where a Page stands.
@@ -196,6 +198,23 @@ impl SyncStatus {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Vec<(SyncStatus, u64)>, StoreError>")]
 pub struct CountPagesByStatus;
+
+/// The Page whose last successful sync is the oldest among the Pages pagesync keeps
+/// in sync: those that synced at least once and are not `needs_reauth` or
+/// `disconnected` (see `page_writer::index`). Answered from an ordered index kept in
+/// memory, so it costs O(log n) whatever the number of Pages. `None` when no Page
+/// qualifies.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<StalestSync>")]
+pub struct GetStalestSync;
+
+/// What [`GetStalestSync`] answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StalestSync {
+    pub page: PageId,
+    /// Unix seconds of that Page's last successful sync.
+    pub last_success: u64,
+}
 
 /// Per-Page sync state, kept in the `page_state` tree as JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -180,7 +180,7 @@ impl PageWriterActor {
             let data = serde_json::json!({ "page_id": page, "shop": shop });
             announced.extend(self.record_events(page, vec![("page.removed", data)]));
             let previous = self.states.remove(page.as_str())?;
-            self.count_out(previous.as_deref());
+            self.unindex(page, previous.as_deref());
             self.tombstones.insert(page.clone());
             // Nothing queued for a deleted Page runs; its deliveries are done.
             let done = self.schedule.drop_waiting(page);
@@ -225,7 +225,16 @@ impl Handler<CountPagesByStatus> for PageWriterActor {
     type Result = Result<Vec<(SyncStatus, u64)>, StoreError>;
 
     fn handle(&mut self, _: CountPagesByStatus, _: &mut Self::Context) -> Self::Result {
-        Ok(SyncStatus::ALL.iter().copied().zip(self.status_counts).collect())
+        Ok(self.index.counts().collect())
+    }
+}
+
+/// The stalest Page kept in sync, from the ordered index (no scan).
+impl Handler<GetStalestSync> for PageWriterActor {
+    type Result = Option<StalestSync>;
+
+    fn handle(&mut self, _: GetStalestSync, _: &mut Self::Context) -> Self::Result {
+        self.index.stalest().map(|(last_success, page)| StalestSync { page: page.clone(), last_success })
     }
 }
 

@@ -30,6 +30,7 @@
 
 mod files;
 mod handlers;
+mod index;
 mod records;
 mod refresh;
 pub mod schedule;
@@ -42,7 +43,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 
 pub use self::files::{PAGE_DIR_MODE, PAGE_FILE_MODE, etag_of, read_page_file, remove_leftovers, write_page_file};
-use self::records::{decode_pages, status_index, status_of};
+use self::index::{Entry, SyncIndex};
+use self::records::decode_pages;
 use self::refresh::{Outcome, refresh};
 use self::schedule::{Limits, Pump, Scheduler};
 pub use self::schedule::{MAX_PAUSE, deadline_after};
@@ -117,9 +119,9 @@ pub struct PageWriterActor {
     /// Pages deleted while a refresh for them may still be running: whatever that
     /// refresh writes is removed again. Lifted when the Page is connected again.
     tombstones: HashSet<PageId>,
-    /// How many `page_state` records are in each status (index of `SyncStatus::ALL`):
-    /// counted once at start, then kept as records change, so `/metrics` never scans.
-    status_counts: [u64; SyncStatus::ALL.len()],
+    /// Pages by status and Pages kept in sync by last success (`index.rs`): built once
+    /// at start, then kept as `page_state` records change, so `/metrics` never scans.
+    index: SyncIndex,
     /// Where relayed deliveries and events go; `None` when the bot gets neither.
     outbox: Option<OutboxHandle>,
     /// Names this process's temporary files, so the start-up sweep of leftovers from
@@ -159,16 +161,18 @@ impl PageWriterActor {
                 }
             }
         }
-        let mut status_counts = [0u64; SyncStatus::ALL.len()];
+        let mut index = SyncIndex::default();
         for item in states.iter() {
-            let (_, raw) = item?;
-            if let Some(i) = status_of(&raw).and_then(status_index) {
-                status_counts[i] += 1;
+            let (key, raw) = item?;
+            if !index.add_record(&key, &raw) {
+                // Never written by this actor; left alone (and uncounted) rather than
+                // guessed at.
+                tracing::warn!("a page_state record with a malformed key or value");
             }
         }
         Ok(PageWriterActor {
             outbox,
-            status_counts,
+            index,
             generation: rand::random(),
             store,
             inbox,
@@ -265,6 +269,7 @@ impl PageWriterActor {
                 tracing::info!(page_id = %page, "delivery for a Page nobody connected; skipped");
             }
             Outcome::Skipped(status) => {
+                self.stats.refreshes_skipped += 1;
                 tracing::debug!(page_id = %page, ?status, "refresh skipped");
             }
             Outcome::Failed(err) => {
@@ -369,10 +374,8 @@ impl PageWriterActor {
             .and_then(|v| self.states.insert(page.as_str(), v).map_err(|e| e.to_string()));
         match saved {
             Ok(previous) => {
-                self.count_out(previous.as_deref());
-                if let Some(i) = status_index(state.status) {
-                    self.status_counts[i] += 1;
-                }
+                self.unindex(page, previous.as_deref());
+                self.index.add(page, Entry::of_state(state));
             }
             Err(e) => tracing::error!(page_id = %page, error = %e, "cannot save sync state"),
         }
@@ -416,10 +419,11 @@ impl PageWriterActor {
         );
     }
 
-    /// A `page_state` record left (replaced or removed): uncount its status.
-    fn count_out(&mut self, previous: Option<&[u8]>) {
-        if let Some(i) = previous.and_then(status_of).and_then(status_index) {
-            self.status_counts[i] = self.status_counts[i].saturating_sub(1);
+    /// `page`'s `page_state` record `previous` left (replaced or removed): take it
+    /// out of the index.
+    fn unindex(&mut self, page: &PageId, previous: Option<&[u8]>) {
+        if let Some(entry) = previous.and_then(Entry::of_raw) {
+            self.index.remove(page, entry);
         }
     }
 }

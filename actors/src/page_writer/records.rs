@@ -1,22 +1,9 @@
 //! The writer's record formats: an inbox record is its delivery's Page ids, comma
 //! separated; a `page_state` record is a [`PageState`](crate::messages::PageState) as
-//! JSON, of which the status counts read only the status.
+//! JSON, of which the in-memory index (`index.rs`) reads only the status and the last
+//! success.
 
 use crate::ids::PageId;
-use crate::messages::SyncStatus;
-
-/// The status of a raw `page_state` record, if it parses.
-pub(super) fn status_of(raw: &[u8]) -> Option<SyncStatus> {
-    #[derive(serde::Deserialize)]
-    struct Status {
-        status: SyncStatus,
-    }
-    serde_json::from_slice::<Status>(raw).ok().map(|s| s.status)
-}
-
-pub(super) fn status_index(status: SyncStatus) -> Option<usize> {
-    SyncStatus::ALL.iter().position(|s| *s == status)
-}
 
 pub(super) fn encode_pages(pages: &[PageId]) -> Vec<u8> {
     pages.iter().map(PageId::as_str).collect::<Vec<_>>().join(",").into_bytes()
