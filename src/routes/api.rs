@@ -25,7 +25,8 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use pagesync_actors::api_keys::{self, ApiKeyInfo, Scope, VerifyApiKey};
 use pagesync_actors::messages::{
-    DescribePage, GetPageState, GetPageToken, GetShopToken, ListPages, OwnerOfPage, PageState, PagesOfOwner, SyncStatus,
+    DescribePage, GetPageState, GetPageToken, GetShopToken, ListPages, ListPagesFrom, OwnerOfPage, PageState,
+    PagesOfOwner, SyncStatus,
 };
 use pagesync_actors::session::{ShopOfUser, UserOfShop};
 use pagesync_actors::subscription::GetSubscription;
@@ -167,27 +168,54 @@ pub async fn list_pages(req: HttpRequest, state: web::Data<AppState>) -> HttpRes
     finish(&state, result)
 }
 
+/// Most rows one `GET /api/v1/pages?limit=` answer holds.
+pub const MAX_PAGE_LIMIT: usize = 1000;
+
 async fn list_pages_inner(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, Refusal> {
     authorize(state, req, Scope::PagesRead).await?;
-    let wanted = form_urlencoded::parse(req.query_string().as_bytes())
-        .find(|(k, _)| k == "shop")
-        .map(|(_, v)| ShopDomain::parse(&v).map_err(|e| Refusal::BadRequest(format!("shop: {e}"))))
+    let query: HashMap<String, String> = form_urlencoded::parse(req.query_string().as_bytes()).into_owned().collect();
+    let wanted = query
+        .get("shop")
+        .map(|v| ShopDomain::parse(v).map_err(|e| Refusal::BadRequest(format!("shop: {e}"))))
+        .transpose()?;
+    let limit = query
+        .get("limit")
+        .map(|v| match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE_LIMIT).contains(&n) => Ok(n),
+            _ => Err(Refusal::BadRequest(format!("limit: must be a whole number from 1 to {MAX_PAGE_LIMIT}"))),
+        })
+        .transpose()?;
+    let after = query
+        .get("after")
+        .map(|v| PageId::parse(v).map_err(|_| Refusal::BadRequest("after: must be a Page id".into())))
         .transpose()?;
     let mut shops = HashMap::new();
     // With `?shop=`, only that merchant's rows are read: shop -> UUID -> its Pages.
-    let pages: Vec<(PageId, UserId)> = match &wanted {
+    let owner = match &wanted {
         Some(shop) => {
             match ask(&state.actors.sessions, UserOfShop { shop: shop.clone() }).await?.map_err(unexpected)? {
-                None => Vec::new(),
+                None => return Ok(HttpResponse::Ok().json(json!({ "pages": [], "next": null }))),
                 Some(owner) => {
                     shops.insert(owner.clone(), Some(shop.clone()));
-                    let pages =
-                        ask(&state.actors.vault, PagesOfOwner { owner: owner.clone() }).await?.map_err(unexpected)?;
-                    pages.into_iter().map(|p| (p, owner.clone())).collect()
+                    Some(owner)
                 }
             }
         }
-        None => ask(&state.actors.vault, ListPages).await?.map_err(unexpected)?,
+        None => None,
+    };
+    // `limit` or `after` asks for one slice, read from the cursor on; neither keeps the
+    // whole list of old.
+    let (pages, next): (Vec<(PageId, UserId)>, Option<PageId>) = match (limit, &after, owner) {
+        (None, None, Some(owner)) => {
+            let pages = ask(&state.actors.vault, PagesOfOwner { owner: owner.clone() }).await?.map_err(unexpected)?;
+            (pages.into_iter().map(|p| (p, owner.clone())).collect(), None)
+        }
+        (None, None, None) => (ask(&state.actors.vault, ListPages).await?.map_err(unexpected)?, None),
+        (limit, after, owner) => {
+            let msg = ListPagesFrom { owner, after: after.clone(), limit: limit.unwrap_or(MAX_PAGE_LIMIT) };
+            let slice = ask(&state.actors.vault, msg).await?.map_err(unexpected)?;
+            (slice.pages, slice.next)
+        }
     };
     let mut rows = Vec::with_capacity(pages.len());
     for (page, owner) in pages {
@@ -203,7 +231,7 @@ async fn list_pages_inner(req: &HttpRequest, state: &AppState) -> Result<HttpRes
             "last_sync": summary.state.as_ref().and_then(|s| s.last_success),
         }));
     }
-    Ok(HttpResponse::Ok().json(json!({ "pages": rows })))
+    Ok(HttpResponse::Ok().json(json!({ "pages": rows, "next": next.as_ref().map(PageId::as_str) })))
 }
 
 /// The Page named in the path and its owner; 404 for a non-digit id or a Page nobody

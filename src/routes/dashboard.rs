@@ -7,7 +7,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::future::join_all;
-use pagesync_actors::messages::{DescribePage, PageSummary, PagesOfOwner, SyncStatus};
+use pagesync_actors::messages::{DescribePage, ListPagesFrom, PageSummary, SyncStatus};
 use pagesync_actors::session::{CheckSession, SessionInfo};
 use pagesync_actors::subscription::{GetSubscription, SubscriptionState, SubscriptionStatus};
 use pagesync_actors::{Actors, PageId};
@@ -18,7 +18,10 @@ use crate::error::ApiError;
 use crate::html::{escape, html_page};
 use crate::request::session_cookie;
 
-/// `GET /`.
+/// Pages one dashboard screen lists; `?after=ID` shows the next ones.
+pub const DASHBOARD_ROWS: usize = 100;
+
+/// `GET /[?after=PAGE_ID]`.
 #[tracing::instrument(skip_all)]
 pub async fn index(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     match render(&req, &state).await {
@@ -35,16 +38,26 @@ async fn render(req: &HttpRequest, state: &AppState) -> Result<String, ApiError>
         None => None,
     };
     let Some(session) = session else { return Ok(start_page()) };
-    let pages = ask(&state.actors.vault, PagesOfOwner { owner: session.user.clone() })
-        .await?
-        .map_err(|e| ApiError::Unexpected(e.into()))?;
+    // A cursor that is not a Page id (a hand-edited link) starts from the first Page.
+    let after = form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "after")
+        .and_then(|(_, v)| PageId::parse(&v).ok());
+    let first = after.is_none();
+    let msg = ListPagesFrom { owner: Some(session.user.clone()), after, limit: DASHBOARD_ROWS };
+    let slice = ask(&state.actors.vault, msg).await?.map_err(|e| ApiError::Unexpected(e.into()))?;
     let (rows, app) = tokio::join!(
-        join_all(pages.into_iter().map(|page| describe(state.actors.clone(), page))),
+        join_all(slice.pages.into_iter().map(|(page, _)| describe(state.actors.clone(), page))),
         state.actors.subscriptions.send(GetSubscription { page: None }),
     );
     // The conflict line is advice; an actor that cannot answer just leaves it out.
     let conflict = app.ok().flatten().filter(|s| s.status() == SubscriptionStatus::Conflict).and_then(|s| s.conflict);
-    Ok(dashboard(&session, &rows, conflict.as_deref()))
+    Ok(dashboard(&session, &rows, conflict.as_deref(), Paging { first, next: slice.next }))
+}
+
+/// Where this screen is in the merchant's list.
+struct Paging {
+    first: bool,
+    next: Option<PageId>,
 }
 
 /// One dashboard row.
@@ -80,7 +93,7 @@ fn status_text(status: Option<SyncStatus>) -> &'static str {
 }
 
 /// `conflict`: the other callback URL holding the app's Page webhooks, if any.
-fn dashboard(session: &SessionInfo, rows: &[Row], conflict: Option<&str>) -> String {
+fn dashboard(session: &SessionInfo, rows: &[Row], conflict: Option<&str>, paging: Paging) -> String {
     let mut body = format!("<h1>pagesync for {}</h1>", escape(session.shop.as_str()));
     if let Some(other) = conflict {
         body.push_str(&format!(
@@ -91,6 +104,10 @@ fn dashboard(session: &SessionInfo, rows: &[Row], conflict: Option<&str>) -> Str
              it then takes the webhooks over and relays every delivery to the bot.</p>",
             other = escape(other)
         ));
+    }
+    if rows.is_empty() && !paging.first {
+        body.push_str("<p>No more Pages. <a id=\"first-pages\" href=\"/\">First Pages</a></p>");
+        return html_page("pagesync: dashboard", &body);
     }
     if rows.is_empty() {
         body.push_str(
@@ -128,8 +145,15 @@ fn dashboard(session: &SessionInfo, rows: &[Row], conflict: Option<&str>) -> Str
             category = escape(row.summary.category.as_deref().unwrap_or("")),
         ));
     }
+    body.push_str("</table><p>");
+    if let Some(next) = &paging.next {
+        body.push_str(&format!("<a id=\"next-pages\" href=\"/?after={}\">Next Pages</a> · ", next.as_str()));
+    }
+    if !paging.first {
+        body.push_str("<a id=\"first-pages\" href=\"/\">First Pages</a> · ");
+    }
     body.push_str(
-        "</table><p><a id=\"refresh\" href=\"/\">Refresh</a> · \
+        "<a id=\"refresh\" href=\"/\">Refresh</a> · \
          <a id=\"connect-facebook\" href=\"/facebook/login\">Connect more Pages</a></p>",
     );
     html_page("pagesync: dashboard", &body)

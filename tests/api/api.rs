@@ -140,6 +140,41 @@ async fn pages_are_listed_with_their_shop_and_filtered_by_shop() {
 }
 
 #[actix_web::test]
+async fn pages_come_in_slices_with_a_cursor_for_one_shop_or_all() {
+    let app = spawn_app().await;
+    let (a, _, _) = app.merchant(&[("7431", "A1"), ("7432", "A2"), ("7433", "A3")]).await;
+    app.merchant(&[("7441", "B1"), ("7442", "B2")]).await;
+    let k = key(&app, "slicer", "pages:read").await;
+    let ids = |body: &serde_json::Value| -> Vec<String> {
+        body["pages"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect()
+    };
+    let all = json(api(&app, "/api/v1/pages", Some(&k), &[]).await).await;
+    assert_eq!(all["next"], serde_json::Value::Null, "the whole list has no cursor");
+    for (base, expected) in [
+        ("/api/v1/pages?limit=2".to_owned(), ids(&all)),
+        (format!("/api/v1/pages?shop={}&limit=2", a.shop), vec!["7431".into(), "7432".into(), "7433".into()]),
+    ] {
+        let mut seen = Vec::new();
+        let mut url = base.clone();
+        loop {
+            let body = json(api(&app, &url, Some(&k), &[]).await).await;
+            let got = ids(&body);
+            assert!(got.len() <= 2, "{body}");
+            seen.extend(got);
+            match body["next"].as_str() {
+                Some(next) => url = format!("{base}&after={next}"),
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected, "{base}");
+    }
+    for bad in ["limit=0", "limit=1001", "limit=x", "limit=-1", "after=abc", "after=", "after=12%2F..%2F"] {
+        let resp = api(&app, &format!("/api/v1/pages?{bad}"), Some(&k), &[]).await;
+        assert_eq!(resp.status(), 400, "{bad}");
+    }
+}
+
+#[actix_web::test]
 async fn a_page_answers_with_its_data_and_etag_and_304_when_unchanged() {
     let app = spawn_app().await;
     let (install, _, _) = app.merchant(&[("7431", "Tagged Page")]).await;

@@ -98,3 +98,33 @@ async fn error_pages_name_the_problem_in_an_error_element() {
     let body = resp.text().await.unwrap();
     assert!(body.contains("<p id=\"error\">Facebook connection was cancelled"), "{body}");
 }
+
+#[actix_web::test]
+async fn a_merchant_with_many_pages_sees_them_a_hundred_at_a_time() {
+    let app = spawn_app().await;
+    app.graph.set_page_size(100);
+    let names: Vec<(String, String)> = (0..103).map(|i| (format!("{}", 880_000 + i), format!("Page {i}"))).collect();
+    let pages: Vec<(&str, &str)> = names.iter().map(|(id, name)| (id.as_str(), name.as_str())).collect();
+    let (_, _, connected) = app.merchant(&pages).await;
+    let rows = |body: &str| body.matches("<tr data-page-id=").count();
+
+    let (status, first) = html(&app, Some(&connected.cookie)).await;
+    assert_eq!(status, 200);
+    assert_eq!(rows(&first), 100);
+    assert!(!first.contains("id=\"first-pages\""));
+    let next =
+        first.split("<a id=\"next-pages\" href=\"").nth(1).and_then(|s| s.split('"').next()).expect("a next link");
+    assert_eq!(next, "/?after=880099");
+
+    let resp = app.get_with(next, Some(&connected.cookie), &[("Accept", "text/html")]).await;
+    let second = resp.text().await.unwrap();
+    assert_eq!(rows(&second), 3, "{second}");
+    assert!(second.contains("<tr data-page-id=\"880102\">") && !second.contains("id=\"next-pages\""));
+    assert!(second.contains("<a id=\"first-pages\" href=\"/\">"));
+
+    // Past the end, and a cursor that is not a Page id.
+    let past = app.get_with("/?after=99999999", Some(&connected.cookie), &[]).await.text().await.unwrap();
+    assert!(past.contains("No more Pages"), "{past}");
+    let junk = app.get_with("/?after=%3Cscript%3E", Some(&connected.cookie), &[]).await.text().await.unwrap();
+    assert_eq!(rows(&junk), 100, "a bad cursor starts from the first Page");
+}

@@ -152,3 +152,22 @@ pub struct PagesOfOwner {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Vec<(PageId, UserId)>, VaultError>")]
 pub struct ListPages;
+
+/// One slice of the Page list, for paginated answers: at most `limit` Pages (every
+/// owner's, or `owner`'s) whose id sorts after `after`, in the store's key order (the
+/// ids' bytes). Reads at most `limit + 1` records, whatever the store holds.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<PageSlice, VaultError>")]
+pub struct ListPagesFrom {
+    pub owner: Option<UserId>,
+    pub after: Option<PageId>,
+    pub limit: usize,
+}
+
+/// What [`ListPagesFrom`] answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageSlice {
+    pub pages: Vec<(PageId, UserId)>,
+    /// The cursor of the next slice (the last id here) when more Pages follow.
+    pub next: Option<PageId>,
+}

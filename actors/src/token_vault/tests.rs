@@ -303,3 +303,42 @@ fn the_store_remembers_its_key() {
     verify_key(&store, &wrong).unwrap();
     assert!(verify_key(&store, &right).is_err());
 }
+
+#[actix::test]
+async fn the_page_list_comes_in_slices_that_cover_every_page_once() {
+    let (_dir, _store, vault) = vault();
+    let (a, b) = (UserId::random(), UserId::random());
+    let ids: Vec<String> = (10..27).map(|n| n.to_string()).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let owner = if i % 3 == 0 { b.clone() } else { a.clone() };
+        let msg = StorePageToken { page: PageId::parse(id).unwrap(), owner, token: Secret::new(format!("t{id}")) };
+        vault.send(msg).await.unwrap().unwrap();
+    }
+    let everything = vault.send(ListPages).await.unwrap().unwrap();
+    for owner in [None, Some(a.clone()), Some(b.clone())] {
+        let mut seen = Vec::new();
+        let mut after = None;
+        let mut slices = 0;
+        loop {
+            let msg = ListPagesFrom { owner: owner.clone(), after: after.clone(), limit: 4 };
+            let slice = vault.send(msg).await.unwrap().unwrap();
+            assert!(slice.pages.len() <= 4);
+            assert_eq!(slice.next.is_some(), slice.next.as_ref() == slice.pages.last().map(|(p, _)| p));
+            seen.extend(slice.pages);
+            slices += 1;
+            match slice.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        let expected: Vec<(PageId, UserId)> =
+            everything.iter().filter(|(_, o)| owner.as_ref().is_none_or(|w| w == o)).cloned().collect();
+        assert_eq!(seen, expected, "owner {owner:?}");
+        assert_eq!(slices, expected.len().div_ceil(4).max(1), "no empty slice at the end");
+    }
+    // A cursor past the end, and an owner with no Pages: empty, no next.
+    let past = ListPagesFrom { owner: None, after: Some(PageId::parse("99").unwrap()), limit: 4 };
+    assert_eq!(vault.send(past).await.unwrap().unwrap(), PageSlice::default());
+    let nobody = ListPagesFrom { owner: Some(UserId::random()), after: None, limit: 4 };
+    assert_eq!(vault.send(nobody).await.unwrap().unwrap(), PageSlice::default());
+}
