@@ -76,8 +76,10 @@ fn the_unit_file_passes_systemd_analyze_verify() {
     let dir = tempfile::tempdir().unwrap();
     let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/pagesync.service")).unwrap();
     assert!(unit.contains("Type=notify") && unit.contains("WatchdogSec=") && unit.contains("LoadCredential="));
-    // Point ExecStart at the binary under test so `verify` can check it exists.
-    let unit = unit.replace("/usr/local/bin/pagesync", env!("CARGO_BIN_EXE_pagesync"));
+    // Point ExecStart at the binary under test so `verify` can check it exists (.ci/package
+    // verifies the unit as the .deb installs it, with the packaged /usr/bin/pagesync).
+    assert!(unit.contains("ExecStart=/usr/bin/pagesync serve"), "the .deb installs the binary as /usr/bin/pagesync");
+    let unit = unit.replace("/usr/bin/pagesync", env!("CARGO_BIN_EXE_pagesync"));
     let path = dir.path().join("pagesync.service");
     std::fs::write(&path, unit).unwrap();
     let out = std::process::Command::new("systemd-analyze")
@@ -88,4 +90,23 @@ fn the_unit_file_passes_systemd_analyze_verify() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "systemd-analyze verify failed: {stderr}");
     assert!(!stderr.contains("Unknown key") && !stderr.contains("Failed to parse"), "{stderr}");
+}
+
+#[test]
+fn the_unit_file_keeps_its_security_exposure_below_2() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/pagesync.service");
+    let unit = std::fs::read_to_string(path).unwrap();
+    for line in ["PrivateUsers=yes", "PrivateIPC=yes", "SystemCallErrorNumber=EPERM"] {
+        assert!(unit.lines().any(|l| l == line), "{line} is missing from the unit");
+    }
+    // The exposure is printed with one decimal and compared as ten times that: 19 lets
+    // 1.9 through and fails 2.0 ("MEDIUM").
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--threshold=19", "--no-pager", path])
+        .output()
+        .expect("systemd-analyze must be installed (.ci/run installs systemd)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let overall = stdout.lines().find(|l| l.contains("Overall exposure level")).unwrap_or_default();
+    assert!(out.status.success(), "exposure at or above 2.0: {overall}\n{stdout}");
+    assert!(overall.contains(" OK"), "{overall}");
 }
