@@ -50,6 +50,13 @@ async fn seed_token(data_dir: &Path, key: &EncryptionKey, page: &str, token: &st
     assert!(poll_until(Duration::from_secs(5), || !vault.connected()).await);
     drop(vault);
     store.close().unwrap();
+    drop(store);
+    // The actor's own handle on the store goes with the actor, a moment after it
+    // stopped (later on a loaded machine): wait until the database lock is free, so
+    // that the daemon started next takes it instead of failing to open the store.
+    let db = data_dir.join("db");
+    let free = || Store::open(&StoreConfig::new(&db)).map(|store| store.close()).is_ok();
+    assert!(poll_until(Duration::from_secs(10), free).await, "the seeded store stayed locked");
 }
 
 fn free_port() -> u16 {
