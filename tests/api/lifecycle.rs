@@ -37,6 +37,45 @@ async fn deliveries_left_in_the_inbox_are_processed_after_a_restart() {
     assert_eq!(app.wait_idle().await.inbox_depth, 0);
 }
 
+#[actix_web::test]
+async fn a_large_inbox_left_at_a_stop_is_replayed_in_chunks_once_per_page_and_emptied() {
+    let app = spawn_app_with(Options { tuning: fast_tuning(), ..Options::default() }).await;
+    let pages = ["61001", "61002", "61003"];
+    for page in pages {
+        app.connect_page(page, &format!("t{page}"), &format!("Replayed {page}")).await;
+    }
+    let (dir, key, graph) = app.stop().await;
+
+    // 10,000 deliveries (more than two of the writer's chunks) naming the three Pages,
+    // a Page nobody connected, and two records that were never the writer's.
+    {
+        let store = Store::open(&StoreConfig::new(dir.path().join("data/db"))).unwrap();
+        let inbox = store.tree(pagesync_actors::store::trees::INBOX).unwrap();
+        for seq in 0u64..10_000 {
+            let named = match seq % 4 {
+                0 => "61001,61002".to_owned(),
+                1 => "61003".to_owned(),
+                2 => "61002,70000".to_owned(),
+                _ => "61001".to_owned(),
+            };
+            inbox.insert(seq.to_be_bytes(), named.as_bytes()).unwrap();
+        }
+        inbox.insert(10_000u64.to_be_bytes(), &b"61001,../x"[..]).unwrap();
+        inbox.insert(b"odd", &b"61001"[..]).unwrap();
+        store.close().unwrap();
+    }
+    let app = start_app(dir, key, graph, Options { tuning: fast_tuning(), ..Options::default() }).await;
+    for page in pages {
+        app.wait_for_name(page, &format!("Replayed {page}")).await;
+    }
+    assert_eq!(app.wait_idle().await.inbox_depth, 0);
+    for page in pages {
+        assert_eq!(app.graph.gets(page), 1, "Page {page}: one refresh covers every replayed delivery");
+    }
+    let inbox = app.actors.store.tree(pagesync_actors::store::trees::INBOX).unwrap();
+    assert!(poll_until(Duration::from_secs(10), || inbox.is_empty()).await, "{} records left", inbox.len());
+}
+
 /// Stores a Page token in a data dir with no daemon running, through the vault actor.
 async fn seed_token(data_dir: &Path, key: &EncryptionKey, page: &str, token: &str) {
     let store = Store::open(&StoreConfig::new(data_dir.join("db"))).unwrap();

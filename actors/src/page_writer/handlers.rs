@@ -23,7 +23,7 @@ impl Handler<Shutdown> for PageWriterActor {
     type Result = ();
     fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
         self.draining = true;
-        tracing::info!(inbox = self.schedule.inbox_depth(), running = self.schedule.running(), "page writer stopping");
+        tracing::info!(inbox = self.inbox_depth(), running = self.schedule.running(), "page writer stopping");
         ctx.stop();
     }
 }
@@ -244,7 +244,7 @@ impl Handler<GetWriterStats> for PageWriterActor {
 
     fn handle(&mut self, _: GetWriterStats, _: &mut Self::Context) -> Self::Result {
         let mut stats = self.stats.clone();
-        stats.inbox_depth = self.schedule.inbox_depth();
+        stats.inbox_depth = self.inbox_depth();
         stats.running = self.schedule.running();
         stats.waiting_pages = self.schedule.waiting_pages();
         MessageResult(stats)

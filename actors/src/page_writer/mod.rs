@@ -38,6 +38,7 @@ pub mod schedule;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
@@ -114,8 +115,14 @@ pub struct PageWriterActor {
     /// Set by `Shutdown`: accept nothing, start nothing.
     draining: bool,
     stats: WriterStats,
-    /// Deliveries found in the inbox at start-up, queued in `started`.
-    replay: Vec<(u64, Vec<PageId>)>,
+    /// The start-up replay of what the inbox held, while its scan runs.
+    replay: Option<Replay>,
+    /// Inbox records below this seq were there at start: the replay's.
+    replay_boundary: u64,
+    /// Whether the replay's delivery ([`REPLAY_SEQ`]) is registered with the scheduler.
+    replay_active: bool,
+    /// Replay records read and not yet removed (for the inbox depth).
+    replay_left: Arc<AtomicU64>,
     /// Pages deleted while a refresh for them may still be running: whatever that
     /// refresh writes is removed again. Lifted when the Page is connected again.
     tombstones: HashSet<PageId>,
@@ -129,8 +136,34 @@ pub struct PageWriterActor {
     generation: u64,
 }
 
+/// The delivery the whole start-up replay counts as in the scheduler: done once every
+/// Page the old inbox records name has been refreshed since the start. No real
+/// delivery gets this seq (they count up from 0).
+const REPLAY_SEQ: u64 = u64::MAX;
+
+/// Inbox records the replay reads per turn of the actor.
+const REPLAY_CHUNK: usize = 4096;
+
+/// The start-up replay: the inbox records below the boundary, read in chunks after the
+/// actor started (start-up does not wait for them). Each Page they name is refreshed
+/// once, which covers every one of those deliveries (the refresh reads Graph after
+/// them); then the records are removed together. Memory grows with the distinct
+/// Pages, not with the records.
+struct Replay {
+    /// The last seq read; the next chunk starts after it.
+    cursor: Option<u64>,
+    /// Pages already queued for the replay.
+    seen: HashSet<PageId>,
+    records: u64,
+}
+
+/// Reads the next chunk of the replay.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ReplayChunk;
+
 impl PageWriterActor {
-    /// Opens the writer's trees and reads what the inbox still holds.
+    /// Opens the writer's trees; the inbox's records are read after start.
     pub fn new(
         store: Store,
         vault: Addr<TokenVaultActor>,
@@ -140,23 +173,17 @@ impl PageWriterActor {
     ) -> Result<Self, StoreError> {
         let inbox = store.tree(trees::INBOX)?;
         let states = store.tree(trees::PAGE_STATE)?;
-        let mut replay = Vec::new();
+        // The next seq follows the last well-formed key; a malformed last key (never
+        // written by this actor) is dropped.
         let mut next_seq = 0;
-        for item in inbox.iter() {
-            let (key, value) = item?;
-            let seq = match <[u8; 8]>::try_from(key.as_ref()) {
-                Ok(b) => u64::from_be_bytes(b),
+        while let Some((key, _)) = inbox.last()? {
+            match <[u8; 8]>::try_from(key.as_ref()) {
+                Ok(b) => {
+                    next_seq = u64::from_be_bytes(b).saturating_add(1);
+                    break;
+                }
                 Err(_) => {
                     tracing::warn!("dropping an inbox record with a malformed key");
-                    inbox.remove(key)?;
-                    continue;
-                }
-            };
-            next_seq = next_seq.max(seq + 1);
-            match decode_pages(&value) {
-                Some(pages) => replay.push((seq, pages)),
-                None => {
-                    tracing::warn!(seq, "dropping an inbox record with malformed Page ids");
                     inbox.remove(key)?;
                 }
             }
@@ -184,7 +211,10 @@ impl PageWriterActor {
             next_seq,
             draining: false,
             stats: WriterStats::default(),
-            replay,
+            replay: None,
+            replay_boundary: next_seq,
+            replay_active: false,
+            replay_left: Arc::new(AtomicU64::new(0)),
             tombstones: HashSet::new(),
         })
     }
@@ -340,9 +370,98 @@ impl PageWriterActor {
         self.pump(ctx);
     }
 
+    /// Reads one chunk of the replay, queues the Pages it names for the first time,
+    /// and asks for the next chunk (or ends the scan).
+    fn replay_chunk(&mut self, ctx: &mut Context<Self>) {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let Some(replay) = self.replay.as_mut() else { return };
+        let start = replay.cursor.map_or(Unbounded, |c| Excluded(c.to_be_bytes().to_vec()));
+        let end = Excluded(self.replay_boundary.to_be_bytes().to_vec());
+        let (mut read, mut records, mut fresh, mut malformed) = (0, 0, Vec::new(), Vec::new());
+        for item in self.inbox.range::<Vec<u8>, _>((start, end)).take(REPLAY_CHUNK) {
+            let (key, value) = match item {
+                Ok(item) => item,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the inbox; the rest of the replay waits for a restart");
+                    read = 0;
+                    break;
+                }
+            };
+            read += 1;
+            let Ok(bytes) = <[u8; 8]>::try_from(key.as_ref()) else {
+                malformed.push(key);
+                continue;
+            };
+            replay.cursor = Some(u64::from_be_bytes(bytes));
+            match decode_pages(&value) {
+                Some(pages) => {
+                    records += 1;
+                    fresh.extend(pages.into_iter().filter(|page| replay.seen.insert(page.clone())));
+                }
+                None => malformed.push(key),
+            }
+        }
+        replay.records += records;
+        for key in malformed {
+            tracing::warn!("dropping an inbox record with a malformed key or Page ids");
+            if let Err(e) = self.inbox.remove(key) {
+                tracing::error!(error = %e, "could not remove a malformed inbox record");
+            }
+        }
+        self.replay_left.fetch_add(records, Ordering::Relaxed);
+        self.schedule.add_pages(REPLAY_SEQ, fresh);
+        self.pump(ctx);
+        if read == REPLAY_CHUNK {
+            ctx.notify(ReplayChunk);
+            return;
+        }
+        if let Some(replay) = self.replay.take()
+            && replay.records > 0
+        {
+            tracing::info!(
+                deliveries = replay.records,
+                pages = replay.seen.len(),
+                "replaying deliveries left in the inbox"
+            );
+        }
+        if self.schedule.release(REPLAY_SEQ) {
+            self.finish_replay();
+        }
+    }
+
+    /// Every Page of the replay is done: removes its records from the inbox, off the
+    /// actor's thread. Not flushed: a removal lost in a crash means one more replay.
+    fn finish_replay(&mut self) {
+        self.replay_active = false;
+        let (inbox, left, boundary) = (self.inbox.clone(), self.replay_left.clone(), self.replay_boundary);
+        tokio::task::spawn_blocking(move || {
+            let keys = inbox.range::<Vec<u8>, _>(..boundary.to_be_bytes().to_vec()).keys();
+            for key in keys {
+                let removed = key.and_then(|key| inbox.remove(key));
+                if let Err(e) = removed {
+                    tracing::error!(error = %e, "could not remove replayed deliveries from the inbox");
+                    return;
+                }
+                let _ = left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
+            }
+            left.store(0, Ordering::Relaxed);
+        });
+    }
+
+    /// Deliveries not fully processed: the scheduler's, with the replay's records
+    /// counted one by one.
+    fn inbox_depth(&self) -> usize {
+        let left = usize::try_from(self.replay_left.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+        self.schedule.inbox_depth().saturating_sub(usize::from(self.replay_active)).saturating_add(left)
+    }
+
     /// Removes deliveries whose every Page is done from the inbox.
-    fn remove_from_inbox(&self, done: Vec<u64>) {
+    fn remove_from_inbox(&mut self, done: Vec<u64>) {
         for seq in done {
+            if seq == REPLAY_SEQ {
+                self.finish_replay();
+                continue;
+            }
             // Not flushed on purpose: if this removal is lost in a crash, the delivery
             // is replayed and the Page refreshed once more, which is harmless.
             if let Err(e) = self.inbox.remove(seq.to_be_bytes()) {
@@ -447,6 +566,14 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+impl Handler<ReplayChunk> for PageWriterActor {
+    type Result = ();
+
+    fn handle(&mut self, _: ReplayChunk, ctx: &mut Self::Context) {
+        self.replay_chunk(ctx);
+    }
+}
+
 impl Actor for PageWriterActor {
     type Context = Context<Self>;
 
@@ -460,12 +587,11 @@ impl Actor for PageWriterActor {
             Ok(removed) => tracing::info!(removed, "removed temporary files left by an interrupted write"),
             Err(e) => tracing::warn!(error = %e, "cannot sweep leftover temporary files"),
         });
-        let replay = std::mem::take(&mut self.replay);
-        if !replay.is_empty() {
-            tracing::info!(deliveries = replay.len(), "replaying deliveries left in the inbox");
-        }
-        for (seq, pages) in replay {
-            self.enqueue(seq, pages, ctx);
+        if self.replay_boundary > 0 {
+            self.schedule.hold(REPLAY_SEQ);
+            self.replay_active = true;
+            self.replay = Some(Replay { cursor: None, seen: HashSet::new(), records: 0 });
+            ctx.notify(ReplayChunk);
         }
     }
 }

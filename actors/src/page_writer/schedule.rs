@@ -119,7 +119,14 @@ impl Scheduler {
 
     /// Registers an inbox delivery and queues those of its Pages not queued yet.
     pub fn enqueue(&mut self, seq: u64, pages: Vec<PageId>) {
-        self.deliveries.insert(seq, pages.len());
+        self.deliveries.insert(seq, 0);
+        self.add_pages(seq, pages);
+    }
+
+    /// Adds Pages to delivery `seq` (registering it if new): it is done once each of
+    /// them is, and once every [`Scheduler::hold`] on it is released.
+    pub fn add_pages(&mut self, seq: u64, pages: Vec<PageId>) {
+        *self.deliveries.entry(seq).or_default() += pages.len();
         for page in pages {
             let work = self.pages.entry(page.clone()).or_default();
             work.waiting.push(seq);
@@ -128,6 +135,16 @@ impl Scheduler {
                 self.ready.push_back(page);
             }
         }
+    }
+
+    /// Keeps delivery `seq` from being done while more Pages may be added to it.
+    pub fn hold(&mut self, seq: u64) {
+        *self.deliveries.entry(seq).or_default() += 1;
+    }
+
+    /// Releases one [`Scheduler::hold`]; `true` when that made the delivery done.
+    pub fn release(&mut self, seq: u64) -> bool {
+        self.page_done(seq)
     }
 
     /// Queues a refresh of `page` for `waiter` (joining one already queued).
