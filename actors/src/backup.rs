@@ -153,11 +153,17 @@ pub fn restore_backup(src: &Path, data_dir: &Path) -> Result<BackupSummary, Back
             return Err(e);
         }
     };
-    for (from, to) in [(&db_new, &db_dir), (&pages_new, &pages_dir)] {
-        if to.exists() {
-            std::fs::remove_dir(to).map_err(io(to))?;
+    // Both or neither: an empty placeholder folder goes first; a failed second rename
+    // puts the first back.
+    for dir in [&db_dir, &pages_dir] {
+        if dir.exists() {
+            std::fs::remove_dir(dir).map_err(io(dir))?;
         }
-        std::fs::rename(from, to).map_err(io(to))?;
+    }
+    std::fs::rename(&pages_new, &pages_dir).map_err(io(&pages_dir))?;
+    if let Err(e) = std::fs::rename(&db_new, &db_dir) {
+        let _ = std::fs::rename(&pages_dir, &pages_new);
+        return Err(io(&db_dir)(e));
     }
     Ok(summary)
 }
@@ -183,6 +189,8 @@ fn import(src: &Path, db_dir: &Path, pages_dir: &Path) -> Result<BackupSummary, 
     let mut tree = None;
     let mut dirs = std::fs::DirBuilder::new();
     dirs.recursive(true).mode(0o750);
+    // The Page folder exists even when the backup holds no Page file.
+    dirs.create(pages_dir).map_err(|source| BackupError::Io { path: pages_dir.to_owned(), source })?;
     loop {
         match input.take::<1>()?[0] {
             END => break,

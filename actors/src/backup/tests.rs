@@ -45,6 +45,21 @@ fn a_backup_restores_every_record_and_page_file() {
 }
 
 #[test]
+fn a_store_without_page_files_restores_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
+    store.tree(trees::SESSIONS).unwrap().insert(b"s", b"session").unwrap();
+    let file = dir.path().join("no-pages.backup");
+    assert_eq!(write_backup(&store, &dir.path().join("facebook"), &file).unwrap().page_files, 0);
+    let target = dir.path().join("restored");
+    std::fs::create_dir(&target).unwrap();
+    let restored = restore_backup(&file, &target).unwrap();
+    assert_eq!(restored.page_files, 0);
+    assert!(target.join("db").is_dir() && target.join("facebook").is_dir());
+    assert!(!target.join("db.restoring").exists() && !target.join("facebook.restoring").exists());
+}
+
+#[test]
 fn a_damaged_or_foreign_file_restores_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (store, pages) = filled(dir.path());
