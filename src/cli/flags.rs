@@ -18,9 +18,13 @@ pub trait FlagSet {
     /// (`pagesync api-key list --data-dir D`). Not for the top level: there the flags
     /// belong to the bare `pagesync`, which runs `serve`.
     const GLOBAL: bool = true;
+    /// Variables added to [`FlagSet::NAMES`] (a set that is another one plus a few).
+    const EXTRA: &'static [&'static str] = &[];
 
     fn vars() -> impl Iterator<Item = &'static Var> {
-        config::VARS.iter().filter(|var| Self::NAMES.is_none_or(|names| names.contains(&var.name)))
+        config::VARS
+            .iter()
+            .filter(|var| Self::NAMES.is_none_or(|names| names.contains(&var.name)) || Self::EXTRA.contains(&var.name))
     }
 }
 
@@ -63,17 +67,9 @@ const STORE: [&str; 6] = [
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Status;
 impl FlagSet for Status {
-    const NAMES: Option<&'static [&'static str]> = Some(&STATUS);
+    const NAMES: Option<&'static [&'static str]> = Some(&STORE);
+    const EXTRA: &'static [&'static str] = &["PAGESYNC_BIND"];
 }
-const STATUS: [&str; 7] = [
-    "PAGESYNC_ENV_FILE",
-    "PAGESYNC_BIND",
-    "PAGESYNC_DATA_DIR",
-    "PAGESYNC_ENCRYPTION_KEY",
-    "PAGESYNC_ENCRYPTION_KEY_FILE",
-    "PAGESYNC_LOG",
-    "PAGESYNC_LOG_FORMAT",
-];
 
 /// What `sandbox` honours: it generates everything else.
 #[derive(Debug, Clone, Copy, Default)]
@@ -92,12 +88,13 @@ impl FlagSet for Webhook {
 
 /// Every set with a name, for the test that each name is a variable.
 #[cfg(test)]
-pub(crate) fn all_sets() -> [(&'static str, Option<&'static [&'static str]>); 6] {
+pub(crate) fn all_sets() -> [(&'static str, Option<&'static [&'static str]>); 7] {
     [
         ("Daemon", Daemon::NAMES),
         ("TopLevel", TopLevel::NAMES),
         ("Store", Store::NAMES),
         ("Status", Status::NAMES),
+        ("Status (extra)", Some(Status::EXTRA)),
         ("Sandbox", Sandbox::NAMES),
         ("Webhook", Webhook::NAMES),
     ]
