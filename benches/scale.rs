@@ -16,6 +16,8 @@
 //!    store, while other threads load the 500-Page shop's dashboard 10×/s, scrape
 //!    `/metrics` 1×/s and list `/api/v1/pages` back to back (at most every
 //!    [`LIST_EVERY`]). RSS under that load.
+//! 4. A restart of the same data dir (every Page has its file now, the inbox is empty):
+//!    time to ready and RSS at rest.
 //!
 //! Mode `spread` (`PAGESYNC_SCALE_MODE=spread`, about 11 minutes): the large data dir
 //! without inbox records, `PAGESYNC_POLL_INTERVAL=10m`, no other load; the emulator's
@@ -77,6 +79,8 @@ const LIST_EVERY: Duration = Duration::from_secs(1);
 const DEFAULT_POLL_INTERVAL: &str = "30s";
 const SPREAD_INTERVAL: &str = "10m";
 const SPREAD_MINUTES: usize = 10;
+/// Idle time after the restart before RSS "at rest" is read.
+const REST: Duration = Duration::from_secs(5);
 
 // Targets (issue 12).
 const TARGET_RATIO: f64 = 0.90;
@@ -445,6 +449,23 @@ fn bench_load(dir: &Path, knobs: &Knobs) -> anyhow::Result<()> {
     if log.lines > 0 {
         problems.push(format!("{} warn/error lines in the daemon log: {}", log.lines, log.top(5)));
     }
+    drop(daemon);
+
+    // 4. A restart of the same data dir, now with every Page's file and an empty
+    // inbox: what a routine restart costs, and RSS at rest without the drain's history.
+    let (mut daemon, restart_ready) = start_daemon(&big_dir, &env, port, Duration::from_secs(600))?;
+    std::thread::sleep(REST);
+    let restart_rest = daemon.memory()?;
+    say(&format!(
+        "restart: ready in {:.2} s; after {} s idle: {}",
+        restart_ready.as_secs_f64(),
+        REST.as_secs(),
+        mem(&restart_rest)
+    ));
+    let restart_stop = daemon.terminate(Duration::from_secs(60))?;
+    if !restart_stop.clean() {
+        problems.push(format!("restart stop: {}", restart_stop.describe()));
+    }
     graph.stop();
 
     // Summary.
@@ -523,6 +544,20 @@ fn bench_load(dir: &Path, knobs: &Knobs) -> anyhow::Result<()> {
         format!("{:.1} MiB", at_rest.rss_mib),
         "< 64 MiB",
         yes(at_rest.rss_mib < TARGET_RSS_MIB),
+    );
+    row(
+        &mut out,
+        "restart (page files, empty inbox) to ready",
+        format!("{:.2} s", restart_ready.as_secs_f64()),
+        "-",
+        "",
+    );
+    row(
+        &mut out,
+        &format!("RSS at rest after that restart ({} s idle)", REST.as_secs()),
+        format!("{:.1} MiB", restart_rest.rss_mib),
+        "< 64 MiB",
+        yes(restart_rest.rss_mib < TARGET_RSS_MIB),
     );
     row(
         &mut out,
