@@ -49,6 +49,8 @@ mod daemon;
 #[allow(dead_code)]
 #[path = "webhook/emulator.rs"]
 mod emulator;
+#[path = "webhook/report.rs"]
+mod report;
 #[allow(dead_code)]
 #[path = "scale/seed.rs"]
 mod seed;
@@ -58,6 +60,7 @@ mod wrk;
 
 use daemon::{Daemon, LogSummary, Memory, check_config, daemon_env, free_port, http, http_within};
 use emulator::GraphThread;
+use report::indent;
 use seed::{Plan, page_id};
 use wrk::{Signed, WrkResult, delivery_body, run_wrk, wrk_script};
 
@@ -92,13 +95,7 @@ const TARGET_RSS_MIB: f64 = 64.0;
 const TARGET_SPREAD: f64 = 2.0;
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("scale bench failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    report::exit_status("scale", run())
 }
 
 /// A whole-number knob, or its default.
@@ -133,16 +130,10 @@ fn run() -> anyhow::Result<()> {
         anyhow!("cannot run wrk ({e}); run benches/scale.sh, which installs it (apt-get install -y wrk)")
     })?;
 
-    let tmp = tempfile::Builder::new().prefix("pagesync-scale-").tempdir().context("cannot create a temp dir")?;
-    let result = if spread { bench_spread(tmp.path(), &knobs) } else { bench_load(tmp.path(), &knobs) };
-    match result {
-        Ok(()) if std::env::var_os("PAGESYNC_BENCH_KEEP").is_none() => Ok(()),
-        Ok(()) => {
-            println!("kept {}", tmp.keep().display());
-            Ok(())
-        }
-        Err(e) => Err(e.context(format!("temp dir kept: {}", tmp.keep().display()))),
-    }
+    report::in_temp_dir(
+        "pagesync-scale-",
+        |dir| if spread { bench_spread(dir, &knobs) } else { bench_load(dir, &knobs) },
+    )
 }
 
 /// Seeds `dir/data` under `plan` and starts the emulator with every Page.
@@ -571,14 +562,7 @@ fn bench_load(dir: &Path, knobs: &Knobs) -> anyhow::Result<()> {
     row(&mut out, "db on disk per Page (as seeded)", per_page(disk_seeded), "-", "");
     row(&mut out, "page files on disk per Page", per_page(disk_files), "-", "");
     row(&mut out, "stop on SIGTERM", format!("{} in {:.2} s", stop.short(), stop.took.as_secs_f64()), "exit 0", "");
-    if problems.is_empty() {
-        let _ = writeln!(out, "problems seen: none");
-    } else {
-        let _ = writeln!(out, "problems seen:");
-        for p in &problems {
-            let _ = writeln!(out, "  - {p}");
-        }
-    }
+    report::write_problems(&mut out, &problems);
     let _ = writeln!(out, "poll spread: not measured in this mode (PAGESYNC_SCALE_MODE=spread)");
     print!("{out}");
     Ok(())
@@ -631,8 +615,4 @@ fn bench_spread(dir: &Path, knobs: &Knobs) -> anyhow::Result<()> {
 
 fn say(msg: &str) {
     println!("scale bench: {msg}");
-}
-
-fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
 }

@@ -55,15 +55,7 @@ async fn a_store_seeded_with_thousands_of_pages_replays_its_inbox_and_serves_eve
     assert_eq!(value(&metrics, "pagesync_pages{status=\"synced\"}"), Some(replayed as f64), "{metrics}");
 
     // The big shop's dashboard lists its own Pages and no one else's.
-    let cookie = format!("session_id={}", seeded.big_shop_cookie);
-    let resp = app
-        .client
-        .get(format!("{}/", app.address))
-        .header("Cookie", cookie)
-        .header("Accept", "text/html")
-        .send()
-        .await
-        .unwrap();
+    let resp = app.get_with("/", Some(&seeded.big_shop_cookie), &[("Accept", "text/html")]).await;
     assert_eq!(resp.status(), 200);
     let body = resp.text().await.unwrap();
     assert!(body.contains(&seeded.shops[0]), "the dashboard names its shop");
@@ -78,8 +70,8 @@ async fn a_store_seeded_with_thousands_of_pages_replays_its_inbox_and_serves_eve
     assert!(body.contains(&format!("<tr data-page-id=\"{}\">", page_id(0))));
 
     // /api/v1/pages lists every Page with its shop.
-    let resp =
-        app.client.get(format!("{}/api/v1/pages", app.address)).bearer_auth(&seeded.api_key).send().await.unwrap();
+    let bearer = format!("Bearer {}", seeded.api_key);
+    let resp = app.get_with("/api/v1/pages", None, &[("Authorization", &bearer)]).await;
     assert_eq!(resp.status(), 200);
     let answer: serde_json::Value = resp.json().await.unwrap();
     let pages = answer["pages"].as_array().expect("a list of Pages");
