@@ -29,7 +29,8 @@
 //! Knobs (environment): `PAGESYNC_SCALE_PAGES` (100000), `PAGESYNC_SCALE_SHOPS`
 //! (10000), `PAGESYNC_SCALE_SESSIONS` (100000), `PAGESYNC_SCALE_INBOX` (1000000),
 //! `PAGESYNC_SCALE_BIG_SHOP` (500), `PAGESYNC_SCALE_POLL_INTERVAL` (30s),
-//! `PAGESYNC_SCALE_MODE` (`load` or `spread`), `PAGESYNC_BENCH_SECONDS` (10),
+//! `PAGESYNC_SCALE_MODE` (`load` or `spread`), `PAGESYNC_SCALE_LIST` (`all`: list every
+//! Page; `shop`: `?shop=` of the 500-Page shop; `off`), `PAGESYNC_BENCH_SECONDS` (10),
 //! `PAGESYNC_BENCH_KEEP=1`.
 
 use std::fmt::Write as _;
@@ -110,6 +111,8 @@ struct Knobs {
     plan: Plan,
     seconds: u64,
     poll_interval: String,
+    /// What the list loader asks for: `all` Pages, the big `shop`'s, or `off`.
+    list: String,
 }
 
 fn run() -> anyhow::Result<()> {
@@ -124,7 +127,8 @@ fn run() -> anyhow::Result<()> {
     let seconds = knob("PAGESYNC_BENCH_SECONDS", 10)?.max(1);
     let poll_interval =
         std::env::var("PAGESYNC_SCALE_POLL_INTERVAL").unwrap_or_else(|_| DEFAULT_POLL_INTERVAL.to_owned());
-    let knobs = Knobs { plan, seconds, poll_interval };
+    let list = std::env::var("PAGESYNC_SCALE_LIST").unwrap_or_else(|_| "all".to_owned());
+    let knobs = Knobs { plan, seconds, poll_interval, list };
     let spread = std::env::var("PAGESYNC_SCALE_MODE").is_ok_and(|m| m == "spread");
     Command::new("wrk").arg("-v").output().map_err(|e| {
         anyhow!("cannot run wrk ({e}); run benches/scale.sh, which installs it (apt-get install -y wrk)")
@@ -232,7 +236,7 @@ impl Probe {
 /// Requests `path` every `period` (or back to back when slower) until `stop`.
 fn loader(
     addr: SocketAddr,
-    path: &'static str,
+    path: String,
     headers: Vec<(&'static str, String)>,
     period: Duration,
     stop: Arc<AtomicBool>,
@@ -243,7 +247,7 @@ fn loader(
         while !stop.load(Ordering::Relaxed) {
             let started = Instant::now();
             let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            match http_within(addr, "GET", path, &headers, b"", Duration::from_secs(120)) {
+            match http_within(addr, "GET", &path, &headers, b"", Duration::from_secs(120)) {
                 Ok((200, body)) if check(&body) => {
                     probe.ms.push(started.elapsed().as_secs_f64() * 1000.0);
                     probe.bytes = body.len();
@@ -392,22 +396,31 @@ fn bench_load(dir: &Path, knobs: &Knobs) -> anyhow::Result<()> {
     let cookie = format!("session_id={}", seeded.big_shop_cookie);
     let dashboard = loader(
         addr,
-        "/",
+        "/".to_owned(),
         vec![("Cookie", cookie), ("Accept", "text/html".to_owned())],
         DASHBOARD_PERIOD,
         stop_flag.clone(),
         |body| body.contains("data-page-id="),
     );
-    let metrics =
-        loader(addr, "/metrics", vec![], METRICS_PERIOD, stop_flag.clone(), |b| b.contains("pagesync_inbox_depth"));
-    let list = loader(
-        addr,
-        "/api/v1/pages",
-        vec![("Authorization", format!("Bearer {}", seeded.api_key))],
-        LIST_EVERY,
-        stop_flag.clone(),
-        |b| b.starts_with("{\"pages\""),
-    );
+    let metrics = loader(addr, "/metrics".to_owned(), vec![], METRICS_PERIOD, stop_flag.clone(), |b| {
+        b.contains("pagesync_inbox_depth")
+    });
+    let list_path = match knobs.list.as_str() {
+        "shop" => Some(format!("/api/v1/pages?shop={big_shop}")),
+        "off" => None,
+        _ => Some("/api/v1/pages".to_owned()),
+    };
+    let list = match list_path {
+        Some(path) => loader(
+            addr,
+            path,
+            vec![("Authorization", format!("Bearer {}", seeded.api_key))],
+            LIST_EVERY,
+            stop_flag.clone(),
+            |b| b.starts_with("{\"pages\""),
+        ),
+        None => std::thread::spawn(Probe::default),
+    };
     let big_script = script(&big_dir, "deliveries.lua", plan.pages, SCRIPT_DELIVERIES)?;
     let gets_before = graph.total();
     let load = measure_wrk(&mut daemon, &big_script, knobs.seconds);
@@ -421,7 +434,7 @@ fn bench_load(dir: &Path, knobs: &Knobs) -> anyhow::Result<()> {
     let checks_during = poll_checks(addr) - checks_before;
     let gets_during = graph.total() - gets_before;
     println!("{}", indent(&load.raw));
-    let names = ["dashboard (shop 0)", "/metrics", "/api/v1/pages"];
+    let names = ["dashboard (shop 0)", "/metrics", "/api/v1/pages (PAGESYNC_SCALE_LIST)"];
     for (name, probe) in names.iter().zip(&probes) {
         say(&format!("{name}: {}", probe.describe()));
         if !probe.failed.is_empty() {
