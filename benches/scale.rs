@@ -30,7 +30,8 @@
 //! (10000), `PAGESYNC_SCALE_SESSIONS` (100000), `PAGESYNC_SCALE_INBOX` (1000000),
 //! `PAGESYNC_SCALE_BIG_SHOP` (500), `PAGESYNC_SCALE_POLL_INTERVAL` (30s),
 //! `PAGESYNC_SCALE_MODE` (`load` or `spread`), `PAGESYNC_SCALE_LIST` (`all`: list every
-//! Page; `shop`: `?shop=` of the 500-Page shop; `off`), `PAGESYNC_BENCH_SECONDS` (10),
+//! Page; `shop`: `?shop=` of the 500-Page shop; `off`), `PAGESYNC_SCALE_DASHBOARD=off`,
+//! `PAGESYNC_BENCH_SECONDS` (10),
 //! `PAGESYNC_BENCH_KEEP=1`.
 
 use std::fmt::Write as _;
@@ -113,6 +114,8 @@ struct Knobs {
     poll_interval: String,
     /// What the list loader asks for: `all` Pages, the big `shop`'s, or `off`.
     list: String,
+    /// Whether the dashboard is loaded (`PAGESYNC_SCALE_DASHBOARD=off` turns it off).
+    dashboard: bool,
 }
 
 fn run() -> anyhow::Result<()> {
@@ -128,7 +131,8 @@ fn run() -> anyhow::Result<()> {
     let poll_interval =
         std::env::var("PAGESYNC_SCALE_POLL_INTERVAL").unwrap_or_else(|_| DEFAULT_POLL_INTERVAL.to_owned());
     let list = std::env::var("PAGESYNC_SCALE_LIST").unwrap_or_else(|_| "all".to_owned());
-    let knobs = Knobs { plan, seconds, poll_interval, list };
+    let dashboard = std::env::var("PAGESYNC_SCALE_DASHBOARD").map_or(true, |v| v != "off");
+    let knobs = Knobs { plan, seconds, poll_interval, list, dashboard };
     let spread = std::env::var("PAGESYNC_SCALE_MODE").is_ok_and(|m| m == "spread");
     Command::new("wrk").arg("-v").output().map_err(|e| {
         anyhow!("cannot run wrk ({e}); run benches/scale.sh, which installs it (apt-get install -y wrk)")
@@ -394,14 +398,18 @@ fn bench_load(dir: &Path, knobs: &Knobs) -> anyhow::Result<()> {
     let stop_flag = Arc::new(AtomicBool::new(false));
     let big_shop = seed::shop_domain(0);
     let cookie = format!("session_id={}", seeded.big_shop_cookie);
-    let dashboard = loader(
-        addr,
-        "/".to_owned(),
-        vec![("Cookie", cookie), ("Accept", "text/html".to_owned())],
-        DASHBOARD_PERIOD,
-        stop_flag.clone(),
-        |body| body.contains("data-page-id="),
-    );
+    let dashboard = if knobs.dashboard {
+        loader(
+            addr,
+            "/".to_owned(),
+            vec![("Cookie", cookie), ("Accept", "text/html".to_owned())],
+            DASHBOARD_PERIOD,
+            stop_flag.clone(),
+            |body| body.contains("data-page-id="),
+        )
+    } else {
+        std::thread::spawn(Probe::default)
+    };
     let metrics = loader(addr, "/metrics".to_owned(), vec![], METRICS_PERIOD, stop_flag.clone(), |b| {
         b.contains("pagesync_inbox_depth")
     });
