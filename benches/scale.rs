@@ -533,6 +533,10 @@ fn bench_load(dir: &Path, knobs: &Knobs) -> anyhow::Result<()> {
         let p99 = probe.pct(0.99);
         let t = if target.is_finite() { format!("< {target} ms") } else { "-".into() };
         let met = if target.is_finite() { yes(p99 < target) } else { "" };
+        if probe.ms.is_empty() && probe.failed.is_empty() {
+            row(&mut out, name, "not loaded".to_owned(), &t, "");
+            continue;
+        }
         row(
             &mut out,
             &format!("{name} p50 / p99 ({} req)", probe.ms.len()),
