@@ -12,7 +12,7 @@
 # PAGESYNC_SCALE_BIG_SHOP (500), PAGESYNC_SCALE_POLL_INTERVAL (30s),
 # PAGESYNC_SCALE_MODE (load, or spread for the 10-minute poll-spread run),
 # PAGESYNC_SCALE_LIST (all, shop or off: what the /api/v1/pages loader lists),
-# PAGESYNC_SCALE_DASHBOARD=off (no dashboard load),
+# PAGESYNC_SCALE_DASHBOARD=off (no dashboard load), PAGESYNC_SCALE_SCRIPT_PAGES (1000),
 # PAGESYNC_BENCH_SECONDS (10), PAGESYNC_BENCH_KEEP=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
