@@ -40,6 +40,8 @@ mod daemon;
 mod emulator;
 #[path = "webhook/relay.rs"]
 mod relay;
+#[path = "webhook/report.rs"]
+mod report;
 #[path = "webhook/seed.rs"]
 mod seed;
 #[path = "webhook/wrk.rs"]
@@ -48,6 +50,7 @@ mod wrk;
 use burst::{check_page_file, run_burst};
 use daemon::{Daemon, LogSummary, check_config, daemon_env, free_port, http, smoke_test};
 use emulator::GraphThread;
+use report::indent;
 use seed::{inbox_len, seed_tokens};
 use wrk::{Signed, delivery_body, run_wrk, wrk_script};
 
@@ -77,13 +80,7 @@ const TARGET_RSS_MIB: f64 = 40.0;
 const TARGET_GETS_PER_DELIVERY: f64 = 0.1;
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("webhook bench failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    report::exit_status("webhook", run())
 }
 
 fn run() -> anyhow::Result<()> {
@@ -99,21 +96,11 @@ fn run() -> anyhow::Result<()> {
     let wrk_version = String::from_utf8_lossy(&wrk_version.stdout);
     let wrk_version = wrk_version.split(" Copyright").next().unwrap_or("wrk").trim().to_owned();
 
-    let tmp = tempfile::Builder::new().prefix("pagesync-bench-").tempdir().context("cannot create a temp dir")?;
     // `PAGESYNC_BENCH_MODE=relay` (benches/relay.sh) measures the relay instead.
     let relay = std::env::var("PAGESYNC_BENCH_MODE").is_ok_and(|m| m == "relay");
-    let result =
-        if relay { relay::bench(tmp.path(), seconds, &wrk_version) } else { bench(tmp.path(), seconds, &wrk_version) };
-    match result {
-        Ok(()) if std::env::var_os("PAGESYNC_BENCH_KEEP").is_none() => Ok(()),
-        Ok(()) => {
-            let kept = tmp.keep();
-            println!("kept {} (daemon log: {})", kept.display(), kept.join("pagesync.log").display());
-            Ok(())
-        }
-        // Keep the data dir and the daemon's log for a look at what went wrong.
-        Err(e) => Err(e.context(format!("temp dir kept: {}", tmp.keep().display()))),
-    }
+    report::in_temp_dir("pagesync-bench-", |dir| {
+        if relay { relay::bench(dir, seconds, &wrk_version) } else { bench(dir, seconds, &wrk_version) }
+    })
 }
 
 /// Steps a to h in the temp dir `dir`.
@@ -319,22 +306,11 @@ fn bench(dir: &Path, seconds: u64, wrk_version: &str) -> anyhow::Result<()> {
     };
     row(&mut out, "inbox after the stop", inbox_note, "0", "");
     row(&mut out, "stop on SIGTERM", format!("{} in {:.2} s", stop.short(), stop.took.as_secs_f64()), "exit 0", "");
-    if problems.is_empty() {
-        let _ = writeln!(out, "problems seen: none");
-    } else {
-        let _ = writeln!(out, "problems seen:");
-        for p in &problems {
-            let _ = writeln!(out, "  - {p}");
-        }
-    }
+    report::write_problems(&mut out, &problems);
     print!("{out}");
     Ok(())
 }
 
 fn say(msg: &str) {
     println!("webhook bench: {msg}");
-}
-
-fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
 }

@@ -22,4 +22,5 @@ if ! command -v wrk >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y wrk
 fi
 
-exec cargo bench --bench webhook "$@"
+# benches/scale.sh reuses this script for another bench target.
+exec cargo bench --bench "${PAGESYNC_BENCH_TARGET:-webhook}" "$@"

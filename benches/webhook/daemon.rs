@@ -246,8 +246,20 @@ pub(crate) fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> anyhow::Result<(u16, String)> {
+    http_within(addr, method, path, headers, body, Duration::from_secs(5))
+}
+
+/// [`http`] for an answer that may take longer: `timeout` between two reads.
+pub(crate) fn http_within(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> anyhow::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {

@@ -21,6 +21,7 @@ mod proxy;
 mod relay;
 mod removal;
 mod sandbox;
+mod scale;
 mod secrets;
 mod shopify;
 mod sink;

@@ -5,7 +5,7 @@ use pagesync_actors::messages::SyncStatus;
 use crate::helpers::{Options, TestApp, delivery, spawn_app, start_app, unix_now};
 use pagesync::emulator::Fault;
 
-async fn scrape(app: &TestApp) -> String {
+pub(crate) async fn scrape(app: &TestApp) -> String {
     let resp = app.get("/metrics").await;
     assert_eq!(resp.status(), 200);
     let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
@@ -14,7 +14,7 @@ async fn scrape(app: &TestApp) -> String {
 }
 
 /// The value of the sample named exactly `sample` (name plus labels).
-fn value(text: &str, sample: &str) -> Option<f64> {
+pub(crate) fn value(text: &str, sample: &str) -> Option<f64> {
     text.lines().find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
 }
 

@@ -449,9 +449,13 @@ impl PageWriterActor {
     }
 
     /// Deliveries not fully processed: the scheduler's, with the replay's records
-    /// counted one by one.
+    /// counted one by one (at least one while the scan has not ended: the records it
+    /// has not read yet are unknown, not absent).
     fn inbox_depth(&self) -> usize {
-        let left = usize::try_from(self.replay_left.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+        let mut left = usize::try_from(self.replay_left.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+        if self.replay.is_some() {
+            left = left.max(1);
+        }
         self.schedule.inbox_depth().saturating_sub(usize::from(self.replay_active)).saturating_add(left)
     }
 

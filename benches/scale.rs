@@ -1,0 +1,651 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The scale benchmark (issue 12): the release `pagesync serve` binary on a data dir
+//! seeded with many shops, Pages, sessions and pending inbox records, against
+//! pagesync's emulator (in-process). Run it with `benches/scale.sh`; docs/benchmarks.md
+//! ("Scale (issue 12)") explains it and records results.
+//!
+//! Mode `load` (the default), in order:
+//! 1. Baseline: a data dir with [`BASELINE_PAGES`] Pages; the webhook bench's wrk run
+//!    (c=64, signed ~140-byte deliveries cycling over the Pages) on it, no other load.
+//! 2. The large data dir (`benches/scale/seed.rs`): shops, Pages, sessions, one API
+//!    key and K pending inbox records. Time to `/readyz` 200 with that inbox, then the
+//!    time until `pagesync_inbox_depth` is 0 (every replayed delivery refreshed against
+//!    the emulator). RSS at rest and size on disk per Page.
+//! 3. Once the poll has started (`PAGESYNC_POLL_INTERVAL` is short, see
+//!    [`DEFAULT_POLL_INTERVAL`]): the same wrk run, cycling over Pages of the whole
+//!    store, while other threads load the 500-Page shop's dashboard 10×/s, scrape
+//!    `/metrics` 1×/s and list `/api/v1/pages` back to back (at most every
+//!    [`LIST_EVERY`]). RSS under that load.
+//! 4. A restart of the same data dir (every Page has its file now, the inbox is empty):
+//!    time to ready and RSS at rest.
+//!
+//! Mode `spread` (`PAGESYNC_SCALE_MODE=spread`, about 11 minutes): the large data dir
+//! without inbox records, `PAGESYNC_POLL_INTERVAL=10m`, no other load; the emulator's
+//! Page GETs are counted per minute for [`SPREAD_MINUTES`] minutes.
+//!
+//! Missed targets are reported, not failed: the exit status is non-zero only when the
+//! harness cannot do its job.
+//!
+//! Knobs (environment): `PAGESYNC_SCALE_PAGES` (100000), `PAGESYNC_SCALE_SHOPS`
+//! (10000), `PAGESYNC_SCALE_SESSIONS` (100000), `PAGESYNC_SCALE_INBOX` (1000000),
+//! `PAGESYNC_SCALE_BIG_SHOP` (500), `PAGESYNC_SCALE_POLL_INTERVAL` (30s),
+//! `PAGESYNC_SCALE_MODE` (`load` or `spread`), `PAGESYNC_SCALE_LIST` (`all`: list every
+//! Page; `shop`: `?shop=` of the 500-Page shop; `off`), `PAGESYNC_SCALE_DASHBOARD=off`,
+//! `PAGESYNC_SCALE_SCRIPT_PAGES` (1000: Pages the large run's deliveries cycle over),
+//! `PAGESYNC_BENCH_SECONDS` (10),
+//! `PAGESYNC_BENCH_KEEP=1`.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, ExitCode};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow};
+use pagesync_actors::EncryptionKey;
+
+#[allow(dead_code)]
+#[path = "webhook/daemon.rs"]
+mod daemon;
+#[allow(dead_code)]
+#[path = "webhook/emulator.rs"]
+mod emulator;
+#[path = "webhook/report.rs"]
+mod report;
+#[allow(dead_code)]
+#[path = "scale/seed.rs"]
+mod seed;
+#[allow(dead_code)]
+#[path = "webhook/wrk.rs"]
+mod wrk;
+
+use daemon::{Daemon, LogSummary, Memory, check_config, daemon_env, free_port, http, http_within};
+use emulator::GraphThread;
+use report::indent;
+use seed::{Plan, page_id};
+use wrk::{Signed, WrkResult, delivery_body, run_wrk, wrk_script};
+
+/// Read by the shared webhook modules (`super::...`).
+const APP_SECRET: &str = "bench_app_secret_0123456789abcdef";
+const GRAPH_LATENCY: Duration = Duration::from_millis(20);
+const WRK_THREADS: u32 = 1;
+const WRK_CONNECTIONS: u32 = 64;
+
+const BASELINE_PAGES: usize = 100;
+const WARMUP_SECONDS: u64 = 2;
+/// Distinct deliveries (one per Page, Pages spread over the store) in the wrk script of
+/// the large run, unless `PAGESYNC_SCALE_SCRIPT_PAGES` says otherwise.
+const SCRIPT_DELIVERIES: u64 = 1000;
+const DASHBOARD_PERIOD: Duration = Duration::from_millis(100);
+const METRICS_PERIOD: Duration = Duration::from_secs(1);
+const LIST_EVERY: Duration = Duration::from_secs(1);
+/// Short, so that a poll run starts soon after the daemon (the first run falls at a
+/// random point between a tenth of the interval and the interval).
+const DEFAULT_POLL_INTERVAL: &str = "30s";
+const SPREAD_INTERVAL: &str = "10m";
+const SPREAD_MINUTES: usize = 10;
+/// Idle time after the restart before RSS "at rest" is read.
+const REST: Duration = Duration::from_secs(5);
+
+// Targets (issue 12).
+const TARGET_RATIO: f64 = 0.90;
+const TARGET_P99_MS: f64 = 10.0;
+const TARGET_METRICS_MS: f64 = 5.0;
+const TARGET_DASHBOARD_MS: f64 = 50.0;
+const TARGET_READY_S: f64 = 5.0;
+const TARGET_RSS_MIB: f64 = 64.0;
+const TARGET_SPREAD: f64 = 2.0;
+
+fn main() -> ExitCode {
+    report::exit_status("scale", run())
+}
+
+/// A whole-number knob, or its default.
+fn knob(name: &str, default: u64) -> anyhow::Result<u64> {
+    match std::env::var(name) {
+        Ok(s) => s.trim().replace('_', "").parse::<u64>().with_context(|| format!("{name} must be a whole number")),
+        Err(_) => Ok(default),
+    }
+}
+
+struct Knobs {
+    plan: Plan,
+    seconds: u64,
+    poll_interval: String,
+    /// What the list loader asks for: `all` Pages, the big `shop`'s, or `off`.
+    list: String,
+    /// Whether the dashboard is loaded (`PAGESYNC_SCALE_DASHBOARD=off` turns it off).
+    dashboard: bool,
+    /// Pages the large run's deliveries cycle over.
+    script_pages: usize,
+}
+
+fn run() -> anyhow::Result<()> {
+    let plan = Plan {
+        pages: knob("PAGESYNC_SCALE_PAGES", 100_000)? as usize,
+        shops: knob("PAGESYNC_SCALE_SHOPS", 10_000)? as usize,
+        sessions: knob("PAGESYNC_SCALE_SESSIONS", 100_000)? as usize,
+        inbox: knob("PAGESYNC_SCALE_INBOX", 1_000_000)?,
+        big_shop_pages: knob("PAGESYNC_SCALE_BIG_SHOP", 500)? as usize,
+    };
+    anyhow::ensure!(plan.pages > 0 && plan.shops > 0, "PAGESYNC_SCALE_PAGES and PAGESYNC_SCALE_SHOPS must be > 0");
+    let seconds = knob("PAGESYNC_BENCH_SECONDS", 10)?.max(1);
+    let poll_interval =
+        std::env::var("PAGESYNC_SCALE_POLL_INTERVAL").unwrap_or_else(|_| DEFAULT_POLL_INTERVAL.to_owned());
+    let list = std::env::var("PAGESYNC_SCALE_LIST").unwrap_or_else(|_| "all".to_owned());
+    let dashboard = std::env::var("PAGESYNC_SCALE_DASHBOARD").map_or(true, |v| v != "off");
+    let script_pages = knob("PAGESYNC_SCALE_SCRIPT_PAGES", SCRIPT_DELIVERIES)?.max(1) as usize;
+    let knobs = Knobs { plan, seconds, poll_interval, list, dashboard, script_pages };
+    let spread = std::env::var("PAGESYNC_SCALE_MODE").is_ok_and(|m| m == "spread");
+    Command::new("wrk").arg("-v").output().map_err(|e| {
+        anyhow!("cannot run wrk ({e}); run benches/scale.sh, which installs it (apt-get install -y wrk)")
+    })?;
+
+    report::in_temp_dir(
+        "pagesync-scale-",
+        |dir| if spread { bench_spread(dir, &knobs) } else { bench_load(dir, &knobs) },
+    )
+}
+
+/// Seeds `dir/data` under `plan` and starts the emulator with every Page.
+fn seed_dir(dir: &Path, plan: &Plan) -> anyhow::Result<(EncryptionKey, seed::Seeded, GraphThread)> {
+    let key = EncryptionKey::generate().map_err(|e| anyhow!("cannot generate an encryption key: {e}"))?;
+    let db = dir.join("data").join("db");
+    std::fs::create_dir_all(&db).context("cannot create the data dir")?;
+    let started = Instant::now();
+    let seeded = actix_web::rt::System::new().block_on(seed::seed(&db, &key, plan))?;
+    say(&format!(
+        "seeded {} shops, {} Pages, {} sessions, {} inbox records in {:.1} s ({})",
+        plan.shops,
+        plan.pages,
+        plan.sessions,
+        plan.inbox,
+        started.elapsed().as_secs_f64(),
+        seeded.timings.iter().map(|(k, d)| format!("{k} {:.1} s", d.as_secs_f64())).collect::<Vec<_>>().join(", ")
+    ));
+    let pages: Vec<String> = (0..plan.pages).map(page_id).collect();
+    // The emulator's app id is `pagesync::emulator::APP_ID`; `env_for` gives the daemon
+    // the same, so the poll's `debug_token` calls are accepted.
+    let graph = GraphThread::start(&pages).context("starting the emulator")?;
+    Ok((key, seeded, graph))
+}
+
+/// The daemon's configuration: the webhook bench's, with the emulator's app id (the
+/// poll's `debug_token` is checked against it) and `PAGESYNC_POLL_INTERVAL`.
+fn env_for(data_dir: &Path, port: u16, graph_port: u16, key: &EncryptionKey, poll: &str) -> Vec<(String, String)> {
+    let mut env = daemon_env(data_dir, port, graph_port, key);
+    env.retain(|(k, _)| k != "FACEBOOK_APP_ID");
+    env.push(("FACEBOOK_APP_ID".into(), pagesync::emulator::APP_ID.into()));
+    env.push(("PAGESYNC_POLL_INTERVAL".into(), poll.into()));
+    env
+}
+
+fn start_daemon(
+    dir: &Path,
+    env: &[(String, String)],
+    port: u16,
+    deadline: Duration,
+) -> anyhow::Result<(Daemon, Duration)> {
+    check_config(dir, env)?;
+    let mut daemon = Daemon::spawn(dir, env, port)?;
+    let ready = daemon.wait_ready(deadline)?;
+    Ok((daemon, ready))
+}
+
+/// A wrk script of `n` signed deliveries cycling over `pages` Pages.
+fn script(dir: &Path, name: &str, pages: usize, n: usize) -> anyhow::Result<std::path::PathBuf> {
+    let step = (pages / n.max(1)).max(1);
+    let deliveries: Vec<Signed> =
+        (0..n.min(pages)).map(|i| Signed::new(delivery_body(&page_id(i * step), 1_767_225_600, i))).collect();
+    let path = dir.join(name);
+    std::fs::write(&path, wrk_script(&deliveries)).context("cannot write the wrk script")?;
+    Ok(path)
+}
+
+fn measure_wrk(daemon: &mut Daemon, script: &Path, seconds: u64) -> anyhow::Result<WrkResult> {
+    let url = format!("http://{}/facebook/webhook", daemon.addr);
+    run_wrk(script, &url, WARMUP_SECONDS)?;
+    daemon.ensure_running()?;
+    let load = run_wrk(script, &url, seconds)?;
+    daemon.ensure_running()?;
+    Ok(load)
+}
+
+/// Latencies of one kind of request made by a loader thread.
+#[derive(Default)]
+struct Probe {
+    ms: Vec<f64>,
+    failed: Vec<String>,
+    bytes: usize,
+}
+
+impl Probe {
+    fn pct(&self, p: f64) -> f64 {
+        let mut v = self.ms.clone();
+        v.sort_by(f64::total_cmp);
+        v.get(((v.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied().unwrap_or(f64::NAN)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} requests, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} failed{}, last body {} bytes",
+            self.ms.len(),
+            self.pct(0.5),
+            self.pct(0.99),
+            self.pct(1.0),
+            self.failed.len(),
+            self.failed.first().map(|f| format!(" (first: {f})")).unwrap_or_default(),
+            self.bytes
+        )
+    }
+}
+
+/// Requests `path` every `period` (or back to back when slower) until `stop`.
+fn loader(
+    addr: SocketAddr,
+    path: String,
+    headers: Vec<(&'static str, String)>,
+    period: Duration,
+    stop: Arc<AtomicBool>,
+    check: fn(&str) -> bool,
+) -> std::thread::JoinHandle<Probe> {
+    std::thread::spawn(move || {
+        let mut probe = Probe::default();
+        while !stop.load(Ordering::Relaxed) {
+            let started = Instant::now();
+            let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            match http_within(addr, "GET", &path, &headers, b"", Duration::from_secs(120)) {
+                Ok((200, body)) if check(&body) => {
+                    probe.ms.push(started.elapsed().as_secs_f64() * 1000.0);
+                    probe.bytes = body.len();
+                }
+                Ok((status, body)) => {
+                    probe.failed.push(format!("{status} {}", body.chars().take(80).collect::<String>()))
+                }
+                Err(e) => probe.failed.push(format!("{e:#}")),
+            }
+            std::thread::sleep(period.saturating_sub(started.elapsed()));
+        }
+        probe
+    })
+}
+
+/// The value of an unlabelled metric, or the sum of a labelled one's series matching
+/// `labels`, from a scrape.
+fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else { continue };
+        let matches = series == name || (series.starts_with(&format!("{name}{{")) && series.contains(labels));
+        if matches && let Ok(v) = value.parse::<f64>() {
+            found = Some(found.unwrap_or(0.0) + v);
+        }
+    }
+    found
+}
+
+fn scrape(addr: SocketAddr) -> anyhow::Result<String> {
+    match http(addr, "GET", "/metrics", &[], b"")? {
+        (200, body) => Ok(body),
+        (status, body) => Err(anyhow!("/metrics answered {status}: {body}")),
+    }
+}
+
+fn poll_checks(addr: SocketAddr) -> f64 {
+    scrape(addr)
+        .ok()
+        .and_then(|m| metric(&m, "pagesync_graph_requests_total", "endpoint=\"debug_token\""))
+        .unwrap_or(0.0)
+}
+
+/// Bytes allocated on disk below `path` (like `du`: blocks, folders included).
+fn du(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => m.blocks() * 512 + du(&e.path()),
+            Ok(m) => m.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn mem(m: &Memory) -> String {
+    format!("VmRSS {:.1} MiB, VmHWM {:.1} MiB", m.rss_mib, m.hwm_mib)
+}
+
+fn bench_load(dir: &Path, knobs: &Knobs) -> anyhow::Result<()> {
+    let plan = &knobs.plan;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    say(&format!("temp dir {}; {cores} cores; {plan:?}", dir.display()));
+    let mut problems: Vec<String> = Vec::new();
+
+    // 1. Baseline: 100 Pages.
+    let base_dir = dir.join("baseline");
+    let base_plan = Plan { shops: 1, pages: BASELINE_PAGES, big_shop_pages: 0, sessions: 1, inbox: 0 };
+    let (key, _, graph) = seed_dir(&base_dir, &base_plan)?;
+    let port = free_port()?;
+    let env = env_for(&base_dir.join("data"), port, graph.port, &key, "24h");
+    let (mut daemon, _) = start_daemon(&base_dir, &env, port, Duration::from_secs(30))?;
+    let base_script = script(&base_dir, "deliveries.lua", BASELINE_PAGES, BASELINE_PAGES)?;
+    let base = measure_wrk(&mut daemon, &base_script, knobs.seconds)?;
+    say(&format!(
+        "baseline ({BASELINE_PAGES} Pages): {:.0} deliveries/s, p99 {:.2} ms, {} errors",
+        base.rps,
+        base.p99_ms,
+        base.errors()
+    ));
+    let stop = daemon.terminate(Duration::from_secs(30))?;
+    if !stop.clean() {
+        problems.push(format!("baseline daemon stop: {}", stop.describe()));
+    }
+    graph.stop();
+
+    // 2. The large data dir: start-up with the inbox, drain, rest.
+    let big_dir = dir.join("large");
+    let (key, seeded, graph) = seed_dir(&big_dir, plan)?;
+    let data_dir = big_dir.join("data");
+    let disk_seeded = du(&data_dir.join("db"));
+    let port = free_port()?;
+    let env = env_for(&data_dir, port, graph.port, &key, &knobs.poll_interval);
+    let (mut daemon, ready) = start_daemon(&big_dir, &env, port, Duration::from_secs(600))?;
+    let addr = daemon.addr;
+    say(&format!(
+        "ready (/readyz 200) in {:.2} s with {} inbox records; {}",
+        ready.as_secs_f64(),
+        plan.inbox,
+        mem(&daemon.memory()?)
+    ));
+    let drain_started = Instant::now();
+    let drain_deadline = Duration::from_secs(1800);
+    let drained = loop {
+        daemon.ensure_running()?;
+        let depth = scrape(addr).ok().and_then(|m| metric(&m, "pagesync_inbox_depth", ""));
+        if depth == Some(0.0) {
+            break Some(drain_started.elapsed());
+        }
+        if drain_started.elapsed() > drain_deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let drain_total = drained.map(|d| d + ready);
+    match drained {
+        Some(d) => {
+            say(&format!("inbox drained {:.1} s after ready ({} Page GETs so far)", d.as_secs_f64(), graph.total()))
+        }
+        None => problems.push(format!("the inbox had not drained {} s after ready", drain_deadline.as_secs())),
+    }
+    let at_rest = daemon.memory()?;
+    let disk_db = du(&data_dir.join("db"));
+    let disk_files = du(&data_dir.join("facebook"));
+    say(&format!(
+        "at rest: {}; db {} MiB (seeded {} MiB), page files {} MiB",
+        mem(&at_rest),
+        disk_db >> 20,
+        disk_seeded >> 20,
+        disk_files >> 20
+    ));
+
+    // 3. Load with the poll running (unless a long interval was asked for, to measure
+    // without it).
+    let poll_wanted = knobs.poll_interval.ends_with('s') || knobs.poll_interval.ends_with('m');
+    let poll_deadline = Instant::now() + Duration::from_secs(if poll_wanted { 120 } else { 0 });
+    while poll_checks(addr) == 0.0 && Instant::now() < poll_deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let checks_before = poll_checks(addr);
+    if checks_before == 0.0 && poll_wanted {
+        problems.push("the poll had not started 120 s after the drain; the load ran without it".into());
+    }
+    let stop_flag = Arc::new(AtomicBool::new(false));
+    let big_shop = seed::shop_domain(0);
+    let cookie = format!("session_id={}", seeded.big_shop_cookie);
+    let dashboard = if knobs.dashboard {
+        loader(
+            addr,
+            "/".to_owned(),
+            vec![("Cookie", cookie), ("Accept", "text/html".to_owned())],
+            DASHBOARD_PERIOD,
+            stop_flag.clone(),
+            |body| body.contains("data-page-id="),
+        )
+    } else {
+        std::thread::spawn(Probe::default)
+    };
+    let metrics = loader(addr, "/metrics".to_owned(), vec![], METRICS_PERIOD, stop_flag.clone(), |b| {
+        b.contains("pagesync_inbox_depth")
+    });
+    let list_path = match knobs.list.as_str() {
+        "shop" => Some(format!("/api/v1/pages?shop={big_shop}")),
+        "off" => None,
+        _ => Some("/api/v1/pages".to_owned()),
+    };
+    let list = match list_path {
+        Some(path) => loader(
+            addr,
+            path,
+            vec![("Authorization", format!("Bearer {}", seeded.api_key))],
+            LIST_EVERY,
+            stop_flag.clone(),
+            |b| b.starts_with("{\"pages\""),
+        ),
+        None => std::thread::spawn(Probe::default),
+    };
+    let big_script = script(&big_dir, "deliveries.lua", plan.pages, knobs.script_pages)?;
+    let gets_before = graph.total();
+    let load = measure_wrk(&mut daemon, &big_script, knobs.seconds);
+    let under_load = daemon.memory();
+    stop_flag.store(true, Ordering::Relaxed);
+    let probes: Vec<Probe> = [dashboard, metrics, list]
+        .into_iter()
+        .map(|h| h.join().map_err(|_| anyhow!("a loader panicked")))
+        .collect::<Result<_, _>>()?;
+    let (load, under_load) = (load?, under_load?);
+    let checks_during = poll_checks(addr) - checks_before;
+    let gets_during = graph.total() - gets_before;
+    println!("{}", indent(&load.raw));
+    let names = ["dashboard (shop 0)", "/metrics", "/api/v1/pages (PAGESYNC_SCALE_LIST)"];
+    for (name, probe) in names.iter().zip(&probes) {
+        say(&format!("{name}: {}", probe.describe()));
+        if !probe.failed.is_empty() {
+            problems.push(format!("{name}: {} failed requests (first: {})", probe.failed.len(), probe.failed[0]));
+        }
+    }
+    if checks_during == 0.0 && poll_wanted {
+        problems.push("no poll debug_token call during the measured run: the poll was not active".into());
+    }
+
+    let stop = daemon.terminate(Duration::from_secs(60))?;
+    if !stop.clean() {
+        problems.push(format!("stop: {}", stop.describe()));
+    }
+    let log = LogSummary::read(&daemon.log, 0);
+    if log.lines > 0 {
+        problems.push(format!("{} warn/error lines in the daemon log: {}", log.lines, log.top(5)));
+    }
+    drop(daemon);
+
+    // 4. A restart of the same data dir, now with every Page's file and an empty
+    // inbox: what a routine restart costs, and RSS at rest without the drain's history.
+    let (mut daemon, restart_ready) = start_daemon(&big_dir, &env, port, Duration::from_secs(600))?;
+    std::thread::sleep(REST);
+    let restart_rest = daemon.memory()?;
+    say(&format!(
+        "restart: ready in {:.2} s; after {} s idle: {}",
+        restart_ready.as_secs_f64(),
+        REST.as_secs(),
+        mem(&restart_rest)
+    ));
+    let restart_stop = daemon.terminate(Duration::from_secs(60))?;
+    if !restart_stop.clean() {
+        problems.push(format!("restart stop: {}", restart_stop.describe()));
+    }
+    graph.stop();
+
+    // Summary.
+    let yes = |ok: bool| if ok { "yes" } else { "NO" };
+    let ratio = load.rps / base.rps;
+    let mut out = String::new();
+    let _ = writeln!(out, "\n==== pagesync scale benchmark ====");
+    let _ = writeln!(
+        out,
+        "size: {} Pages, {} shops (shop 0: {} Pages, {big_shop}), {} sessions, {} pending inbox records; {cores} cores; \
+         wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{}s after {WARMUP_SECONDS}s over {} Pages; emulator {} ms; poll interval {}",
+        plan.pages,
+        plan.shops,
+        plan.big_shop_pages.min(plan.pages),
+        plan.sessions,
+        plan.inbox,
+        knobs.seconds,
+        knobs.script_pages.min(plan.pages),
+        GRAPH_LATENCY.as_millis(),
+        knobs.poll_interval
+    );
+    let _ = writeln!(out, "{:<44} {:>22}   {:<14} met", "metric", "measured", "target");
+    let row = |out: &mut String, name: &str, value: String, target: &str, met: &str| {
+        let _ = writeln!(out, "{name:<44} {value:>22}   {target:<14} {met}");
+    };
+    row(&mut out, "deliveries/s, 100 Pages, no other load", format!("{:.0}", base.rps), "-", "");
+    row(&mut out, "  p99", format!("{:.2} ms", base.p99_ms), "-", "");
+    row(
+        &mut out,
+        "deliveries/s, large store + load",
+        format!("{:.0}", load.rps),
+        ">= 90 % of base",
+        yes(ratio >= TARGET_RATIO),
+    );
+    row(&mut out, "  ratio to the 100-Page run", format!("{:.0} %", ratio * 100.0), ">= 90 %", "");
+    row(&mut out, "  p99", format!("{:.2} ms", load.p99_ms), "< 10 ms", yes(load.p99_ms < TARGET_P99_MS));
+    row(
+        &mut out,
+        "  errors (socket + non-2xx)",
+        format!("{}", load.errors() + base.errors()),
+        "0",
+        yes(load.errors() + base.errors() == 0),
+    );
+    row(
+        &mut out,
+        "  poll debug_token calls during the run",
+        format!("{checks_during:.0}"),
+        "> 0",
+        yes(checks_during > 0.0),
+    );
+    row(&mut out, "  Page GETs during the run", format!("{gets_during}"), "-", "");
+    let target_ms = [TARGET_DASHBOARD_MS, TARGET_METRICS_MS, f64::INFINITY];
+    for ((name, probe), target) in names.iter().zip(&probes).zip(target_ms) {
+        let p99 = probe.pct(0.99);
+        let t = if target.is_finite() { format!("< {target} ms") } else { "-".into() };
+        let met = if target.is_finite() { yes(p99 < target) } else { "" };
+        if probe.ms.is_empty() && probe.failed.is_empty() {
+            row(&mut out, name, "not loaded".to_owned(), &t, "");
+            continue;
+        }
+        row(
+            &mut out,
+            &format!("{name} p50 / p99 ({} req)", probe.ms.len()),
+            format!("{:.1} / {:.1} ms", probe.pct(0.5), p99),
+            &t,
+            met,
+        );
+    }
+    row(
+        &mut out,
+        "start-up to /readyz 200",
+        format!("{:.2} s", ready.as_secs_f64()),
+        "< 5 s",
+        yes(ready.as_secs_f64() < TARGET_READY_S),
+    );
+    let drain = drain_total.map_or("not drained".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()));
+    row(&mut out, &format!("  start to inbox drained ({} records)", plan.inbox), drain, "-", "");
+    row(
+        &mut out,
+        "RSS at rest (after the drain)",
+        format!("{:.1} MiB", at_rest.rss_mib),
+        "< 64 MiB",
+        yes(at_rest.rss_mib < TARGET_RSS_MIB),
+    );
+    row(
+        &mut out,
+        "restart (page files, empty inbox) to ready",
+        format!("{:.2} s", restart_ready.as_secs_f64()),
+        "-",
+        "",
+    );
+    row(
+        &mut out,
+        &format!("RSS at rest after that restart ({} s idle)", REST.as_secs()),
+        format!("{:.1} MiB", restart_rest.rss_mib),
+        "< 64 MiB",
+        yes(restart_rest.rss_mib < TARGET_RSS_MIB),
+    );
+    row(
+        &mut out,
+        "RSS under load / peak (VmHWM)",
+        format!("{:.1} / {:.1} MiB", under_load.rss_mib, under_load.hwm_mib),
+        "-",
+        "",
+    );
+    let per_page = |bytes: u64| format!("{:.0} B", bytes as f64 / plan.pages as f64);
+    row(&mut out, "db on disk per Page (after the drain)", per_page(disk_db), "-", "");
+    row(&mut out, "db on disk per Page (as seeded)", per_page(disk_seeded), "-", "");
+    row(&mut out, "page files on disk per Page", per_page(disk_files), "-", "");
+    row(&mut out, "stop on SIGTERM", format!("{} in {:.2} s", stop.short(), stop.took.as_secs_f64()), "exit 0", "");
+    report::write_problems(&mut out, &problems);
+    let _ = writeln!(out, "poll spread: not measured in this mode (PAGESYNC_SCALE_MODE=spread)");
+    print!("{out}");
+    Ok(())
+}
+
+fn bench_spread(dir: &Path, knobs: &Knobs) -> anyhow::Result<()> {
+    let plan = Plan { inbox: 0, ..knobs.plan.clone() };
+    say(&format!("temp dir {}; spread mode; {plan:?}", dir.display()));
+    let (key, _, graph) = seed_dir(dir, &plan)?;
+    let port = free_port()?;
+    let env = env_for(&dir.join("data"), port, graph.port, &key, SPREAD_INTERVAL);
+    let (mut daemon, ready) = start_daemon(dir, &env, port, Duration::from_secs(600))?;
+    say(&format!("ready in {:.2} s; counting Page GETs per minute for {SPREAD_MINUTES} minutes", ready.as_secs_f64()));
+    let start = Instant::now();
+    let mut per_minute = Vec::with_capacity(SPREAD_MINUTES);
+    let mut last = graph.total();
+    for minute in 1..=SPREAD_MINUTES {
+        let until = start + Duration::from_secs(60 * minute as u64);
+        while Instant::now() < until {
+            daemon.ensure_running()?;
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let now = graph.total();
+        per_minute.push(now - last);
+        say(&format!("minute {minute}: {} Page GETs", now - last));
+        last = now;
+    }
+    let stop = daemon.terminate(Duration::from_secs(60))?;
+    graph.stop();
+    let total: u64 = per_minute.iter().sum();
+    let mean = total as f64 / per_minute.len() as f64;
+    let max = per_minute.iter().copied().max().unwrap_or(0);
+    let ratio = if mean > 0.0 { max as f64 / mean } else { f64::NAN };
+    println!("\n==== pagesync scale benchmark: poll spread ====");
+    println!(
+        "size: {} Pages, {} shops; PAGESYNC_POLL_INTERVAL={SPREAD_INTERVAL}; emulator {} ms",
+        plan.pages,
+        plan.shops,
+        GRAPH_LATENCY.as_millis()
+    );
+    println!("Page GETs per minute: {per_minute:?}");
+    println!(
+        "total {total} (of {} Pages), mean {mean:.0}/min, max {max}/min, max/mean {ratio:.2} (target <= {TARGET_SPREAD}: {})",
+        plan.pages,
+        if ratio <= TARGET_SPREAD { "met" } else { "MISSED" }
+    );
+    println!("stop on SIGTERM: {} in {:.2} s", stop.short(), stop.took.as_secs_f64());
+    Ok(())
+}
+
+fn say(msg: &str) {
+    println!("scale bench: {msg}");
+}
