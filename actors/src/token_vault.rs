@@ -43,6 +43,7 @@ use crate::store::{Store, StoreError, trees};
 pub use crate::messages::vault::*;
 
 mod keys;
+mod lists;
 pub use keys::{KeyCheckError, reseal_all, verify_key};
 
 /// See the module docs.
@@ -562,72 +563,6 @@ impl Handler<PagesOfOwner> for TokenVaultActor {
 
     fn handle(&mut self, msg: PagesOfOwner, _: &mut Self::Context) -> Self::Result {
         Ok(self.pages_of(&msg.owner)?)
-    }
-}
-
-/// Lists every Page with an owner.
-impl Handler<ListPages> for TokenVaultActor {
-    type Result = Result<Vec<(PageId, UserId)>, VaultError>;
-
-    fn handle(&mut self, _: ListPages, _: &mut Self::Context) -> Self::Result {
-        let mut out = Vec::new();
-        for item in self.trees.owners.iter() {
-            let (k, v) = item.map_err(StoreError::from)?;
-            let page = std::str::from_utf8(&k).ok().and_then(|s| PageId::parse(s).ok());
-            let owner = std::str::from_utf8(&v).ok().and_then(|s| UserId::parse(s).ok());
-            match (page, owner) {
-                (Some(p), Some(o)) => out.push((p, o)),
-                _ => tracing::warn!(tree = trees::PAGE_OWNER, "skipping a malformed record"),
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// One slice of the Page list: a range scan from the cursor, never the whole tree.
-impl Handler<ListPagesFrom> for TokenVaultActor {
-    type Result = Result<PageSlice, VaultError>;
-
-    fn handle(&mut self, msg: ListPagesFrom, _: &mut Self::Context) -> Self::Result {
-        use std::ops::Bound::{Excluded, Included, Unbounded};
-        let limit = msg.limit.max(1);
-        let after = msg.after.as_ref().map(PageId::as_str);
-        let mut pages = Vec::with_capacity(limit.min(1024) + 1);
-        match &msg.owner {
-            None => {
-                let start = after.map_or(Unbounded, |a| Excluded(a.as_bytes().to_vec()));
-                for item in self.trees.owners.range::<Vec<u8>, _>((start, Unbounded)).take(limit + 1) {
-                    let (k, v) = item.map_err(StoreError::from)?;
-                    let page = std::str::from_utf8(&k).ok().and_then(|s| PageId::parse(s).ok());
-                    let owner = std::str::from_utf8(&v).ok().and_then(|s| UserId::parse(s).ok());
-                    match (page, owner) {
-                        (Some(p), Some(o)) => pages.push((p, o)),
-                        _ => tracing::warn!(tree = trees::PAGE_OWNER, "skipping a malformed record"),
-                    }
-                }
-            }
-            Some(owner) => {
-                let prefix = format!("o/{owner}/");
-                let start = match after {
-                    Some(a) => Excluded(format!("{prefix}{a}").into_bytes()),
-                    None => Included(prefix.clone().into_bytes()),
-                };
-                for item in self.trees.index.range::<Vec<u8>, _>((start, Unbounded)).take(limit + 1) {
-                    let (k, _) = item.map_err(StoreError::from)?;
-                    let Some(rest) = k.strip_prefix(prefix.as_bytes()) else { break };
-                    if let Some(page) = std::str::from_utf8(rest).ok().and_then(|s| PageId::parse(s).ok()) {
-                        pages.push((page, owner.clone()));
-                    }
-                }
-            }
-        }
-        let next = if pages.len() > limit {
-            pages.truncate(limit);
-            pages.last().map(|(page, _)| page.clone())
-        } else {
-            None
-        };
-        Ok(PageSlice { pages, next })
     }
 }
 

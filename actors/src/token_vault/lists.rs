@@ -1,0 +1,74 @@
+//! The Page lists: every Page, and one slice of them from a cursor.
+
+use actix::prelude::*;
+
+use super::TokenVaultActor;
+use crate::ids::{PageId, UserId};
+use crate::messages::vault::{ListPages, ListPagesFrom, PageSlice, VaultError};
+use crate::store::{StoreError, trees};
+
+/// Lists every Page with an owner.
+impl Handler<ListPages> for TokenVaultActor {
+    type Result = Result<Vec<(PageId, UserId)>, VaultError>;
+
+    fn handle(&mut self, _: ListPages, _: &mut Self::Context) -> Self::Result {
+        let mut out = Vec::new();
+        for item in self.trees.owners.iter() {
+            let (k, v) = item.map_err(StoreError::from)?;
+            let page = std::str::from_utf8(&k).ok().and_then(|s| PageId::parse(s).ok());
+            let owner = std::str::from_utf8(&v).ok().and_then(|s| UserId::parse(s).ok());
+            match (page, owner) {
+                (Some(p), Some(o)) => out.push((p, o)),
+                _ => tracing::warn!(tree = trees::PAGE_OWNER, "skipping a malformed record"),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One slice of the Page list: a range scan from the cursor, never the whole tree.
+impl Handler<ListPagesFrom> for TokenVaultActor {
+    type Result = Result<PageSlice, VaultError>;
+
+    fn handle(&mut self, msg: ListPagesFrom, _: &mut Self::Context) -> Self::Result {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let limit = msg.limit.max(1);
+        let after = msg.after.as_ref().map(PageId::as_str);
+        let mut pages = Vec::with_capacity(limit.min(1024) + 1);
+        match &msg.owner {
+            None => {
+                let start = after.map_or(Unbounded, |a| Excluded(a.as_bytes().to_vec()));
+                for item in self.trees.owners.range::<Vec<u8>, _>((start, Unbounded)).take(limit + 1) {
+                    let (k, v) = item.map_err(StoreError::from)?;
+                    let page = std::str::from_utf8(&k).ok().and_then(|s| PageId::parse(s).ok());
+                    let owner = std::str::from_utf8(&v).ok().and_then(|s| UserId::parse(s).ok());
+                    match (page, owner) {
+                        (Some(p), Some(o)) => pages.push((p, o)),
+                        _ => tracing::warn!(tree = trees::PAGE_OWNER, "skipping a malformed record"),
+                    }
+                }
+            }
+            Some(owner) => {
+                let prefix = format!("o/{owner}/");
+                let start = match after {
+                    Some(a) => Excluded(format!("{prefix}{a}").into_bytes()),
+                    None => Included(prefix.clone().into_bytes()),
+                };
+                for item in self.trees.index.range::<Vec<u8>, _>((start, Unbounded)).take(limit + 1) {
+                    let (k, _) = item.map_err(StoreError::from)?;
+                    let Some(rest) = k.strip_prefix(prefix.as_bytes()) else { break };
+                    if let Some(page) = std::str::from_utf8(rest).ok().and_then(|s| PageId::parse(s).ok()) {
+                        pages.push((page, owner.clone()));
+                    }
+                }
+            }
+        }
+        let next = if pages.len() > limit {
+            pages.truncate(limit);
+            pages.last().map(|(page, _)| page.clone())
+        } else {
+            None
+        };
+        Ok(PageSlice { pages, next })
+    }
+}
