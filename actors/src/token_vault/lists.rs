@@ -12,17 +12,7 @@ impl Handler<ListPages> for TokenVaultActor {
     type Result = Result<Vec<(PageId, UserId)>, VaultError>;
 
     fn handle(&mut self, _: ListPages, _: &mut Self::Context) -> Self::Result {
-        let mut out = Vec::new();
-        for item in self.trees.owners.iter() {
-            let (k, v) = item.map_err(StoreError::from)?;
-            let page = std::str::from_utf8(&k).ok().and_then(|s| PageId::parse(s).ok());
-            let owner = std::str::from_utf8(&v).ok().and_then(|s| UserId::parse(s).ok());
-            match (page, owner) {
-                (Some(p), Some(o)) => out.push((p, o)),
-                _ => tracing::warn!(tree = trees::PAGE_OWNER, "skipping a malformed record"),
-            }
-        }
-        Ok(out)
+        owner_rows(self.trees.owners.iter())
     }
 }
 
@@ -38,15 +28,7 @@ impl Handler<ListPagesFrom> for TokenVaultActor {
         match &msg.owner {
             None => {
                 let start = after.map_or(Unbounded, |a| Excluded(a.as_bytes().to_vec()));
-                for item in self.trees.owners.range::<Vec<u8>, _>((start, Unbounded)).take(limit + 1) {
-                    let (k, v) = item.map_err(StoreError::from)?;
-                    let page = std::str::from_utf8(&k).ok().and_then(|s| PageId::parse(s).ok());
-                    let owner = std::str::from_utf8(&v).ok().and_then(|s| UserId::parse(s).ok());
-                    match (page, owner) {
-                        (Some(p), Some(o)) => pages.push((p, o)),
-                        _ => tracing::warn!(tree = trees::PAGE_OWNER, "skipping a malformed record"),
-                    }
-                }
+                pages = owner_rows(self.trees.owners.range::<Vec<u8>, _>((start, Unbounded)).take(limit + 1))?;
             }
             Some(owner) => {
                 let prefix = format!("o/{owner}/");
@@ -71,4 +53,21 @@ impl Handler<ListPagesFrom> for TokenVaultActor {
         };
         Ok(PageSlice { pages, next })
     }
+}
+
+/// `page_owner` records as (Page, owner), skipping (and logging) malformed ones.
+fn owner_rows(
+    records: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+) -> Result<Vec<(PageId, UserId)>, VaultError> {
+    let mut out = Vec::new();
+    for item in records {
+        let (k, v) = item.map_err(StoreError::from)?;
+        let page = std::str::from_utf8(&k).ok().and_then(|s| PageId::parse(s).ok());
+        let owner = std::str::from_utf8(&v).ok().and_then(|s| UserId::parse(s).ok());
+        match (page, owner) {
+            (Some(p), Some(o)) => out.push((p, o)),
+            _ => tracing::warn!(tree = trees::PAGE_OWNER, "skipping a malformed record"),
+        }
+    }
+    Ok(out)
 }
