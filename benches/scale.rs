@@ -347,7 +347,7 @@ fn bench_load(dir: &Path, knobs: &Knobs) -> anyhow::Result<()> {
             vec![("Authorization", format!("Bearer {}", seeded.api_key))],
             LIST_EVERY,
             stop_flag.clone(),
-            |b| b.starts_with("{\"pages\""),
+            |b| b.starts_with("{") && b.contains("\"pages\":["),
         ),
         None => std::thread::spawn(Probe::default),
     };
