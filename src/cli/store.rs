@@ -76,9 +76,9 @@ pub fn rotate_key(sources: &Sources, new_key_file: &std::path::Path) -> ExitCode
 pub fn restore(sources: &Sources, path: &std::path::Path, json: bool) -> ExitCode {
     let data_dir = sources.get("PAGESYNC_DATA_DIR").map(|(d, _)| std::path::PathBuf::from(d)).unwrap_or_default();
     let socket = crate::control::socket_path(&data_dir);
-    let running =
-        actix_web::rt::System::new().block_on(crate::control::ask(&socket, &crate::control::Request::Pages)).is_ok();
-    if running {
+    // Something listening on the socket is a daemon (a stale socket file refuses the
+    // connection); asking it anything would cost it a request over every Page.
+    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
         eprintln!("error: a pagesync is running on {}; stop it before restoring", data_dir.display());
         return exit::code(exit::FAILURE);
     }

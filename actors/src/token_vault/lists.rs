@@ -24,11 +24,10 @@ impl Handler<ListPagesFrom> for TokenVaultActor {
         use std::ops::Bound::{Excluded, Included, Unbounded};
         let limit = msg.limit.max(1);
         let after = msg.after.as_ref().map(PageId::as_str);
-        let mut pages = Vec::with_capacity(limit.min(1024) + 1);
-        match &msg.owner {
+        let mut pages = match &msg.owner {
             None => {
                 let start = after.map_or(Unbounded, |a| Excluded(a.as_bytes().to_vec()));
-                pages = owner_rows(self.trees.owners.range::<Vec<u8>, _>((start, Unbounded)).take(limit + 1))?;
+                owner_rows(self.trees.owners.range::<Vec<u8>, _>((start, Unbounded)).take(limit + 1))?
             }
             Some(owner) => {
                 let prefix = format!("o/{owner}/");
@@ -36,6 +35,7 @@ impl Handler<ListPagesFrom> for TokenVaultActor {
                     Some(a) => Excluded(format!("{prefix}{a}").into_bytes()),
                     None => Included(prefix.clone().into_bytes()),
                 };
+                let mut pages = Vec::new();
                 for item in self.trees.index.range::<Vec<u8>, _>((start, Unbounded)).take(limit + 1) {
                     let (k, _) = item.map_err(StoreError::from)?;
                     let Some(rest) = k.strip_prefix(prefix.as_bytes()) else { break };
@@ -43,8 +43,9 @@ impl Handler<ListPagesFrom> for TokenVaultActor {
                         pages.push((page, owner.clone()));
                     }
                 }
+                pages
             }
-        }
+        };
         let next = if pages.len() > limit {
             pages.truncate(limit);
             pages.last().map(|(page, _)| page.clone())
