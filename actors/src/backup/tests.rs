@@ -74,7 +74,12 @@ fn a_damaged_or_foreign_file_restores_nothing() {
     newer[12..16].copy_from_slice(&(FORMAT_VERSION + 1).to_be_bytes());
     let mut long = good.clone();
     long.push(0);
+    // An absurd length right after the header: refused before anything is allocated.
+    let mut huge = good[..16].to_vec();
+    huge.push(TREE);
+    huge.extend_from_slice(&u32::MAX.to_be_bytes());
     let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("huge length", huge),
         ("flipped", flipped),
         ("truncated", good[..good.len() - 10].to_vec()),
         ("trailing", long),
