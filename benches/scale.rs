@@ -184,6 +184,29 @@ fn env_for(data_dir: &Path, port: u16, graph_port: u16, key: &EncryptionKey, pol
     env
 }
 
+/// With `PAGESYNC_BENCH_KEEP`, writes the daemon's configuration (the encryption key
+/// included, so mode 0600) to `dir/daemon.env`, so that the kept data dir can be served
+/// again by hand: `pagesync serve --env-file dir/daemon.env` (the emulator is gone by
+/// then: Graph calls fail, which is fine for looking at memory or the store).
+fn keep_env(dir: &Path, env: &[(String, String)]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if std::env::var_os("PAGESYNC_BENCH_KEEP").is_none() {
+        return Ok(());
+    }
+    let path = dir.join("daemon.env");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    for (k, v) in env {
+        writeln!(file, "{k}={v}").with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
 fn start_daemon(
     dir: &Path,
     env: &[(String, String)],
@@ -267,6 +290,7 @@ fn bench_load(dir: &Path, knobs: &Knobs) -> anyhow::Result<()> {
     let disk_seeded = du(&data_dir.join("db"));
     let port = free_port()?;
     let env = env_for(&data_dir, port, graph.port, &key, &knobs.poll_interval);
+    keep_env(&big_dir, &env)?;
     let (mut daemon, ready) = start_daemon(&big_dir, &env, port, Duration::from_secs(600))?;
     let addr = daemon.addr;
     say(&format!(

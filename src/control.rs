@@ -9,9 +9,11 @@ use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use pagesync_actors::api_keys::{ApiKeyInfo, CreateApiKey, KeyName, ListApiKeys, RevokeApiKey, Scope};
-use pagesync_actors::messages::{DescribePage, GetWriterStats, ListPages, PageState, SyncNow, SyncStatus};
+use pagesync_actors::messages::{
+    DescribePages, GetWriterStats, ListPages, PageState, PageSummary, SyncNow, SyncStatus,
+};
 use pagesync_actors::outbox::{GetOutboxStats, ListOutbox, RetryDead};
-use pagesync_actors::subscription::{GetSubscription, SubscriptionState, SubscriptionStatus};
+use pagesync_actors::subscription::{GetPageSubscriptions, GetSubscription, SubscriptionState, SubscriptionStatus};
 use pagesync_actors::{Actors, PageId};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
@@ -254,11 +256,25 @@ pub struct PageError {
 async fn page_states(actors: &Actors) -> Result<Vec<(PageId, Option<String>, Option<PageState>)>, String> {
     let pages = actors.vault.send(ListPages).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
     let mut rows = Vec::with_capacity(pages.len());
-    for (page, _) in pages {
-        let summary = actors.page_writer.send(DescribePage { page: page.clone() }).await.map_err(|e| e.to_string())?;
-        rows.push((page, summary.name, summary.state));
+    for slice in pages.chunks(SLICE) {
+        let ids: Vec<PageId> = slice.iter().map(|(page, _)| page.clone()).collect();
+        let summaries = describe(actors, &ids).await?;
+        rows.extend(ids.into_iter().zip(summaries).map(|(page, summary)| (page, summary.name, summary.state)));
     }
     Ok(rows)
+}
+
+/// Pages described per message by the commands that walk every Page.
+const SLICE: usize = 1000;
+
+/// One [`DescribePages`] answer, checked to have a summary per Page.
+async fn describe(actors: &Actors, pages: &[PageId]) -> Result<Vec<PageSummary>, String> {
+    let summaries =
+        actors.page_writer.send(DescribePages { pages: pages.to_vec() }).await.map_err(|e| e.to_string())?;
+    if summaries.len() != pages.len() {
+        return Err("the page writer answered for a different number of Pages".into());
+    }
+    Ok(summaries)
 }
 
 /// The Page an operator should look at first for staleness: among Pages not
@@ -358,19 +374,25 @@ pub async fn list_pages(actors: &Actors) -> Result<Vec<PageRow>, String> {
     let pages = actors.vault.send(ListPages).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
     let app = actors.subscriptions.send(GetSubscription { page: None }).await.map_err(|e| e.to_string())?;
     let mut rows = Vec::with_capacity(pages.len());
-    for (page, owner) in pages {
-        let summary = actors.page_writer.send(DescribePage { page: page.clone() }).await.map_err(|e| e.to_string())?;
-        let subscription =
-            actors.subscriptions.send(GetSubscription { page: Some(page.clone()) }).await.map_err(|e| e.to_string())?;
-        rows.push(PageRow {
-            id: page.to_string(),
-            name: summary.name,
-            owner: owner.to_string(),
-            subscription: subscription_name(app.as_ref(), subscription.as_ref()).to_owned(),
-            subscribed: subscription.is_some_and(|s| s.subscribed),
-            last_sync: summary.state.as_ref().and_then(|s| s.last_success),
-            status: status_name(summary.state.as_ref()),
-        });
+    for slice in pages.chunks(SLICE) {
+        let ids: Vec<PageId> = slice.iter().map(|(page, _)| page.clone()).collect();
+        let summaries = describe(actors, &ids).await?;
+        let subscriptions =
+            actors.subscriptions.send(GetPageSubscriptions { pages: ids }).await.map_err(|e| e.to_string())?;
+        if subscriptions.len() != slice.len() {
+            return Err("the subscription actor answered for a different number of Pages".into());
+        }
+        for (((page, owner), summary), subscription) in slice.iter().zip(summaries).zip(subscriptions) {
+            rows.push(PageRow {
+                id: page.to_string(),
+                name: summary.name,
+                owner: owner.to_string(),
+                subscription: subscription_name(app.as_ref(), subscription.as_ref()).to_owned(),
+                subscribed: subscription.is_some_and(|s| s.subscribed),
+                last_sync: summary.state.as_ref().and_then(|s| s.last_success),
+                status: status_name(summary.state.as_ref()),
+            });
+        }
     }
     Ok(rows)
 }
@@ -394,8 +416,8 @@ pub async fn resync(actors: &Actors, pages: &[String], all: bool) -> Result<Vec<
     let mut rows = Vec::with_capacity(targets.len());
     for page in targets {
         let written = actors.page_writer.send(SyncNow { page: page.clone() }).await.unwrap_or(false);
-        let summary = actors.page_writer.send(DescribePage { page: page.clone() }).await.unwrap_or_default();
-        let status = match summary.state.as_ref() {
+        let state = describe(actors, std::slice::from_ref(&page)).await.ok().and_then(|s| s.into_iter().next()?.state);
+        let status = match state.as_ref() {
             None if !written => "not connected".to_owned(),
             state => status_name(state),
         };

@@ -547,6 +547,13 @@ impl Handler<ShopOfUser> for SessionActor {
     }
 }
 
+impl Handler<ShopsOfUsers> for SessionActor {
+    type Result = Result<Vec<Option<ShopDomain>>, StoreError>;
+    fn handle(&mut self, msg: ShopsOfUsers, _: &mut Self::Context) -> Self::Result {
+        msg.users.iter().map(|user| self.shop_of_user(user)).collect()
+    }
+}
+
 impl Handler<UserOfShop> for SessionActor {
     type Result = Result<Option<UserId>, StoreError>;
     fn handle(&mut self, msg: UserOfShop, _: &mut Self::Context) -> Self::Result {

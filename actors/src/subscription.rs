@@ -383,6 +383,13 @@ impl Handler<GetSubscription> for SubscriptionActor {
     }
 }
 
+impl Handler<GetPageSubscriptions> for SubscriptionActor {
+    type Result = Vec<Option<SubscriptionState>>;
+    fn handle(&mut self, msg: GetPageSubscriptions, _: &mut Self::Context) -> Self::Result {
+        msg.pages.iter().map(|page| self.load(Some(page))).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

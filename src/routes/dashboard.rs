@@ -6,11 +6,10 @@
 //! table names that URL and what the operator should do.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use futures_util::future::join_all;
-use pagesync_actors::messages::{DescribePage, ListPagesFrom, PageSummary, SyncStatus};
+use pagesync_actors::PageId;
+use pagesync_actors::messages::{DescribePages, ListPagesFrom, PageSummary, SyncStatus};
 use pagesync_actors::session::{CheckSession, SessionInfo};
-use pagesync_actors::subscription::{GetSubscription, SubscriptionState, SubscriptionStatus};
-use pagesync_actors::{Actors, PageId};
+use pagesync_actors::subscription::{GetPageSubscriptions, GetSubscription, SubscriptionState, SubscriptionStatus};
 
 use crate::app_state::{AppState, ask};
 use crate::clock::format_unix;
@@ -45,10 +44,23 @@ async fn render(req: &HttpRequest, state: &AppState) -> Result<String, ApiError>
     let first = after.is_none();
     let msg = ListPagesFrom { owner: Some(session.user.clone()), after, limit: DASHBOARD_ROWS };
     let slice = ask(&state.actors.vault, msg).await?.map_err(|e| ApiError::Unexpected(e.into()))?;
-    let (rows, app) = tokio::join!(
-        join_all(slice.pages.into_iter().map(|(page, _)| describe(state.actors.clone(), page))),
+    let pages: Vec<PageId> = slice.pages.into_iter().map(|(page, _)| page).collect();
+    let (summaries, subscriptions, app) = tokio::join!(
+        state.actors.page_writer.send(DescribePages { pages: pages.clone() }),
+        state.actors.subscriptions.send(GetPageSubscriptions { pages: pages.clone() }),
         state.actors.subscriptions.send(GetSubscription { page: None }),
     );
+    // An actor that cannot answer leaves its columns empty rather than the screen.
+    let (mut summaries, mut subscriptions) =
+        (summaries.unwrap_or_default().into_iter(), subscriptions.unwrap_or_default().into_iter());
+    let rows: Vec<Row> = pages
+        .into_iter()
+        .map(|page| Row {
+            page,
+            summary: summaries.next().unwrap_or_default(),
+            subscription: subscriptions.next().flatten(),
+        })
+        .collect();
     // The conflict line is advice; an actor that cannot answer just leaves it out.
     let conflict = app.ok().flatten().filter(|s| s.status() == SubscriptionStatus::Conflict).and_then(|s| s.conflict);
     Ok(dashboard(&session, &rows, conflict.as_deref(), Paging { first, next: slice.next }))
@@ -65,14 +77,6 @@ struct Row {
     page: PageId,
     summary: PageSummary,
     subscription: Option<SubscriptionState>,
-}
-
-async fn describe(actors: Actors, page: PageId) -> Row {
-    let (summary, subscription) = tokio::join!(
-        actors.page_writer.send(DescribePage { page: page.clone() }),
-        actors.subscriptions.send(GetSubscription { page: Some(page.clone()) }),
-    );
-    Row { page, summary: summary.unwrap_or_default(), subscription: subscription.ok().flatten() }
 }
 
 fn start_page() -> String {

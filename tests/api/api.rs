@@ -114,6 +114,11 @@ async fn pages_are_listed_with_their_shop_and_filtered_by_shop() {
     let rows = all["pages"].as_array().unwrap();
     let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["7411", "7412", "7421"]);
+    // Each row's name and shop are its own Page's (the rows are described in batches).
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap_or("")).collect();
+    assert_eq!(names, ["Alpha One", "Alpha Two", "Beta"]);
+    let shops: Vec<&str> = rows.iter().map(|r| r["shop"].as_str().unwrap_or("")).collect();
+    assert_eq!(shops, [a.shop.as_str(), a.shop.as_str(), b.shop.as_str()]);
     let beta = &rows[2];
     let keys: Vec<&String> = beta.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["id", "last_sync", "name", "shop", "status", "subscribed"]);

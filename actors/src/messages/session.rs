@@ -130,6 +130,14 @@ pub struct ShopOfUser {
     pub user: UserId,
 }
 
+/// [`ShopOfUser`] for several users at once, in the order asked (an `/api/v1/pages`
+/// slice names each owner once).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<Option<ShopDomain>>, StoreError>")]
+pub struct ShopsOfUsers {
+    pub users: Vec<UserId>,
+}
+
 /// The user UUID of a shop pagesync knows, if any (one point read of `shops`; never
 /// creates one, unlike [`RegisterShop`]).
 #[derive(Debug, Message)]

@@ -102,3 +102,11 @@ pub struct ForgetSubscriptions {
 pub struct GetSubscription {
     pub page: Option<PageId>,
 }
+
+/// The subscription state of each Page, in the order asked: one message for a
+/// dashboard screen or an `/api/v1/pages` slice instead of one per row.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<Option<SubscriptionState>>")]
+pub struct GetPageSubscriptions {
+    pub pages: Vec<PageId>,
+}

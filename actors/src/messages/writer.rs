@@ -100,14 +100,18 @@ pub struct DeletePages {
     pub pages: Vec<PageId>,
 }
 
-/// A Page's sync state and the `name` in its `page_data.json` (for `pagesync pages`).
+/// Each Page's sync state and the `name` and `category` in its `page_data.json`, in
+/// the order asked (the dashboard, `/api/v1/pages`, `pagesync pages`). One message for
+/// a whole screen or slice: the states are point lookups on the writer's thread and
+/// the files are read by one task on the blocking pool, so a 100-row screen costs the
+/// writer's mailbox one turn, not a hundred.
 #[derive(Debug, Message)]
-#[rtype(result = "PageSummary")]
-pub struct DescribePage {
-    pub page: PageId,
+#[rtype(result = "Vec<PageSummary>")]
+pub struct DescribePages {
+    pub pages: Vec<PageId>,
 }
 
-/// What `DescribePage` answers.
+/// What `DescribePages` answers for one Page.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PageSummary {
     pub state: Option<PageState>,

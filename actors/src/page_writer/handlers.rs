@@ -205,17 +205,28 @@ impl Handler<GetPageState> for PageWriterActor {
     }
 }
 
-/// A Page's state and the name in its file.
-impl Handler<DescribePage> for PageWriterActor {
-    type Result = ResponseFuture<PageSummary>;
+/// The Pages' states and the names in their files, in the order asked.
+impl Handler<DescribePages> for PageWriterActor {
+    type Result = ResponseFuture<Vec<PageSummary>>;
 
-    fn handle(&mut self, msg: DescribePage, _: &mut Self::Context) -> Self::Result {
-        let state = self.load_state(&msg.page);
-        let path = self.config.pages_dir.join(msg.page.as_str()).join("page_data.json");
+    fn handle(&mut self, msg: DescribePages, _: &mut Self::Context) -> Self::Result {
+        let states: Vec<Option<PageState>> = msg.pages.iter().map(|page| self.load_state(page)).collect();
+        let paths: Vec<_> =
+            msg.pages.iter().map(|page| self.config.pages_dir.join(page.as_str()).join("page_data.json")).collect();
         Box::pin(async move {
-            let (name, category) =
-                tokio::task::spawn_blocking(move || files::name_and_category(&path)).await.unwrap_or_default();
-            PageSummary { state, name, category }
+            // A failed blocking task (it cannot panic on a bad file) leaves the names out.
+            let names =
+                tokio::task::spawn_blocking(move || paths.iter().map(|p| files::name_and_category(p)).collect())
+                    .await
+                    .unwrap_or_else(|_| Vec::new());
+            let mut names: std::vec::IntoIter<(Option<String>, Option<String>)> = names.into_iter();
+            states
+                .into_iter()
+                .map(|state| {
+                    let (name, category) = names.next().unwrap_or_default();
+                    PageSummary { state, name, category }
+                })
+                .collect()
         })
     }
 }
