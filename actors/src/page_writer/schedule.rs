@@ -42,6 +42,10 @@ pub struct Limits {
     pub max_transient_rounds: u32,
 }
 
+/// Room the scheduler's maps keep however idle they get (see
+/// [`Scheduler::shrink_when_idle`]): enough for ordinary traffic without regrowing.
+const KEEP_CAPACITY: usize = 1024;
+
 /// Work state of one Page. Removed when the Page has nothing running or waiting.
 #[derive(Debug, Default)]
 struct PageWork {
@@ -248,7 +252,24 @@ impl Scheduler {
             }
             finished.done = covered.into_iter().filter(|&seq| self.page_done(seq)).collect();
         }
+        self.shrink_when_idle();
         Some(finished)
+    }
+
+    /// A burst (the start-up replay of a large inbox, a flood of deliveries over many
+    /// Pages) grows the maps to the size of the store, and a `HashMap` keeps its
+    /// capacity when emptied, so the room a drain over 100,000 Pages needed would stay
+    /// allocated for good. Once most of that room is unused, give it back. Shrinking only when less than an
+    /// eighth is used, to twice what is, keeps the cost amortised O(1) per finish.
+    fn shrink_when_idle(&mut self) {
+        fn shrink<T>(len: usize, capacity: usize, shrink_to: impl FnOnce(usize) -> T) {
+            if capacity > KEEP_CAPACITY && len.saturating_mul(8) < capacity {
+                shrink_to(len.saturating_mul(2).max(KEEP_CAPACITY));
+            }
+        }
+        shrink(self.pages.len(), self.pages.capacity(), |n| self.pages.shrink_to(n));
+        shrink(self.deliveries.len(), self.deliveries.capacity(), |n| self.deliveries.shrink_to(n));
+        shrink(self.ready.len(), self.ready.capacity(), |n| self.ready.shrink_to(n));
     }
 
     /// `page` was deleted: nothing queued for it runs, its waiting callers hear

@@ -171,3 +171,27 @@ fn absurd_pauses_saturate_instead_of_panicking() {
         assert!(until >= now && until <= now + MAX_PAUSE, "{delay:?}");
     }
 }
+
+#[test]
+fn after_a_burst_over_many_pages_the_maps_give_their_room_back() {
+    let mut s = Scheduler::new(limits(64));
+    let now = Instant::now();
+    let pages: Vec<PageId> = (1..=50_000).map(|n| page(&n.to_string())).collect();
+    for (seq, p) in pages.iter().enumerate() {
+        s.enqueue(seq as u64, vec![p.clone()]);
+    }
+    let grown = (s.pages.capacity(), s.deliveries.capacity(), s.ready.capacity());
+    assert!(grown.0 >= 50_000 && grown.1 >= 50_000 && grown.2 >= 50_000, "{grown:?}");
+    let mut done = 0;
+    while done < pages.len() {
+        let running = started(s.take_ready(now));
+        assert!(!running.is_empty(), "work stalled with {done} done");
+        for p in running {
+            done += s.finish(&p, true, None).unwrap().done.len();
+        }
+    }
+    assert_eq!((s.inbox_depth(), s.running(), s.waiting_pages()), (0, 0, 0));
+    let left = (s.pages.capacity(), s.deliveries.capacity(), s.ready.capacity());
+    // What is kept is the floor, give or take the hash map's rounding to a power of two.
+    assert!(left.0 <= 2 * KEEP_CAPACITY && left.1 <= 2 * KEEP_CAPACITY && left.2 <= 2 * KEEP_CAPACITY, "{left:?}");
+}
