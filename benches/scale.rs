@@ -14,8 +14,8 @@
 //! 3. Once the poll has started (`PAGESYNC_POLL_INTERVAL` is short, see
 //!    [`DEFAULT_POLL_INTERVAL`]): the same wrk run, cycling over Pages of the whole
 //!    store, while other threads load the 500-Page shop's dashboard 10×/s, scrape
-//!    `/metrics` 1×/s and list `/api/v1/pages` back to back (at most every
-//!    [`LIST_EVERY`]). RSS under that load.
+//!    `/metrics` 1×/s and walk `/api/v1/pages?limit=1000` slice by slice (at most
+//!    one slice every [`LIST_SLICE_EVERY`]). RSS under that load.
 //! 4. A restart of the same data dir (every Page has its file now, the inbox is empty):
 //!    time to ready and RSS at rest.
 //!
@@ -29,8 +29,9 @@
 //! Knobs (environment): `PAGESYNC_SCALE_PAGES` (100000), `PAGESYNC_SCALE_SHOPS`
 //! (10000), `PAGESYNC_SCALE_SESSIONS` (100000), `PAGESYNC_SCALE_INBOX` (1000000),
 //! `PAGESYNC_SCALE_BIG_SHOP` (500), `PAGESYNC_SCALE_POLL_INTERVAL` (30s),
-//! `PAGESYNC_SCALE_MODE` (`load` or `spread`), `PAGESYNC_SCALE_LIST` (`all`: list every
-//! Page; `shop`: `?shop=` of the 500-Page shop; `off`), `PAGESYNC_SCALE_DASHBOARD=off`,
+//! `PAGESYNC_SCALE_MODE` (`load` or `spread`), `PAGESYNC_SCALE_LIST` (`paged`: walk every
+//! Page in slices of 1,000; `all`: every Page in one request; `shop`: `?shop=` of the
+//! 500-Page shop; `off`), `PAGESYNC_SCALE_DASHBOARD=off`,
 //! `PAGESYNC_SCALE_SCRIPT_PAGES` (1000: Pages the large run's deliveries cycle over),
 //! `PAGESYNC_BENCH_SECONDS` (10),
 //! `PAGESYNC_BENCH_KEEP=1`.
@@ -64,7 +65,7 @@ mod wrk;
 
 use daemon::{Daemon, LogSummary, Memory, check_config, daemon_env, free_port};
 use emulator::GraphThread;
-use load::{Probe, loader, metric, poll_checks, scrape};
+use load::{Probe, list_walker, loader, metric, poll_checks, scrape};
 use report::indent;
 use seed::{Plan, page_id};
 use wrk::{Signed, WrkResult, delivery_body, run_wrk, wrk_script};
@@ -83,6 +84,10 @@ const SCRIPT_DELIVERIES: u64 = 1000;
 const DASHBOARD_PERIOD: Duration = Duration::from_millis(100);
 const METRICS_PERIOD: Duration = Duration::from_secs(1);
 const LIST_EVERY: Duration = Duration::from_secs(1);
+/// `PAGESYNC_SCALE_LIST=paged` (the default): slices of this many Pages, one every
+/// [`LIST_SLICE_EVERY`] at most (a bot walking the whole list at 10,000 Pages a second).
+const LIST_SLICE: usize = 1000;
+const LIST_SLICE_EVERY: Duration = Duration::from_millis(100);
 /// Short, so that a poll run starts soon after the daemon (the first run falls at a
 /// random point between a tenth of the interval and the interval).
 const DEFAULT_POLL_INTERVAL: &str = "30s";
@@ -116,7 +121,8 @@ struct Knobs {
     plan: Plan,
     seconds: u64,
     poll_interval: String,
-    /// What the list loader asks for: `all` Pages, the big `shop`'s, or `off`.
+    /// What the list loader asks for: `paged` (slices), `all` Pages at once, the big
+    /// `shop`'s, or `off`.
     list: String,
     /// Whether the dashboard is loaded (`PAGESYNC_SCALE_DASHBOARD=off` turns it off).
     dashboard: bool,
@@ -136,7 +142,7 @@ fn run() -> anyhow::Result<()> {
     let seconds = knob("PAGESYNC_BENCH_SECONDS", 10)?.max(1);
     let poll_interval =
         std::env::var("PAGESYNC_SCALE_POLL_INTERVAL").unwrap_or_else(|_| DEFAULT_POLL_INTERVAL.to_owned());
-    let list = std::env::var("PAGESYNC_SCALE_LIST").unwrap_or_else(|_| "all".to_owned());
+    let list = std::env::var("PAGESYNC_SCALE_LIST").unwrap_or_else(|_| "paged".to_owned());
     let dashboard = std::env::var("PAGESYNC_SCALE_DASHBOARD").map_or(true, |v| v != "off");
     let script_pages = knob("PAGESYNC_SCALE_SCRIPT_PAGES", SCRIPT_DELIVERIES)?.max(1) as usize;
     let knobs = Knobs { plan, seconds, poll_interval, list, dashboard, script_pages };
@@ -359,21 +365,27 @@ fn bench_load(dir: &Path, knobs: &Knobs) -> anyhow::Result<()> {
     let metrics = loader(addr, "/metrics".to_owned(), vec![], METRICS_PERIOD, stop_flag.clone(), |b| {
         b.contains("pagesync_inbox_depth")
     });
-    let list_path = match knobs.list.as_str() {
-        "shop" => Some(format!("/api/v1/pages?shop={big_shop}")),
-        "off" => None,
-        _ => Some("/api/v1/pages".to_owned()),
-    };
-    let list = match list_path {
-        Some(path) => loader(
+    let list_headers = vec![("Authorization", format!("Bearer {}", seeded.api_key))];
+    let list_check: fn(&str) -> bool = |b| b.starts_with('{') && b.contains("\"pages\":[");
+    let list = match knobs.list.as_str() {
+        "off" => std::thread::spawn(Probe::default),
+        "shop" => loader(
             addr,
-            path,
-            vec![("Authorization", format!("Bearer {}", seeded.api_key))],
+            format!("/api/v1/pages?shop={big_shop}"),
+            list_headers,
             LIST_EVERY,
             stop_flag.clone(),
-            |b| b.starts_with("{") && b.contains("\"pages\":["),
+            list_check,
         ),
-        None => std::thread::spawn(Probe::default),
+        "all" => loader(addr, "/api/v1/pages".to_owned(), list_headers, LIST_EVERY, stop_flag.clone(), list_check),
+        _ => list_walker(
+            addr,
+            format!("/api/v1/pages?limit={LIST_SLICE}"),
+            list_headers,
+            LIST_SLICE_EVERY,
+            stop_flag.clone(),
+            list_check,
+        ),
     };
     let big_script = script(&big_dir, "deliveries.lua", plan.pages, knobs.script_pages)?;
     let gets_before = graph.total();

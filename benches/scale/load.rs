@@ -48,25 +48,62 @@ pub(crate) fn loader(
     stop: Arc<AtomicBool>,
     check: fn(&str) -> bool,
 ) -> std::thread::JoinHandle<Probe> {
+    std::thread::spawn(move || run(addr, &headers, period, &stop, check, |_| path.clone()))
+}
+
+/// Lists every Page the way a bot does: `base` (which has `?limit=`) slice by slice,
+/// each next request with `&after=` the previous answer's `next`, starting over after
+/// the last slice; one timed request per slice, back to back (`period` apart at most).
+pub(crate) fn list_walker(
+    addr: SocketAddr,
+    base: String,
+    headers: Vec<(&'static str, String)>,
+    period: Duration,
+    stop: Arc<AtomicBool>,
+    check: fn(&str) -> bool,
+) -> std::thread::JoinHandle<Probe> {
     std::thread::spawn(move || {
-        let mut probe = Probe::default();
-        while !stop.load(Ordering::Relaxed) {
-            let started = Instant::now();
-            let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            match http_within(addr, "GET", &path, &headers, b"", Duration::from_secs(120)) {
-                Ok((200, body)) if check(&body) => {
-                    probe.ms.push(started.elapsed().as_secs_f64() * 1000.0);
-                    probe.bytes = body.len();
-                }
-                Ok((status, body)) => {
-                    probe.failed.push(format!("{status} {}", body.chars().take(80).collect::<String>()))
-                }
-                Err(e) => probe.failed.push(format!("{e:#}")),
+        run(addr, &headers, period, &stop, check, |last| {
+            let next = last
+                .and_then(|body| serde_json::from_str::<serde_json::Value>(body).ok())
+                .and_then(|v| v["next"].as_str().map(str::to_owned));
+            match next {
+                Some(after) => format!("{base}&after={after}"),
+                None => base.clone(),
             }
-            std::thread::sleep(period.saturating_sub(started.elapsed()));
-        }
-        probe
+        })
     })
+}
+
+/// The loop of a loader thread: `path` gets the last good answer's body (`None` at
+/// the start and after a failure).
+fn run(
+    addr: SocketAddr,
+    headers: &[(&'static str, String)],
+    period: Duration,
+    stop: &AtomicBool,
+    check: fn(&str) -> bool,
+    mut path: impl FnMut(Option<&str>) -> String,
+) -> Probe {
+    let mut probe = Probe::default();
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut last: Option<String> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        let url = path(last.as_deref());
+        last = None;
+        match http_within(addr, "GET", &url, &headers, b"", Duration::from_secs(120)) {
+            Ok((200, body)) if check(&body) => {
+                probe.ms.push(started.elapsed().as_secs_f64() * 1000.0);
+                probe.bytes = body.len();
+                last = Some(body);
+            }
+            Ok((status, body)) => probe.failed.push(format!("{status} {}", body.chars().take(80).collect::<String>())),
+            Err(e) => probe.failed.push(format!("{e:#}")),
+        }
+        std::thread::sleep(period.saturating_sub(started.elapsed()));
+    }
+    probe
 }
 
 /// The value of an unlabelled metric, or the sum of a labelled one's series matching
