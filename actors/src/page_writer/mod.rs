@@ -609,3 +609,6 @@ impl Actor for PageWriterActor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
