@@ -4,9 +4,12 @@
 //! (deliveries, Graph requests and their latency, HTTP request durations) are counted
 //! as they happen in [`Metrics`], which also carries the constant `build_info`.
 //! Figures the actors own (inbox depth, refreshes by result, Pages by status, the
-//! stalest sync, poll runs) are asked of the actors at scrape time and encoded from
-//! that snapshot, so there is one source of truth for each number. The `process_*`
-//! figures are read from `/proc/self` at scrape time ([`process`]).
+//! stalest sync, the outbox, the app subscription) are read at scrape time from what
+//! the actors publish as those figures change (`pagesync_actors::Published`: the
+//! actors' own atomics, so there is one source of truth for each number and no
+//! mailbox to wait in); the route gathers them in a [`Snapshot`] that is encoded
+//! here. The `process_*` figures are read from `/proc/self` at scrape time
+//! ([`process`]).
 //!
 //! Naming: one `…_total{result}` family per event (a refresh is one event whatever
 //! its end, so `page_refreshes_total{result}`, not a counter per end); every label
@@ -342,10 +345,12 @@ fn build_labels<'a>(version: &'a str, commit: Option<&'a str>) -> Vec<(&'static 
     labels
 }
 
-/// Figures the actors own, read at scrape time.
+/// Figures the actors own, read at scrape time (from their published figures; the
+/// poll figures still by message).
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    /// What `GET /readyz` would answer (the store open, every actor answering).
+    /// What `GET /readyz` answered last (the store open, every actor answering): the
+    /// background check's result, at most a few seconds old (see `health`).
     pub ready: bool,
     /// `PAGESYNC_POLL_INTERVAL` in seconds, 0 when polling is off: lets an alert on
     /// the stalest sync follow the configuration.
@@ -360,7 +365,7 @@ pub struct Snapshot {
     pub refreshes_skipped: u64,
     pub pages_by_status: Vec<(&'static str, u64)>,
     /// Seconds since the last successful sync of the stalest Page kept in sync;
-    /// `None` when no such Page exists (or the writer did not answer): left out.
+    /// `None` when no such Page exists: left out.
     pub stalest_sync_age_seconds: Option<u64>,
     pub poll_runs: u64,
     /// Refreshes the poll asked for, and how many of them synced the Page.
@@ -369,8 +374,8 @@ pub struct Snapshot {
     /// `process_*`, read at scrape time.
     pub process: ProcessStats,
     pub outbox: pagesync_actors::outbox::OutboxStats,
-    /// The app-level webhook subscription's status; `None` when the actor did not
-    /// answer (the metric is then left out rather than reported wrong).
+    /// The app-level webhook subscription's status; `None` leaves the metric out
+    /// (the route always has one: a subscription never made reads `pending`).
     pub app_subscription: Option<SubscriptionStatus>,
 }
 
