@@ -331,3 +331,22 @@ async fn the_scraped_figures_follow_a_merchants_pages_through_every_change() {
     let text = scrape(&app).await;
     assert_eq!(pages(&text), [0.0; 6], "{text}");
 }
+
+/// `pagesync_ready` is the background readiness check's result: an actor that stops
+/// answering turns it to 0 without `/readyz` being asked, and the scrape still has
+/// every other figure.
+#[actix_web::test]
+async fn pagesync_ready_turns_to_0_when_an_actor_stops_answering() {
+    let app = spawn_app().await;
+    assert_eq!(value(&scrape(&app).await, "pagesync_ready"), Some(1.0));
+    app.actors.vault.send(pagesync_actors::messages::Shutdown).await.unwrap();
+    let turned = eventually(Duration::from_secs(10), || {
+        let app = &app;
+        async move { value(&scrape(app).await, "pagesync_ready") == Some(0.0) }
+    })
+    .await;
+    let text = scrape(&app).await;
+    assert!(turned, "{text}");
+    assert_eq!(value(&text, "pagesync_inbox_depth"), Some(0.0), "{text}");
+    assert_eq!(value(&text, "pagesync_pages{status=\"synced\"}"), Some(0.0), "{text}");
+}
