@@ -58,10 +58,13 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         app_subscription: Some(published.app_subscription.status()),
         ..Snapshot::default()
     };
-    if let Some(poll) = poll {
-        snapshot.poll_runs = poll.runs;
-        snapshot.poll_refreshes = poll.refreshes;
-        snapshot.poll_synced = poll.written;
+    match poll {
+        Some(poll) => {
+            snapshot.poll_runs = poll.runs;
+            snapshot.poll_refreshes = poll.refreshes;
+            snapshot.poll_synced = poll.written;
+        }
+        None => snapshot.poll_unanswered = true,
     }
     match state.metrics.render(&snapshot) {
         Ok(text) => HttpResponse::Ok().content_type(CONTENT_TYPE).body(text),

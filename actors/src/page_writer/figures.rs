@@ -181,7 +181,7 @@ impl WriterFigures {
             self.inner.replay_left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
     }
 
-    /// Every replayed record is gone (or the removal gave up: a restart replays again).
+    /// Every replayed record is gone.
     pub(super) fn replay_cleared(&self) {
         self.inner.replay_left.store(0, Ordering::Relaxed);
     }
