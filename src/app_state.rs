@@ -13,6 +13,7 @@ use crate::clients::graph::GraphClient;
 use crate::clients::shopify::ShopifyClient;
 use crate::config::Settings;
 use crate::error::ApiError;
+use crate::health::Readiness;
 use crate::metrics::Metrics;
 
 /// What every handler can reach; cloned into each HTTP worker.
@@ -25,6 +26,9 @@ pub struct AppState {
     pub graph: GraphClient,
     pub shopify: ShopifyClient,
     pub metrics: Metrics,
+    /// The readiness check's latest result, kept by a background task, so that
+    /// `/metrics` does not ping every actor on each scrape (see `health`).
+    pub readiness: Readiness,
     /// How long a webhook body may take to arrive after its headers
     /// (`Tuning::webhook_body_deadline`).
     pub webhook_body_deadline: Duration,

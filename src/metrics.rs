@@ -4,9 +4,12 @@
 //! (deliveries, Graph requests and their latency, HTTP request durations) are counted
 //! as they happen in [`Metrics`], which also carries the constant `build_info`.
 //! Figures the actors own (inbox depth, refreshes by result, Pages by status, the
-//! stalest sync, poll runs) are asked of the actors at scrape time and encoded from
-//! that snapshot, so there is one source of truth for each number. The `process_*`
-//! figures are read from `/proc/self` at scrape time ([`process`]).
+//! stalest sync, the outbox, the app subscription) are read at scrape time from what
+//! the actors publish as those figures change (`pagesync_actors::Published`: the
+//! actors' own atomics, so there is one source of truth for each number and no
+//! mailbox to wait in); the route gathers them in a [`Snapshot`] that is encoded
+//! here. The `process_*` figures are read from `/proc/self` at scrape time
+//! ([`process`]).
 //!
 //! Naming: one `…_total{result}` family per event (a refresh is one event whatever
 //! its end, so `page_refreshes_total{result}`, not a counter per end); every label
@@ -342,10 +345,12 @@ fn build_labels<'a>(version: &'a str, commit: Option<&'a str>) -> Vec<(&'static 
     labels
 }
 
-/// Figures the actors own, read at scrape time.
+/// Figures the actors own, read at scrape time (from their published figures; the
+/// poll figures still by message).
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    /// What `GET /readyz` would answer (the store open, every actor answering).
+    /// What `GET /readyz` answered last (the store open, every actor answering): the
+    /// background check's result, at most a few seconds old (see `health`).
     pub ready: bool,
     /// `PAGESYNC_POLL_INTERVAL` in seconds, 0 when polling is off: lets an alert on
     /// the stalest sync follow the configuration.
@@ -360,17 +365,20 @@ pub struct Snapshot {
     pub refreshes_skipped: u64,
     pub pages_by_status: Vec<(&'static str, u64)>,
     /// Seconds since the last successful sync of the stalest Page kept in sync;
-    /// `None` when no such Page exists (or the writer did not answer): left out.
+    /// `None` when no such Page exists: left out.
     pub stalest_sync_age_seconds: Option<u64>,
     pub poll_runs: u64,
     /// Refreshes the poll asked for, and how many of them synced the Page.
     pub poll_refreshes: u64,
     pub poll_synced: u64,
+    /// The poller did not answer in time: the three poll figures are left out rather
+    /// than reported as 0 (a counter dropping to 0 reads as a restart).
+    pub poll_unanswered: bool,
     /// `process_*`, read at scrape time.
     pub process: ProcessStats,
     pub outbox: pagesync_actors::outbox::OutboxStats,
-    /// The app-level webhook subscription's status; `None` when the actor did not
-    /// answer (the metric is then left out rather than reported wrong).
+    /// The app-level webhook subscription's status; `None` leaves the metric out
+    /// (the route always has one: a subscription never made reads `pending`).
     pub app_subscription: Option<SubscriptionStatus>,
 }
 
@@ -428,7 +436,9 @@ impl Snapshot {
             by_status.get_or_create(&StatusLabel { status }).set(i64::try_from(*count).unwrap_or(i64::MAX));
         }
         registry.register("pages", "Pages with a sync state, by status", by_status);
-        registry.register("poll_runs", "Daily re-sync runs finished since start", counter(self.poll_runs));
+        if !self.poll_unanswered {
+            registry.register("poll_runs", "Daily re-sync runs finished since start", counter(self.poll_runs));
+        }
         let o = &self.outbox;
         let pending = Family::<KindLabel, Gauge>::default();
         let dead = Family::<KindLabel, Gauge>::default();
@@ -463,15 +473,19 @@ impl Snapshot {
                 states,
             );
         }
-        let poll_refreshes = Family::<ResultLabel, Counter>::default();
-        let poll_synced = self.poll_synced.min(self.poll_refreshes);
-        poll_refreshes.get_or_create(&ResultLabel { result: "synced" }).inc_by(poll_synced);
-        poll_refreshes.get_or_create(&ResultLabel { result: "not_synced" }).inc_by(self.poll_refreshes - poll_synced);
-        registry.register(
-            "poll_refreshes",
-            "Page refreshes the periodic re-sync asked for since start, by result (not_synced: failed or skipped)",
-            poll_refreshes,
-        );
+        if !self.poll_unanswered {
+            let poll_refreshes = Family::<ResultLabel, Counter>::default();
+            let poll_synced = self.poll_synced.min(self.poll_refreshes);
+            poll_refreshes.get_or_create(&ResultLabel { result: "synced" }).inc_by(poll_synced);
+            poll_refreshes
+                .get_or_create(&ResultLabel { result: "not_synced" })
+                .inc_by(self.poll_refreshes - poll_synced);
+            registry.register(
+                "poll_refreshes",
+                "Page refreshes the periodic re-sync asked for since start, by result (not_synced: failed or skipped)",
+                poll_refreshes,
+            );
+        }
         registry
     }
 }
@@ -560,6 +574,15 @@ mod tests {
         assert!(text.contains("pagesync_app_subscription{state=\"pending\"} 0\n"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert_eq!(text.matches("# EOF").count(), 1);
+    }
+
+    #[test]
+    fn poll_figures_the_poller_did_not_give_are_left_out_not_zero() {
+        let snapshot = Snapshot { poll_runs: 3, poll_unanswered: true, ..Snapshot::default() };
+        let text = Metrics::new().render(&snapshot).unwrap();
+        assert!(!text.contains("pagesync_poll_runs"), "{text}");
+        assert!(!text.contains("pagesync_poll_refreshes"), "{text}");
+        assert!(text.contains("pagesync_inbox_depth 0\n"), "the rest is there: {text}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
-use pagesync_actors::messages::{GetWriterStats, Shutdown};
+use pagesync_actors::messages::Shutdown;
 use pagesync_actors::outbox::OutboxConfig;
 use pagesync_actors::poller::PollConfig;
 use pagesync_actors::subscription::RetryConfig;
@@ -23,6 +23,7 @@ use crate::clients::graph::{GraphClient, RetryPolicy};
 use crate::clients::outbox::HttpOutboxSender;
 use crate::clients::shopify::ShopifyClient;
 use crate::config::Settings;
+use crate::health::Readiness;
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::systemd::Notifier;
@@ -85,6 +86,9 @@ pub struct Application {
     watchdog: Option<Duration>,
     /// The control socket's server task and path (removed at stop).
     control: (actix_web::rt::task::JoinHandle<()>, std::path::PathBuf),
+    /// Where the background readiness check stores its result for `/metrics`
+    /// (the task runs while the application serves).
+    readiness: Readiness,
 }
 
 impl Application {
@@ -110,6 +114,7 @@ impl Application {
         let control_task = crate::control::serve(&control_path, actors.clone(), daemon)
             .with_context(|| format!("cannot create the control socket {}", control_path.display()))?;
         let port = local.port();
+        let readiness = Readiness::default();
         let state = AppState {
             settings: Arc::new(settings),
             actors: actors.clone(),
@@ -117,6 +122,7 @@ impl Application {
             graph,
             shopify,
             metrics,
+            readiness: readiness.clone(),
             webhook_body_deadline: tuning.webhook_body_deadline,
         };
         let mut server = HttpServer::new(move || {
@@ -143,6 +149,7 @@ impl Application {
             notifier: tuning.notifier,
             watchdog: tuning.watchdog,
             control: (control_task, control_path),
+            readiness,
         })
     }
 
@@ -173,8 +180,14 @@ impl Application {
     /// stop the actors (unfinished deliveries stay in the inbox), flush and close the
     /// store.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Application { server, store, actors, notifier, watchdog, port, control } = self;
+        let Application { server, store, actors, notifier, watchdog, port, control, readiness } = self;
         let handle = server.handle();
+        let readiness_task = actix_web::rt::spawn(crate::health::watch(
+            readiness,
+            store.clone(),
+            actors.clone(),
+            crate::health::CHECK_EVERY,
+        ));
         let watchdog_task = notifier.clone().map(|notifier| {
             notifier.notify(&["READY=1", &format!("STATUS=serving on port {port}")]);
             tracing::info!("told systemd we are ready");
@@ -197,6 +210,7 @@ impl Application {
         if let Some(task) = watchdog_task {
             task.abort();
         }
+        readiness_task.abort();
         control.0.abort();
         let _ = std::fs::remove_file(&control.1);
         stop_actors(&actors).await;
@@ -332,7 +346,8 @@ async fn keep_alive(notifier: Arc<Notifier>, watchdog: Option<Duration>, store: 
             notifier.notify(&[&format!("STATUS=not answering: {}", missing.join(", "))]);
             continue;
         }
-        let stats = actors.page_writer.send(GetWriterStats).await.unwrap_or_default();
+        // Read from what the writer publishes: the status line never waits in its mailbox.
+        let stats = actors.published.writer.stats();
         let status = format!(
             "STATUS=inbox {} | refreshing {} | pages written {} | refresh errors {}",
             stats.inbox_depth, stats.running, stats.pages_written, stats.refresh_errors

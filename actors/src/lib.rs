@@ -37,6 +37,17 @@
 //! - [`page_writer`] is a folder: [`page_writer::schedule`] is its scheduling state
 //!   machine (no actix, no I/O), beside the refresh I/O, the page file I/O and the
 //!   handlers.
+//!
+//! # Figures read without a message
+//!
+//! Monitoring must not queue behind work: a `/metrics` scrape that asked the page
+//! writer would wait behind every webhook delivery in its mailbox (all actors but the
+//! outbox share one thread). So the actors that own figures publish them as they
+//! change into shared handles of atomics ([`Published`], in [`Actors::published`]),
+//! and readers load those. The handles are the actors' own counters, not copies: the
+//! messages that report the same figures ([`GetWriterStats`](messages::GetWriterStats),
+//! [`CountPagesByStatus`](messages::CountPagesByStatus),
+//! [`GetOutboxStats`](messages::GetOutboxStats)) answer from them too.
 
 pub mod api_keys;
 pub mod backup;
@@ -67,6 +78,22 @@ pub use store::{Store, StoreConfig, StoreError};
 pub use subscription::SubscriptionActor;
 pub use token_vault::{KeyCheckError, TokenVaultActor, reseal_all, verify_key};
 
+/// Figures the actors publish as they change, read from any thread without a message
+/// (see the crate docs). Cheap to clone: each field is one `Arc`.
+#[derive(Debug, Clone, Default)]
+pub struct Published {
+    /// The page writer's refresh counters, inbox depth, running refreshes, Pages by
+    /// status and stalest success: written on its thread as they change, so a scrape
+    /// does not wait behind the webhook deliveries in its mailbox.
+    pub writer: page_writer::WriterFigures,
+    /// The outbox's pending and dead items, attempts and oldest pending item: its
+    /// mailbox takes one `Enqueued` per accepted delivery, so it can be deep too.
+    pub outbox: outbox::OutboxFigures,
+    /// The app-level webhook subscription's status (`pagesync_app_subscription`):
+    /// the subscription actor shares the writer's thread.
+    pub app_subscription: subscription::AppSubscriptionFigure,
+}
+
 /// The running actors' addresses; cloned into every HTTP worker.
 #[derive(Clone)]
 pub struct Actors {
@@ -83,6 +110,9 @@ pub struct Actors {
     pub store: Store,
     /// `PAGESYNC_DATA_DIR/facebook`, where the Page files are.
     pub pages_dir: std::path::PathBuf,
+    /// What the actors publish for readers that must not wait in a mailbox
+    /// (`/metrics`, the systemd status line).
+    pub published: Published,
 }
 
 /// What the actors are started with.
@@ -111,9 +141,11 @@ pub struct ActorsConfig {
 pub fn start(store: &Store, config: ActorsConfig) -> Result<Actors, StoreError> {
     let sessions = SessionActor::new(store.clone(), config.session_ttl)?.start();
     let vault = TokenVaultActor::new(store.clone(), config.sealer)?.start();
-    let subscriptions =
-        SubscriptionActor::new(store, config.subscriptions, vault.clone(), config.subscription_retry)?.start();
+    let subscriptions = SubscriptionActor::new(store, config.subscriptions, vault.clone(), config.subscription_retry)?;
+    let app_subscription = subscriptions.app_status();
+    let subscriptions = subscriptions.start();
     let (outbox, queue) = outbox::OutboxActor::new(store, config.outbox_sender, config.outbox)?;
+    let outbox_figures = outbox.figures();
     // The outbox gets a thread of its own: its sends (and the HTTP client's connection
     // tasks they spawn) would otherwise share the one thread where every other actor,
     // the writer that acknowledges webhook deliveries included, runs.
@@ -123,7 +155,9 @@ pub fn start(store: &Store, config: ActorsConfig) -> Result<Actors, StoreError> 
     let outbox = outbox::OutboxHandle { queue, addr, events: config.events, thread };
     let pages_dir = config.writer.pages_dir.clone();
     let page_writer =
-        PageWriterActor::new(store.clone(), vault.clone(), config.source, config.writer, Some(outbox.clone()))?.start();
+        PageWriterActor::new(store.clone(), vault.clone(), config.source, config.writer, Some(outbox.clone()))?;
+    let writer_figures = page_writer.figures();
+    let page_writer = page_writer.start();
     let poller = poller::PollerActor::new(vault.clone(), page_writer.clone(), config.poll, config.usage).start();
     let api_keys = api_keys::ApiKeyActor::new(store.clone())?.start();
     Ok(Actors {
@@ -136,6 +170,7 @@ pub fn start(store: &Store, config: ActorsConfig) -> Result<Actors, StoreError> 
         outbox,
         store: store.clone(),
         pages_dir,
+        published: Published { writer: writer_figures, outbox: outbox_figures, app_subscription },
     })
 }
 

@@ -25,10 +25,15 @@
 //!
 //! Network calls run as futures spawned on this actor's context through an
 //! [`OutboxSender`] (the HTTP client lives in the binary crate); the mailbox stays
-//! free while a receiver is slow. Only sequence numbers are kept in memory, so a
-//! large backlog costs a few bytes per item; bodies are read back when sent.
+//! free while a receiver is slow. Only sequence numbers and queue times are kept in
+//! memory, so a large backlog costs a few dozen bytes per item; bodies are read back
+//! when sent.
+//!
+//! Its counts (pending and dead by kind, attempts) and the oldest pending item's queue
+//! time are published as they change in an [`OutboxFigures`] (`outbox/figures.rs`),
+//! which `/metrics` reads without a message.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -44,7 +49,9 @@ use crate::store::{Store, StoreError, trees};
 // re-exported here, so `outbox::<Message>` keeps working for callers.
 pub use crate::messages::outbox::*;
 
+mod figures;
 mod record;
+pub use figures::OutboxFigures;
 pub use record::{ItemMeta, OutboxQueue, Prepared, event_body, rfc3339_utc};
 use record::{decode, encode, unix_ms};
 
@@ -158,12 +165,13 @@ pub struct OutboxActor {
     /// Lanes whose head may be sent now, in the order they became ready.
     ready: VecDeque<String>,
     in_flight: usize,
-    /// Pending items by kind, and their queue times (for the oldest age).
-    pending: HashMap<ItemKind, u64>,
-    dead_counts: HashMap<ItemKind, u64>,
-    delivered: u64,
-    failed: u64,
-    dead_lettered: u64,
+    /// Every pending item this actor knows of: sequence number -> unix ms it was
+    /// queued. The first entry is the oldest (sequence numbers grow with time), so the
+    /// oldest age is kept current without reading the tree.
+    queued: BTreeMap<u64, u64>,
+    /// Pending and dead counts, attempts and the oldest queue time, published for
+    /// readers without a message (see `outbox/figures.rs`).
+    figures: OutboxFigures,
     draining: bool,
 }
 
@@ -184,11 +192,11 @@ impl OutboxActor {
         };
         let next = last(&tree)?.max(last(&dead)?);
         let queue = OutboxQueue { tree, next_seq: Arc::new(AtomicU64::new(next)) };
-        let mut dead_counts = HashMap::new();
+        let figures = OutboxFigures::default();
         for item in dead.iter() {
             let (_, raw) = item?;
             if let Some((meta, _)) = decode(&raw) {
-                *dead_counts.entry(meta.kind).or_insert(0) += 1;
+                figures.dead_added(meta.kind);
             }
         }
         let actor = OutboxActor {
@@ -199,21 +207,29 @@ impl OutboxActor {
             lanes: HashMap::new(),
             ready: VecDeque::new(),
             in_flight: 0,
-            pending: HashMap::new(),
-            dead_counts,
-            delivered: 0,
-            failed: 0,
-            dead_lettered: 0,
+            queued: BTreeMap::new(),
+            figures,
             draining: false,
         };
         Ok((actor, queue))
+    }
+
+    /// The figures this outbox publishes; take them before starting it and read them
+    /// from anywhere (see `outbox/figures.rs`).
+    pub fn figures(&self) -> OutboxFigures {
+        self.figures.clone()
+    }
+
+    /// Stores the oldest pending item's queue time in the figures.
+    fn publish_oldest(&self) {
+        self.figures.set_oldest(self.queued.first_key_value().map(|(_, queued_ms)| *queued_ms));
     }
 
     fn tree(&self) -> &sled::Tree {
         &self.queue.tree
     }
 
-    fn add(&mut self, seq: u64, lane: String, kind: ItemKind, ctx: &mut Context<Self>) {
+    fn add(&mut self, seq: u64, lane: String, kind: ItemKind, queued_ms: u64, ctx: &mut Context<Self>) {
         // Forwards and events never share a lane: an events receiver that is down must
         // not hold up the bot's messages, nor the other way round.
         let lane = format!("{}{lane}", kind_prefix(kind));
@@ -223,11 +239,13 @@ impl OutboxActor {
         if !entry.items.insert(seq) {
             return;
         }
-        *self.pending.entry(kind).or_insert(0) += 1;
         if !entry.busy {
             entry.busy = true;
             self.ready.push_back(lane);
         }
+        self.figures.pending_added(kind);
+        self.queued.insert(seq, queued_ms);
+        self.publish_oldest();
         self.pump(ctx);
     }
 
@@ -289,7 +307,7 @@ impl OutboxActor {
         self.in_flight = self.in_flight.saturating_sub(1);
         match result {
             Ok(()) => {
-                self.delivered += 1;
+                self.figures.delivered();
                 self.wake_waiting(meta.kind);
                 // Not flushed: if this removal is lost in a crash the item is sent
                 // again with the same id (at least once).
@@ -300,7 +318,7 @@ impl OutboxActor {
                 self.next_in_lane(lane, ctx);
             }
             Err(failure) => {
-                self.failed += 1;
+                self.figures.failed();
                 let age = Duration::from_millis(unix_ms().saturating_sub(meta.queued_ms));
                 meta.last_error = Some(failure.detail.clone());
                 if age >= self.config.max_age {
@@ -351,8 +369,8 @@ impl OutboxActor {
         });
         match moved {
             Ok(()) => {
-                self.dead_lettered += 1;
-                *self.dead_counts.entry(meta.kind).or_insert(0) += 1;
+                self.figures.dead_lettered();
+                self.figures.dead_added(meta.kind);
             }
             Err(e) => tracing::error!(seq, error = ?e, "cannot dead-letter an outbox item"),
         }
@@ -361,10 +379,10 @@ impl OutboxActor {
     /// The lane's head is done (delivered, dead or gone).
     fn forget(&mut self, lane: &str, seq: u64) {
         // Counted out only if it was counted in (see `add`).
-        if self.lanes.get_mut(lane).is_some_and(|l| l.items.remove(&seq))
-            && let Some(n) = self.pending.get_mut(&kind_of_lane(lane))
-        {
-            *n = n.saturating_sub(1);
+        if self.lanes.get_mut(lane).is_some_and(|l| l.items.remove(&seq)) {
+            self.figures.pending_removed(kind_of_lane(lane));
+            self.queued.remove(&seq);
+            self.publish_oldest();
         }
     }
 
@@ -409,24 +427,9 @@ impl OutboxActor {
         self.ready.extend(woken);
     }
 
-    /// Sequence numbers grow with time, so the first record is the oldest: one read.
-    fn oldest_age_seconds(&self) -> u64 {
-        let oldest = self.tree().first().ok().flatten().and_then(|(_, raw)| decode(&raw).map(|(m, _)| m.queued_ms));
-        oldest.map_or(0, |ms| unix_ms().saturating_sub(ms) / 1000)
-    }
-
+    /// The published figures: what `/metrics` reads, so the two cannot disagree.
     fn stats(&self) -> OutboxStats {
-        let get = |m: &HashMap<ItemKind, u64>, k| m.get(&k).copied().unwrap_or(0);
-        OutboxStats {
-            pending_forwards: get(&self.pending, ItemKind::Forward),
-            pending_events: get(&self.pending, ItemKind::Event),
-            dead_forwards: get(&self.dead_counts, ItemKind::Forward),
-            dead_events: get(&self.dead_counts, ItemKind::Event),
-            delivered: self.delivered,
-            failed: self.failed,
-            dead_lettered: self.dead_lettered,
-            oldest_age_seconds: self.oldest_age_seconds(),
-        }
+        self.figures.stats()
     }
 
     fn retry_dead(&mut self, msg: &RetryDead, ctx: &mut Context<Self>) -> Result<usize, StoreError> {
@@ -453,14 +456,12 @@ impl OutboxActor {
                     sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
                     sled::transaction::TransactionError::Abort(()) => StoreError::Closed,
                 })?;
-            if let Some(n) = self.dead_counts.get_mut(&kind) {
-                *n = n.saturating_sub(1);
-            }
-            moved.push((seq, meta.lane, kind));
+            self.figures.dead_removed(kind);
+            moved.push((seq, meta.lane, kind, meta.queued_ms));
         }
         let count = moved.len();
-        for (seq, lane, kind) in moved {
-            self.add(seq, lane, kind, ctx);
+        for (seq, lane, kind, queued_ms) in moved {
+            self.add(seq, lane, kind, queued_ms, ctx);
         }
         Ok(count)
     }
@@ -527,13 +528,13 @@ impl Actor for OutboxActor {
                 let _ = self.tree().remove(key);
                 continue;
             };
-            replay.push((u64::from_be_bytes(seq), meta.lane, meta.kind));
+            replay.push((u64::from_be_bytes(seq), meta.lane, meta.kind, meta.queued_ms));
         }
         if !replay.is_empty() {
             tracing::info!(items = replay.len(), "resuming outbox deliveries");
         }
-        for (seq, lane, kind) in replay {
-            self.add(seq, lane, kind, ctx);
+        for (seq, lane, kind, queued_ms) in replay {
+            self.add(seq, lane, kind, queued_ms, ctx);
         }
     }
 }
@@ -555,7 +556,7 @@ impl Handler<Shutdown> for OutboxActor {
 impl Handler<Enqueued> for OutboxActor {
     type Result = ();
     fn handle(&mut self, msg: Enqueued, ctx: &mut Self::Context) {
-        self.add(msg.seq, msg.lane, msg.kind, ctx);
+        self.add(msg.seq, msg.lane, msg.kind, msg.queued_ms, ctx);
     }
 }
 

@@ -20,9 +20,13 @@
 //! over would silently cut the bot off, so nothing is posted and the app-level state is
 //! `conflict` ([`SubscriptionStatus::Conflict`]). A conflict is not retried on a timer
 //! (only an operator can resolve it); it is checked again on the next connect or start.
+//!
+//! The app-level status is also published in an [`AppSubscriptionFigure`] each time
+//! the app state is saved, so `/metrics` reads it without a message.
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
@@ -128,6 +132,25 @@ enum AppOutcome {
     Conflict(String),
 }
 
+/// The app-level subscription's status as last saved, for readers that must not wait
+/// in the actor's mailbox (`/metrics`). Cheap to clone; every clone reads the same
+/// value. Before anything was saved it reads `pending`, as a missing state does.
+#[derive(Debug, Clone, Default)]
+pub struct AppSubscriptionFigure(Arc<AtomicU8>);
+
+impl AppSubscriptionFigure {
+    /// The status of the stored app-level state (`pending` when there is none).
+    pub fn status(&self) -> SubscriptionStatus {
+        let index = usize::from(self.0.load(Ordering::Relaxed));
+        SubscriptionStatus::ALL.get(index).copied().unwrap_or(SubscriptionStatus::Pending)
+    }
+
+    fn set(&self, status: SubscriptionStatus) {
+        let index = SubscriptionStatus::ALL.iter().position(|s| *s == status).unwrap_or(0);
+        self.0.store(u8::try_from(index).unwrap_or(0), Ordering::Relaxed);
+    }
+}
+
 /// See the module docs.
 pub struct SubscriptionActor {
     tree: sled::Tree,
@@ -138,6 +161,8 @@ pub struct SubscriptionActor {
     app_in_flight: bool,
     /// Pages with a background retry scheduled.
     retrying: HashSet<PageId>,
+    /// The app-level status, published on every save of the app state.
+    app_status: AppSubscriptionFigure,
 }
 
 impl SubscriptionActor {
@@ -147,14 +172,23 @@ impl SubscriptionActor {
         vault: Addr<TokenVaultActor>,
         retry: RetryConfig,
     ) -> Result<Self, StoreError> {
-        Ok(SubscriptionActor {
+        let actor = SubscriptionActor {
             tree: store.tree(trees::SUBSCRIPTIONS)?,
             api,
             vault,
             retry,
             app_in_flight: false,
             retrying: HashSet::new(),
-        })
+            app_status: AppSubscriptionFigure::default(),
+        };
+        actor.app_status.set(actor.load(None).map_or(SubscriptionStatus::Pending, |s| s.status()));
+        Ok(actor)
+    }
+
+    /// The app-level status this actor publishes; take it before `start` and read it
+    /// from anywhere.
+    pub fn app_status(&self) -> AppSubscriptionFigure {
+        self.app_status.clone()
     }
 
     fn key(page: Option<&PageId>) -> String {
@@ -170,8 +204,11 @@ impl SubscriptionActor {
         let saved = serde_json::to_vec(state)
             .map_err(|e| e.to_string())
             .and_then(|v| self.tree.insert(Self::key(page), v).map(|_| ()).map_err(|e| e.to_string()));
-        if let Err(e) = saved {
-            tracing::error!(error = %e, "cannot save subscription state");
+        match saved {
+            // Published once stored, so it always says what `GetSubscription` reads.
+            Ok(()) if page.is_none() => self.app_status.set(state.status()),
+            Ok(()) => {}
+            Err(e) => tracing::error!(error = %e, "cannot save subscription state"),
         }
     }
 
@@ -495,6 +532,16 @@ mod tests {
         assert_eq!(state.status(), SubscriptionStatus::Subscribed);
         let labels: Vec<&str> = SubscriptionStatus::ALL.iter().map(|s| s.as_str()).collect();
         assert_eq!(labels, ["pending", "subscribed", "failed", "conflict"]);
+    }
+
+    #[test]
+    fn the_published_app_status_reads_back_every_status_and_starts_pending() {
+        let figure = AppSubscriptionFigure::default();
+        assert_eq!(figure.status(), SubscriptionStatus::Pending);
+        for status in SubscriptionStatus::ALL.iter().rev() {
+            figure.set(*status);
+            assert_eq!(figure.clone().status(), *status);
+        }
     }
 
     #[test]

@@ -9,8 +9,11 @@
 //! `/proc/self/status` in kB, so the page size is not needed.
 //!
 //! Reading these files is a handful of syscalls answered from kernel memory (no disk),
-//! cheap enough for an HTTP worker. Whatever cannot be read (another OS, a hardened
-//! `/proc`) is left out of the exposition rather than reported as zero.
+//! cheap enough for an HTTP worker. The boot time (`btime` of `/proc/stat`, for the
+//! start time) is read once per process: it does not change, and `/proc/stat` is the
+//! costly one, its size growing with the CPUs and interrupt lines the kernel sums for
+//! every read. Whatever cannot be read (another OS, a hardened `/proc`) is left out of
+//! the exposition rather than reported as zero.
 
 use std::sync::atomic::AtomicU64;
 
@@ -85,7 +88,7 @@ fn read_linux() -> ProcessStats {
     let read = |path: &str| std::fs::read_to_string(path).ok();
     let stat = read("/proc/self/stat").and_then(|text| parse_stat(&text));
     let status = read("/proc/self/status");
-    let boot_time = read("/proc/stat").and_then(|text| parse_boot_time(&text));
+    let boot_time = boot_time();
     ProcessStats {
         cpu_seconds: stat.map(|s| (s.utime + s.stime) as f64 / USER_HZ),
         resident_bytes: status.as_deref().and_then(|t| status_kb(t, "VmRSS")).map(|kb| kb.saturating_mul(1024)),
@@ -96,6 +99,13 @@ fn read_linux() -> ProcessStats {
         max_fds: read("/proc/self/limits").and_then(|text| parse_max_open_files(&text)),
         start_time_seconds: stat.zip(boot_time).map(|(s, boot)| boot as f64 + s.starttime as f64 / USER_HZ),
     }
+}
+
+/// `btime` of `/proc/stat`, read at the first call (see the module docs).
+#[cfg(target_os = "linux")]
+fn boot_time() -> Option<u64> {
+    static BOOT_TIME: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *BOOT_TIME.get_or_init(|| std::fs::read_to_string("/proc/stat").ok().and_then(|text| parse_boot_time(&text)))
 }
 
 /// The fields of `/proc/self/stat` used here, in clock ticks.

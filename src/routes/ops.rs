@@ -1,20 +1,13 @@
 //! Liveness, readiness and the metrics exposition.
 
-use std::time::Duration;
-
 use actix_web::{HttpResponse, web};
-use pagesync_actors::messages::{CountPagesByStatus, GetStalestSync, GetWriterStats};
-use pagesync_actors::outbox::GetOutboxStats;
-use pagesync_actors::poller::GetPollStats;
-use pagesync_actors::subscription::{GetSubscription, SubscriptionStatus};
+use pagesync_actors::Actors;
+use pagesync_actors::poller::{GetPollStats, PollStats};
 
 use crate::app_state::AppState;
 use crate::clock::unix_now;
-use crate::health::not_ready;
+use crate::health::{PING_TIMEOUT, not_ready};
 use crate::metrics::{CONTENT_TYPE, ProcessStats, Snapshot};
-
-/// How long an actor may take to answer a readiness ping.
-const PING_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// `GET /healthz`: 200 `ok` while the process serves HTTP.
 pub async fn healthz() -> HttpResponse {
@@ -25,6 +18,8 @@ pub async fn healthz() -> HttpResponse {
 /// else 503 naming what is not ready.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let not_ready = not_ready(&state.store, &state.actors, PING_TIMEOUT).await;
+    // A live result is as good as the background task's: the next scrape may use it.
+    state.readiness.record(not_ready.is_empty());
     if not_ready.is_empty() {
         HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ready")
     } else {
@@ -35,71 +30,61 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `GET /metrics`: the OpenMetrics exposition (see crate::metrics and
-/// docs/operations.md). Figures an actor cannot give in time are left out rather
-/// than reported wrong, and the failure is logged. `pagesync_ready` is the same check
-/// as `GET /readyz`, asked in parallel with the rest, so a scrape still takes at most
-/// one `PING_TIMEOUT` when an actor hangs.
+/// docs/operations.md). The actors' figures are read from what they publish
+/// (`Actors::published`: atomics they update as the figures change), never asked
+/// through a mailbox, so a scrape does not wait behind webhook deliveries.
+/// `pagesync_ready` is the background readiness check's latest result (see
+/// `health`). The poll figures are the one exception left: see [`poll_stats`].
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let actors = &state.actors;
-    let (not_ready, writer, counts, stalest, poll, outbox, subscription) = tokio::join!(
-        not_ready(&state.store, actors, PING_TIMEOUT),
-        actors.page_writer.send(GetWriterStats).timeout(PING_TIMEOUT),
-        actors.page_writer.send(CountPagesByStatus).timeout(PING_TIMEOUT),
-        actors.page_writer.send(GetStalestSync).timeout(PING_TIMEOUT),
-        actors.poller.send(GetPollStats).timeout(PING_TIMEOUT),
-        actors.outbox.addr.send(GetOutboxStats).timeout(PING_TIMEOUT),
-        actors.subscriptions.send(GetSubscription { page: None }).timeout(PING_TIMEOUT),
-    );
+    let (ready, poll) = tokio::join!(state.readiness.for_scrape(&state.store, actors), poll_stats(actors));
+    let published = &actors.published;
+    let writer = published.writer.stats();
     let mut snapshot = Snapshot {
-        ready: not_ready.is_empty(),
+        ready,
         poll_interval_seconds: state.settings.poll_interval.map_or(0, |i| i.as_secs()),
         process: ProcessStats::read(),
+        inbox_depth: writer.inbox_depth as u64,
+        refreshes_running: writer.running as u64,
+        pages_written: writer.pages_written,
+        pages_unchanged: writer.pages_unchanged,
+        refresh_errors: writer.refresh_errors,
+        unknown_pages: writer.unknown_pages,
+        refreshes_skipped: writer.refreshes_skipped,
+        pages_by_status: published.writer.pages_by_status().into_iter().map(|(s, n)| (s.as_str(), n)).collect(),
+        // A clock set back makes a success look future: age 0, never an underflow.
+        stalest_sync_age_seconds: published.writer.stalest_success().map(|s| unix_now().saturating_sub(s)),
+        outbox: published.outbox.stats(),
+        app_subscription: Some(published.app_subscription.status()),
         ..Snapshot::default()
     };
-    match writer {
-        Ok(w) => {
-            snapshot.inbox_depth = w.inbox_depth as u64;
-            snapshot.refreshes_running = w.running as u64;
-            snapshot.pages_written = w.pages_written;
-            snapshot.pages_unchanged = w.pages_unchanged;
-            snapshot.refresh_errors = w.refresh_errors;
-            snapshot.unknown_pages = w.unknown_pages;
-            snapshot.refreshes_skipped = w.refreshes_skipped;
-        }
-        Err(e) => tracing::warn!(error = %e, "metrics: the page writer did not answer"),
-    }
-    match counts {
-        Ok(Ok(counts)) => snapshot.pages_by_status = counts.into_iter().map(|(s, n)| (s.as_str(), n)).collect(),
-        Ok(Err(e)) => tracing::warn!(error = %e, "metrics: cannot count Pages by status"),
-        Err(e) => tracing::warn!(error = %e, "metrics: the page writer did not answer"),
-    }
-    match stalest {
-        // A clock set back makes a success look future: age 0, never an underflow.
-        Ok(stalest) => snapshot.stalest_sync_age_seconds = stalest.map(|s| unix_now().saturating_sub(s.last_success)),
-        Err(e) => tracing::warn!(error = %e, "metrics: the page writer did not answer"),
-    }
     match poll {
-        Ok(p) => {
-            snapshot.poll_runs = p.runs;
-            snapshot.poll_refreshes = p.refreshes;
-            snapshot.poll_synced = p.written;
+        Some(poll) => {
+            snapshot.poll_runs = poll.runs;
+            snapshot.poll_refreshes = poll.refreshes;
+            snapshot.poll_synced = poll.written;
         }
-        Err(e) => tracing::warn!(error = %e, "metrics: the poller did not answer"),
-    }
-    match outbox {
-        Ok(o) => snapshot.outbox = o,
-        Err(e) => tracing::warn!(error = %e, "metrics: the outbox did not answer"),
-    }
-    match subscription {
-        // Never made yet counts as pending.
-        Ok(app) => snapshot.app_subscription = Some(app.map_or(SubscriptionStatus::Pending, |s| s.status())),
-        Err(e) => tracing::warn!(error = %e, "metrics: the subscription actor did not answer"),
+        None => snapshot.poll_unanswered = true,
     }
     match state.metrics.render(&snapshot) {
         Ok(text) => HttpResponse::Ok().content_type(CONTENT_TYPE).body(text),
         Err(e) => {
             tracing::error!(error = %e, "metrics: cannot encode");
             HttpResponse::InternalServerError().finish()
+        }
+    }
+}
+
+/// The poller's figures, the one set a scrape still asks an actor for (with a
+/// timeout; `None`, and the figures left out, when it does not answer in time): the
+/// poller is being rewritten and will publish them like the others. Then this body
+/// becomes the one line `Some(actors.published.poll.stats())`.
+async fn poll_stats(actors: &Actors) -> Option<PollStats> {
+    match actors.poller.send(GetPollStats).timeout(PING_TIMEOUT).await {
+        Ok(stats) => Some(stats),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: the poller did not answer");
+            None
         }
     }
 }

@@ -2,7 +2,9 @@
 
 use pagesync_actors::messages::SyncStatus;
 
-use crate::helpers::{Options, TestApp, delivery, spawn_app, start_app, unix_now};
+use std::time::Duration;
+
+use crate::helpers::{Options, TestApp, delivery, eventually, spawn_app, start_app, unix_now};
 use pagesync::emulator::Fault;
 
 pub(crate) async fn scrape(app: &TestApp) -> String {
@@ -259,4 +261,92 @@ async fn every_metric_the_example_alerts_use_is_exposed() {
     let exposed = sample_names(&text);
     let missing: Vec<&String> = used.iter().filter(|name| !exposed.contains(name.as_str())).collect();
     assert!(missing.is_empty(), "docs/alerts.yml uses metrics /metrics does not expose: {missing:?}\n{text}");
+}
+
+/// Pages by status, refresh results, the inbox and the app subscription in a scrape
+/// follow a merchant's Pages through connect, sync, a refused token, deauthorize and
+/// uninstall: each scrape right after the event is acknowledged shows it (the figures
+/// are published as they change, not refreshed on a timer).
+#[actix_web::test]
+async fn the_scraped_figures_follow_a_merchants_pages_through_every_change() {
+    let app = spawn_app().await;
+    let pages = |text: &str| -> Vec<f64> {
+        ["pending", "synced", "error", "rate_limited", "needs_reauth", "disconnected"]
+            .iter()
+            .map(|status| value(text, &format!("pagesync_pages{{status=\"{status}\"}}")).unwrap_or(-1.0))
+            .collect()
+    };
+    let refreshes =
+        |text: &str, result: &str| value(text, &format!("pagesync_page_refreshes_total{{result=\"{result}\"}}"));
+    let text = scrape(&app).await;
+    assert_eq!(pages(&text), [0.0; 6], "{text}");
+    assert_eq!(value(&text, "pagesync_app_subscription{state=\"pending\"}"), Some(1.0), "{text}");
+
+    let (install, user, _) = app.merchant(&[("8501", "Kept"), ("8502", "Refused")]).await;
+    app.wait_for_status("8501", SyncStatus::Synced).await;
+    app.wait_for_status("8502", SyncStatus::Synced).await;
+    app.wait_idle().await;
+    let text = scrape(&app).await;
+    assert_eq!(pages(&text), [0.0, 2.0, 0.0, 0.0, 0.0, 0.0], "{text}");
+    assert_eq!(refreshes(&text, "written"), Some(2.0), "{text}");
+    assert_eq!(value(&text, "pagesync_inbox_depth"), Some(0.0), "{text}");
+    assert_eq!(value(&text, "pagesync_refreshes_running"), Some(0.0), "{text}");
+    assert!(value(&text, "pagesync_stalest_sync_age_seconds").is_some(), "{text}");
+    // The app-level subscription is made in the background of the connect.
+    let subscribed = eventually(Duration::from_secs(10), || {
+        let app = &app;
+        async move { value(&scrape(app).await, "pagesync_app_subscription{state=\"subscribed\"}") == Some(1.0) }
+    })
+    .await;
+    assert!(subscribed, "{}", scrape(&app).await);
+
+    // A delivery: one Page unchanged, the other's token refused.
+    app.graph.set_sticky_fault("8502", Some(Fault::GraphError(190)));
+    assert_eq!(app.post_webhook(&delivery(&["8501", "8502"])).await.status(), 200);
+    app.wait_for_status("8502", SyncStatus::NeedsReauth).await;
+    app.wait_idle().await;
+    let text = scrape(&app).await;
+    assert_eq!(pages(&text), [0.0, 1.0, 0.0, 0.0, 1.0, 0.0], "{text}");
+    assert_eq!(refreshes(&text, "unchanged"), Some(1.0), "{text}");
+    assert_eq!(refreshes(&text, "error"), Some(1.0), "{text}");
+
+    // The user removes the app: both Pages disconnected, none left to age.
+    let resp = app.post_signed_request("/facebook/deauthorize", &TestApp::user_payload(&user)).await;
+    assert_eq!(resp.status(), 200);
+    app.wait_for_status("8501", SyncStatus::Disconnected).await;
+    app.wait_for_status("8502", SyncStatus::Disconnected).await;
+    let text = scrape(&app).await;
+    assert_eq!(pages(&text), [0.0, 0.0, 0.0, 0.0, 0.0, 2.0], "{text}");
+    assert_eq!(value(&text, "pagesync_stalest_sync_age_seconds"), None, "{text}");
+
+    // The shop uninstalls: the Pages are forgotten.
+    let resp = app.post_shopify_webhook("app/uninstalled", &install.shop, &TestApp::shop_body(&install.shop)).await;
+    assert_eq!(resp.status(), 200);
+    let forgotten = eventually(Duration::from_secs(10), || {
+        let app = &app;
+        async move { app.page_state("8501").await.is_none() && app.page_state("8502").await.is_none() }
+    })
+    .await;
+    assert!(forgotten, "the Pages' states are still there");
+    let text = scrape(&app).await;
+    assert_eq!(pages(&text), [0.0; 6], "{text}");
+}
+
+/// `pagesync_ready` is the background readiness check's result: an actor that stops
+/// answering turns it to 0 without `/readyz` being asked, and the scrape still has
+/// every other figure.
+#[actix_web::test]
+async fn pagesync_ready_turns_to_0_when_an_actor_stops_answering() {
+    let app = spawn_app().await;
+    assert_eq!(value(&scrape(&app).await, "pagesync_ready"), Some(1.0));
+    app.actors.vault.send(pagesync_actors::messages::Shutdown).await.unwrap();
+    let turned = eventually(Duration::from_secs(10), || {
+        let app = &app;
+        async move { value(&scrape(app).await, "pagesync_ready") == Some(0.0) }
+    })
+    .await;
+    let text = scrape(&app).await;
+    assert!(turned, "{text}");
+    assert_eq!(value(&text, "pagesync_inbox_depth"), Some(0.0), "{text}");
+    assert_eq!(value(&text, "pagesync_pages{status=\"synced\"}"), Some(0.0), "{text}");
 }

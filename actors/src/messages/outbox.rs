@@ -34,6 +34,9 @@ pub struct Enqueued {
     pub seq: u64,
     pub lane: String,
     pub kind: ItemKind,
+    /// Unix ms it was queued (as in its record): the outbox keeps the oldest pending
+    /// item's age current without reading the record back.
+    pub queued_ms: u64,
 }
 
 /// Put dead-lettered items back in line (`pagesync outbox retry`): the named ids, or

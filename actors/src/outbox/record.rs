@@ -66,7 +66,7 @@ impl OutboxQueue {
         };
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let write = (self.tree.clone(), seq.to_be_bytes().to_vec(), encode(&meta, body));
-        Prepared { write, enqueued: Enqueued { seq, lane: meta.lane, kind } }
+        Prepared { write, enqueued: Enqueued { seq, lane: meta.lane, kind, queued_ms: meta.queued_ms } }
     }
 }
 

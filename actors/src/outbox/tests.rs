@@ -244,3 +244,40 @@ async fn an_item_announced_twice_is_sent_and_counted_once() {
     assert_eq!((stats.pending_forwards, stats.delivered), (0, 1), "{stats:?}");
     assert_eq!(sender.attempts.lock().unwrap().len(), 1);
 }
+
+#[actix::test]
+async fn the_published_figures_count_and_date_pending_items_and_follow_sends_without_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
+    let sender = Arc::new(FakeSender::default());
+    // Not sending: the items stay pending.
+    let (actor, queue) = OutboxActor::new(&store, sender.clone(), OutboxConfig { sending: false, ..fast() }).unwrap();
+    let figures = actor.figures();
+    let addr = actor.start();
+    let first = queue.prepare(ItemKind::Forward, "1", vec![], b"a");
+    let first_ms = first.enqueued.queued_ms;
+    store.commit_all(vec![first.write]).await.unwrap();
+    addr.send(first.enqueued).await.unwrap();
+    let event = queue.prepare(ItemKind::Event, "1", vec![], b"{}");
+    store.commit_all(vec![event.write]).await.unwrap();
+    addr.send(event.enqueued).await.unwrap();
+    // Read without a message; the age is the first item's, at the time asked.
+    let stats = figures.stats_at(first_ms + 7_000);
+    assert_eq!((stats.pending_forwards, stats.pending_events, stats.oldest_age_seconds), (1, 1, 7), "{stats:?}");
+    let asked = addr.send(GetOutboxStats).await.unwrap();
+    assert_eq!(
+        OutboxStats { oldest_age_seconds: 0, ..figures.stats() },
+        OutboxStats { oldest_age_seconds: 0, ..asked }
+    );
+    addr.send(Shutdown).await.unwrap();
+
+    // A sending outbox on the same store reads both back and delivers them: nothing
+    // pending, no oldest item, the attempts counted.
+    let (actor, _) = OutboxActor::new(&store, sender.clone(), fast()).unwrap();
+    let figures = actor.figures();
+    let addr = actor.start();
+    until(|| figures.stats().delivered == 2).await;
+    let stats = figures.stats_at(u64::MAX);
+    assert_eq!((stats.pending_forwards, stats.pending_events, stats.oldest_age_seconds), (0, 0, 0), "{stats:?}");
+    assert_eq!(figures.stats(), addr.send(GetOutboxStats).await.unwrap());
+}

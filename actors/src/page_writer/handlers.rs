@@ -67,7 +67,7 @@ impl Handler<AcceptDelivery> for PageWriterActor {
             }
             let count = pages.len();
             if let Some(seq) = seq {
-                act.stats.accepted += 1;
+                act.figures.accepted();
                 act.enqueue(seq, pages, ctx);
             }
             Ok(Receipt { seq, pages: count, forwarded })
@@ -231,7 +231,8 @@ impl Handler<DescribePages> for PageWriterActor {
     }
 }
 
-/// Pages by status, from the counts kept as records change (no scan).
+/// Pages by status, from the counts kept as records change (no scan): the published
+/// figures `/metrics` reads.
 impl Handler<CountPagesByStatus> for PageWriterActor {
     type Result = Result<Vec<(SyncStatus, u64)>, StoreError>;
 
@@ -249,15 +250,13 @@ impl Handler<GetStalestSync> for PageWriterActor {
     }
 }
 
-/// A snapshot of counters and queues.
+/// A snapshot of counters and queues: the published figures `/metrics` reads, so the
+/// two cannot disagree. Answered after the messages ahead of it, which is what callers
+/// waiting for the writer to go idle want.
 impl Handler<GetWriterStats> for PageWriterActor {
     type Result = MessageResult<GetWriterStats>;
 
     fn handle(&mut self, _: GetWriterStats, _: &mut Self::Context) -> Self::Result {
-        let mut stats = self.stats.clone();
-        stats.inbox_depth = self.inbox_depth();
-        stats.running = self.schedule.running();
-        stats.waiting_pages = self.schedule.waiting_pages();
-        MessageResult(stats)
+        MessageResult(self.figures.stats())
     }
 }

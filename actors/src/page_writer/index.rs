@@ -1,8 +1,10 @@
 //! The writer's in-memory view of the `page_state` tree, for `/metrics` and health:
 //! how many Pages are in each status, and the Pages that are kept in sync ordered by
 //! their last successful sync. Built once at start-up by reading the tree, then kept
-//! up to date on every record write and removal, so a scrape reads a count array and
-//! the first element of a `BTreeSet` (O(log n)) instead of scanning every Page.
+//! up to date on every record write and removal. The counts live in the writer's
+//! [`WriterFigures`] (atomics), and every change also stores the first element of the
+//! `BTreeSet` (the stalest success) there, so a scrape reads a few atomics without a
+//! message and without scanning any Page.
 //!
 //! Which Pages the order holds: those with a successful sync behind them
 //! (`last_success` set) whose status says pagesync is expected to keep them current:
@@ -15,6 +17,7 @@
 
 use std::collections::BTreeSet;
 
+use super::figures::WriterFigures;
 use crate::ids::PageId;
 use crate::messages::{PageState, SyncStatus};
 
@@ -54,21 +57,29 @@ impl Entry {
 /// See the module docs.
 #[derive(Debug, Default)]
 pub(super) struct SyncIndex {
-    /// Records in each status (index of `SyncStatus::ALL`).
-    counts: [u64; SyncStatus::ALL.len()],
+    /// Records in each status, and the stalest success, published (the counts are
+    /// kept there and nowhere else).
+    figures: WriterFigures,
     /// `(last_success, page)` of every Page kept in sync: the first is the stalest.
     /// The Page id breaks ties and makes each element unique.
     by_last_success: BTreeSet<(u64, PageId)>,
 }
 
 impl SyncIndex {
+    /// An empty index that keeps its counts in `figures`.
+    pub fn publishing(figures: WriterFigures) -> Self {
+        SyncIndex { figures, by_last_success: BTreeSet::new() }
+    }
+
     /// A record for `page` now exists with `entry`.
     pub fn add(&mut self, page: &PageId, entry: Entry) {
         if let Some(i) = status_index(entry.status) {
-            self.counts[i] += 1;
+            self.figures.status_added(i);
         }
-        if let Some(at) = entry.ordered_at() {
-            self.by_last_success.insert((at, page.clone()));
+        if let Some(at) = entry.ordered_at()
+            && self.by_last_success.insert((at, page.clone()))
+        {
+            self.publish_stalest();
         }
     }
 
@@ -88,18 +99,25 @@ impl SyncIndex {
     /// The record of `page` that held `entry` was replaced or removed.
     pub fn remove(&mut self, page: &PageId, entry: Entry) {
         if let Some(i) = status_index(entry.status) {
-            self.counts[i] = self.counts[i].saturating_sub(1);
+            self.figures.status_removed(i);
         }
-        if let Some(at) = entry.ordered_at() {
-            // Cloning the id for the lookup key costs one small allocation; the set
-            // holds owned ids so it needs no lifetime tied to the records.
-            self.by_last_success.remove(&(at, page.clone()));
+        // Cloning the id for the lookup key costs one small allocation; the set
+        // holds owned ids so it needs no lifetime tied to the records.
+        if let Some(at) = entry.ordered_at()
+            && self.by_last_success.remove(&(at, page.clone()))
+        {
+            self.publish_stalest();
         }
+    }
+
+    /// Stores the first element's success in the figures (O(log n)).
+    fn publish_stalest(&self) {
+        self.figures.set_stalest(self.by_last_success.first().map(|(at, _)| *at));
     }
 
     /// Pages in each status, in `SyncStatus::ALL` order.
     pub fn counts(&self) -> impl Iterator<Item = (SyncStatus, u64)> + '_ {
-        SyncStatus::ALL.iter().copied().zip(self.counts)
+        self.figures.pages_by_status().into_iter()
     }
 
     /// The Page kept in sync whose last successful sync is the oldest, and when that
@@ -228,6 +246,28 @@ mod tests {
         let counts: Vec<u64> = index.counts().map(|(_, n)| n).collect();
         // pending, synced, error, rate_limited, needs_reauth, disconnected
         assert_eq!(counts, vec![1, 1, 1, 0, 1, 0]);
+    }
+
+    #[test]
+    fn the_published_figures_follow_the_index() {
+        let figures = WriterFigures::default();
+        let mut index = SyncIndex::publishing(figures.clone());
+        let published = |index: &SyncIndex| {
+            assert_eq!(figures.stalest_success(), index.stalest().map(|(at, _)| at));
+            figures.pages_by_status()
+        };
+        index.add(&page("1"), entry(SyncStatus::Synced, Some(300)));
+        index.add(&page("2"), entry(SyncStatus::Synced, Some(100)));
+        assert_eq!(figures.stalest_success(), Some(100));
+        published(&index);
+        index.remove(&page("2"), entry(SyncStatus::Synced, Some(100)));
+        index.add(&page("2"), entry(SyncStatus::NeedsReauth, Some(100)));
+        assert_eq!(figures.stalest_success(), Some(300));
+        let counts = published(&index);
+        assert_eq!(counts.iter().map(|(_, n)| *n).collect::<Vec<_>>(), vec![0, 1, 0, 0, 1, 0]);
+        index.remove(&page("1"), entry(SyncStatus::Synced, Some(300)));
+        assert_eq!(figures.stalest_success(), None);
+        published(&index);
     }
 
     #[test]

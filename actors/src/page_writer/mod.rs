@@ -27,7 +27,12 @@
 //! running/waiting, the ready queue, back-off, when a delivery is done); `refresh`
 //! does one refresh's I/O (vault, Graph, file); `files` is the page file I/O. This
 //! file wires them: it owns the trees, the timers and the messages.
+//!
+//! Its counters, queue depths, Pages by status and stalest success are published as
+//! they change in a [`WriterFigures`] (`figures.rs`), which `/metrics` reads without
+//! a message: a scrape never waits behind the deliveries in this mailbox.
 
+mod figures;
 mod files;
 mod handlers;
 mod index;
@@ -38,11 +43,12 @@ pub mod schedule;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 
+use self::figures::Ended;
+pub use self::figures::WriterFigures;
 pub use self::files::{PAGE_DIR_MODE, PAGE_FILE_MODE, etag_of, read_page_file, remove_leftovers, write_page_file};
 use self::index::{Entry, SyncIndex};
 use self::records::decode_pages;
@@ -114,15 +120,15 @@ pub struct PageWriterActor {
     schedule: Scheduler,
     /// Set by `Shutdown`: accept nothing, start nothing.
     draining: bool,
-    stats: WriterStats,
+    /// The counters, depths and index figures, published for readers without a
+    /// message (shared with `schedule` and `index`, which write their parts).
+    figures: WriterFigures,
     /// The start-up replay of what the inbox held, while its scan runs.
     replay: Option<Replay>,
     /// Inbox records below this seq were there at start: the replay's.
     replay_boundary: u64,
     /// Whether the replay's delivery ([`REPLAY_SEQ`]) is registered with the scheduler.
     replay_active: bool,
-    /// Replay records read and not yet removed (for the inbox depth).
-    replay_left: Arc<AtomicU64>,
     /// Pages deleted while a refresh for them may still be running: whatever that
     /// refresh writes is removed again. Lifted when the Page is connected again.
     tombstones: HashSet<PageId>,
@@ -188,7 +194,8 @@ impl PageWriterActor {
                 }
             }
         }
-        let mut index = SyncIndex::default();
+        let figures = WriterFigures::default();
+        let mut index = SyncIndex::publishing(figures.clone());
         for item in states.iter() {
             let (key, raw) = item?;
             if !index.add_record(&key, &raw) {
@@ -206,17 +213,27 @@ impl PageWriterActor {
             states,
             vault,
             source,
-            schedule: Scheduler::new(config.limits()),
+            schedule: Scheduler::publishing(config.limits(), figures.clone()),
+            figures,
             config,
             next_seq,
             draining: false,
-            stats: WriterStats::default(),
             replay: None,
             replay_boundary: next_seq,
             replay_active: false,
-            replay_left: Arc::new(AtomicU64::new(0)),
             tombstones: HashSet::new(),
         })
+    }
+
+    /// The figures this writer publishes; take them before `start` and read them from
+    /// anywhere (see `figures.rs`).
+    pub fn figures(&self) -> WriterFigures {
+        self.figures.clone()
+    }
+
+    /// Publishes where the start-up replay stands (for the inbox depth).
+    fn publish_replay(&self) {
+        self.figures.set_replay(self.replay_active, self.replay.is_some());
     }
 
     /// Registers an inbox delivery and schedules its Pages.
@@ -281,11 +298,7 @@ impl PageWriterActor {
                         .push(("page.updated", serde_json::json!({ "page_id": page, "shop": st.shop, "etag": etag })));
                     st.etag = Some(etag.clone());
                 }
-                if *changed {
-                    self.stats.pages_written += 1;
-                } else {
-                    self.stats.pages_unchanged += 1;
-                }
+                self.figures.ended(if *changed { Ended::Written } else { Ended::Unchanged });
                 st.status = SyncStatus::Synced;
                 st.last_attempt = Some(now);
                 st.last_success = Some(now);
@@ -295,15 +308,15 @@ impl PageWriterActor {
                 tracing::debug!(page_id = %page, "page_data.json written");
             }
             Outcome::UnknownPage => {
-                self.stats.unknown_pages += 1;
+                self.figures.ended(Ended::UnknownPage);
                 tracing::info!(page_id = %page, "delivery for a Page nobody connected; skipped");
             }
             Outcome::Skipped(status) => {
-                self.stats.refreshes_skipped += 1;
+                self.figures.ended(Ended::Skipped);
                 tracing::debug!(page_id = %page, ?status, "refresh skipped");
             }
             Outcome::Failed(err) => {
-                self.stats.refresh_errors += 1;
+                self.figures.ended(Ended::Error);
                 st.last_attempt = Some(now);
                 st.last_error = Some(err.to_string());
                 st.last_error_code = err.code();
@@ -335,7 +348,7 @@ impl PageWriterActor {
             Outcome::Internal(detail) => {
                 // Our own failure (a record that does not open, a disk error) says
                 // nothing about the Page or its token: the status stays as it was.
-                self.stats.refresh_errors += 1;
+                self.figures.ended(Ended::Error);
                 st.last_attempt = Some(now);
                 st.last_error = Some(detail.to_string());
                 tracing::error!(page_id = %page, error = %detail, "refresh failed inside pagesync");
@@ -408,7 +421,7 @@ impl PageWriterActor {
                 tracing::error!(error = %e, "could not remove a malformed inbox record");
             }
         }
-        self.replay_left.fetch_add(records, Ordering::Relaxed);
+        self.figures.replay_read(records);
         self.schedule.add_pages(REPLAY_SEQ, fresh);
         self.pump(ctx);
         if read == REPLAY_CHUNK {
@@ -424,6 +437,7 @@ impl PageWriterActor {
                 "replaying deliveries left in the inbox"
             );
         }
+        self.publish_replay();
         if self.schedule.release(REPLAY_SEQ) {
             self.finish_replay();
         }
@@ -433,7 +447,8 @@ impl PageWriterActor {
     /// actor's thread. Not flushed: a removal lost in a crash means one more replay.
     fn finish_replay(&mut self) {
         self.replay_active = false;
-        let (inbox, left, boundary) = (self.inbox.clone(), self.replay_left.clone(), self.replay_boundary);
+        self.publish_replay();
+        let (inbox, figures, boundary) = (self.inbox.clone(), self.figures.clone(), self.replay_boundary);
         tokio::task::spawn_blocking(move || {
             let keys = inbox.range::<Vec<u8>, _>(..boundary.to_be_bytes().to_vec()).keys();
             for key in keys {
@@ -442,21 +457,15 @@ impl PageWriterActor {
                     tracing::error!(error = %e, "could not remove replayed deliveries from the inbox");
                     return;
                 }
-                let _ = left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
+                figures.replay_removed();
             }
-            left.store(0, Ordering::Relaxed);
+            figures.replay_cleared();
         });
     }
 
-    /// Deliveries not fully processed: the scheduler's, with the replay's records
-    /// counted one by one (at least one while the scan has not ended: the records it
-    /// has not read yet are unknown, not absent).
-    fn inbox_depth(&self) -> usize {
-        let mut left = usize::try_from(self.replay_left.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
-        if self.replay.is_some() {
-            left = left.max(1);
-        }
-        self.schedule.inbox_depth().saturating_sub(usize::from(self.replay_active)).saturating_add(left)
+    /// Deliveries not fully processed (see [`WriterFigures::inbox_depth`]).
+    fn inbox_depth(&self) -> u64 {
+        self.figures.inbox_depth()
     }
 
     /// Removes deliveries whose every Page is done from the inbox.
@@ -595,7 +604,11 @@ impl Actor for PageWriterActor {
             self.schedule.hold(REPLAY_SEQ);
             self.replay_active = true;
             self.replay = Some(Replay { cursor: None, seen: HashSet::new(), records: 0 });
+            self.publish_replay();
             ctx.notify(ReplayChunk);
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,10 +8,15 @@
 //! A delivery is done when each of its Pages is; the actor then removes it from the
 //! inbox. The actor owns time (timers) and I/O; this struct only decides, so every
 //! rule here is tested with plain `#[test]`s.
+//!
+//! It also publishes its depths (deliveries, running refreshes, waiting Pages) into
+//! the writer's [`WriterFigures`] at the end of every method that changes them, so
+//! `/metrics` reads them without a message and no caller can forget to.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use super::figures::WriterFigures;
 use crate::graph::{FetchError, LimitScope};
 use crate::ids::PageId;
 
@@ -102,23 +107,40 @@ pub struct Scheduler {
     /// Pages waiting for a refresh slot, in arrival order.
     ready: VecDeque<PageId>,
     running: usize,
+    /// Pages whose `scheduled` is set: kept as the flags change, so the figure costs
+    /// O(1) instead of a walk over every Page with work.
+    scheduled: usize,
     /// Set by an app-wide rate limit: no refresh starts before this instant.
     app_paused_until: Option<Instant>,
     /// Whether a wake-up is already scheduled for the end of the app pause.
     app_wake_scheduled: bool,
+    /// Where the depths are published (see the module docs).
+    figures: WriterFigures,
 }
 
 impl Scheduler {
     pub fn new(limits: Limits) -> Self {
+        Scheduler::publishing(limits, WriterFigures::default())
+    }
+
+    /// A scheduler that publishes its depths into `figures`.
+    pub(super) fn publishing(limits: Limits, figures: WriterFigures) -> Self {
         Scheduler {
             limits,
             deliveries: HashMap::new(),
             pages: HashMap::new(),
             ready: VecDeque::new(),
             running: 0,
+            scheduled: 0,
             app_paused_until: None,
             app_wake_scheduled: false,
+            figures,
         }
+    }
+
+    /// Stores the depths in the figures; called last by every method that changes one.
+    fn publish(&self) {
+        self.figures.set_queue(self.deliveries.len(), self.running, self.scheduled);
     }
 
     /// Registers an inbox delivery and queues those of its Pages not queued yet.
@@ -136,19 +158,24 @@ impl Scheduler {
             work.waiting.push(seq);
             if work.running.is_none() && !work.scheduled {
                 work.scheduled = true;
+                self.scheduled += 1;
                 self.ready.push_back(page);
             }
         }
+        self.publish();
     }
 
     /// Keeps delivery `seq` from being done while more Pages may be added to it.
     pub fn hold(&mut self, seq: u64) {
         *self.deliveries.entry(seq).or_default() += 1;
+        self.publish();
     }
 
     /// Releases one [`Scheduler::hold`]; `true` when that made the delivery done.
     pub fn release(&mut self, seq: u64) -> bool {
-        self.page_done(seq)
+        let done = self.page_done(seq);
+        self.publish();
+        done
     }
 
     /// Queues a refresh of `page` for `waiter` (joining one already queued).
@@ -158,8 +185,10 @@ impl Scheduler {
         work.check_token |= check_token;
         if work.running.is_none() && !work.scheduled {
             work.scheduled = true;
+            self.scheduled += 1;
             self.ready.push_back(page);
         }
+        self.publish();
     }
 
     /// Takes the Pages that may start now: as many as there are free slots, unless an
@@ -179,13 +208,16 @@ impl Scheduler {
         while self.running < self.limits.max_concurrent {
             let Some(page) = self.ready.pop_front() else { break };
             let Some(work) = self.pages.get_mut(&page) else { continue };
-            work.scheduled = false;
+            if std::mem::take(&mut work.scheduled) {
+                self.scheduled = self.scheduled.saturating_sub(1);
+            }
             work.running = Some(std::mem::take(&mut work.waiting));
             work.running_waiters = std::mem::take(&mut work.waiters);
             let check_token = std::mem::take(&mut work.check_token);
             self.running += 1;
             started.push(Started { page, check_token });
         }
+        self.publish();
         Pump::Start(started)
     }
 
@@ -225,6 +257,12 @@ impl Scheduler {
     /// had no work (it was never started here).
     pub fn finish(&mut self, page: &PageId, written: bool, retry_after: Option<Duration>) -> Option<Finished> {
         self.running = self.running.saturating_sub(1);
+        let finished = self.finish_page(page, written, retry_after);
+        self.publish();
+        finished
+    }
+
+    fn finish_page(&mut self, page: &PageId, written: bool, retry_after: Option<Duration>) -> Option<Finished> {
         let work = self.pages.get_mut(page)?;
         for waiter in work.running_waiters.drain(..) {
             let _ = waiter.send(written);
@@ -239,6 +277,7 @@ impl Scheduler {
             work.waiting = waiting;
             if !work.scheduled {
                 work.scheduled = true;
+                self.scheduled += 1;
                 finished.retry_in = Some(delay);
             }
         } else {
@@ -246,6 +285,7 @@ impl Scheduler {
             let more = !work.waiting.is_empty() || !work.waiters.is_empty();
             if more && !work.scheduled {
                 work.scheduled = true;
+                self.scheduled += 1;
                 self.ready.push_back(page.clone());
             } else if !more && !work.scheduled {
                 self.pages.remove(page);
@@ -280,7 +320,9 @@ impl Scheduler {
         for waiter in work.waiters.drain(..) {
             let _ = waiter.send(false);
         }
-        waiting.into_iter().filter(|&seq| self.page_done(seq)).collect()
+        let done = waiting.into_iter().filter(|&seq| self.page_done(seq)).collect();
+        self.publish();
+        done
     }
 
     /// One Page of delivery `seq` is done; `true` when that was its last.
@@ -316,7 +358,7 @@ impl Scheduler {
 
     /// Pages waiting for a slot or for a back-off to end.
     pub fn waiting_pages(&self) -> usize {
-        self.pages.values().filter(|w| w.scheduled).count()
+        self.scheduled
     }
 }
 

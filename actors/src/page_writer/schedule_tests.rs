@@ -195,3 +195,72 @@ fn after_a_burst_over_many_pages_the_maps_give_their_room_back() {
     // What is kept is the floor, give or take the hash map's rounding to a power of two.
     assert!(left.0 <= 2 * KEEP_CAPACITY && left.1 <= 2 * KEEP_CAPACITY && left.2 <= 2 * KEEP_CAPACITY, "{left:?}");
 }
+
+/// The depths as published, and as the scheduler's own state says they are (the
+/// waiting Pages by walking every Page, as the count was kept before).
+fn published_and_true(s: &Scheduler) -> ((u64, usize, usize), (u64, usize, usize)) {
+    let stats = s.figures.stats();
+    let walked = s.pages.values().filter(|w| w.scheduled).count();
+    ((s.figures.inbox_depth(), stats.running, stats.waiting_pages), (s.deliveries.len() as u64, s.running, walked))
+}
+
+#[test]
+fn the_published_depths_follow_every_change_of_the_schedule() {
+    let mut s = Scheduler::new(limits(3));
+    let now = Instant::now();
+    // A fixed, repeatable mix of every operation that moves a depth.
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let mut running: Vec<PageId> = Vec::new();
+    let mut backing_off: Vec<PageId> = Vec::new();
+    let mut waiters = Vec::new();
+    for seq in 0..3000u64 {
+        match next(8) {
+            0 | 1 => {
+                let pages = (0..=next(3)).map(|_| page(&next(12).to_string())).collect();
+                s.enqueue(seq, pages);
+            }
+            2 => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                waiters.push(rx);
+                s.request(page(&next(12).to_string()), tx, next(2) == 0);
+            }
+            3 | 4 => {
+                if let Pump::Start(started) = s.take_ready(now) {
+                    running.extend(started.into_iter().map(|st| st.page));
+                }
+            }
+            5 if !running.is_empty() => {
+                let page = running.swap_remove(next(running.len() as u64) as usize);
+                let retry = (next(4) == 0).then(|| Duration::from_secs(1));
+                if let Some(f) = s.finish(&page, next(2) == 0, retry)
+                    && f.retry_in.is_some()
+                {
+                    backing_off.push(page);
+                }
+            }
+            6 if !backing_off.is_empty() => s.requeue(backing_off.swap_remove(0)),
+            7 => {
+                let _ = s.drop_waiting(&page(&next(12).to_string()));
+            }
+            _ => {}
+        }
+        let (published, truth) = published_and_true(&s);
+        assert_eq!(published, truth, "after step {seq}");
+    }
+    // Drain: everything finishes, the figures come back to zero.
+    loop {
+        backing_off.drain(..).for_each(|p| s.requeue(p));
+        if let Pump::Start(started) = s.take_ready(now) {
+            running.extend(started.into_iter().map(|st| st.page));
+        }
+        let Some(page) = running.pop() else { break };
+        s.finish(&page, true, None);
+    }
+    assert_eq!(published_and_true(&s), ((0, 0, 0), (0, 0, 0)));
+}

@@ -1,0 +1,253 @@
+//! PageWriterActor on a temporary store: the figures it publishes (read without a
+//! message, as `/metrics` reads them) against the truth — a full scan of `page_state`,
+//! the messages' answers, and what the refreshes did.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use futures_util::future::BoxFuture;
+
+use super::*;
+use crate::graph::{LimitScope, PageData};
+use crate::ids::UserId;
+use crate::messages::{MarkDisconnected, StorePageToken};
+use crate::seal::{EncryptionKey, Sealer};
+use crate::secret::Secret;
+use crate::store::StoreConfig;
+
+/// Answers every Page with the same small object, except the Pages given a fault;
+/// no answer leaves until the gate is open.
+struct FakeSource {
+    faults: Mutex<HashMap<String, FetchError>>,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl FakeSource {
+    fn new(open: bool) -> Arc<Self> {
+        Arc::new(FakeSource { faults: Mutex::default(), open: tokio::sync::watch::Sender::new(open) })
+    }
+
+    fn fail(&self, page: &str, err: FetchError) {
+        self.faults.lock().unwrap().insert(page.to_owned(), err);
+    }
+
+    fn open_gate(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+impl PageSource for FakeSource {
+    fn fetch_page(&self, page: &PageId, _token: &Secret) -> BoxFuture<'static, Result<PageData, FetchError>> {
+        let fault = self.faults.lock().unwrap().get(page.as_str()).cloned();
+        let mut open = self.open.subscribe();
+        let id = page.to_string();
+        Box::pin(async move {
+            let _ = open.wait_for(|open| *open).await;
+            match fault {
+                Some(err) => Err(err),
+                None => {
+                    let mut data = PageData::new();
+                    data.insert("id".into(), id.into());
+                    data.insert("name".into(), "A Page".into());
+                    Ok(data)
+                }
+            }
+        })
+    }
+}
+
+fn page(id: &str) -> PageId {
+    PageId::parse(id).unwrap()
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    store: Store,
+    vault: Addr<TokenVaultActor>,
+    source: Arc<FakeSource>,
+    pages_dir: PathBuf,
+}
+
+/// A store whose `page_state` holds `states` and whose `inbox` holds `inbox`, and a
+/// vault holding a token for each of `tokens`.
+async fn setup(states: &[(&str, PageState)], inbox: &[&[&str]], tokens: &[&str], gate_open: bool) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
+    let tree = store.tree(trees::PAGE_STATE).unwrap();
+    for (id, state) in states {
+        tree.insert(id.as_bytes(), serde_json::to_vec(state).unwrap()).unwrap();
+    }
+    let inbox_tree = store.tree(trees::INBOX).unwrap();
+    for (seq, pages) in inbox.iter().enumerate() {
+        let pages: Vec<PageId> = pages.iter().map(|p| page(p)).collect();
+        inbox_tree.insert((seq as u64).to_be_bytes(), records::encode_pages(&pages)).unwrap();
+    }
+    let vault = TokenVaultActor::new(store.clone(), Sealer::new(&EncryptionKey::generate().unwrap())).unwrap().start();
+    let owner = UserId::random();
+    for id in tokens {
+        let token = Secret::new(format!("token-{id}"));
+        vault.send(StorePageToken { page: page(id), owner: owner.clone(), token }).await.unwrap().unwrap();
+    }
+    let pages_dir = dir.path().join("facebook");
+    std::fs::create_dir_all(&pages_dir).unwrap();
+    Setup { _dir: dir, store, vault, source: FakeSource::new(gate_open), pages_dir }
+}
+
+fn start(setup: &Setup) -> (Addr<PageWriterActor>, WriterFigures) {
+    let mut config = WriterConfig::new(&setup.pages_dir);
+    // A rate-limited Page stays paused for the whole test.
+    config.backoff_base = Duration::from_secs(3600);
+    let source: Arc<dyn PageSource> = setup.source.clone();
+    let actor = PageWriterActor::new(setup.store.clone(), setup.vault.clone(), source, config, None).unwrap();
+    let figures = actor.figures();
+    (actor.start(), figures)
+}
+
+fn state(status: SyncStatus, last_success: Option<u64>) -> PageState {
+    PageState { status, last_success, ..PageState::default() }
+}
+
+/// Pages by status and the stalest success, from a full scan of `page_state`: what
+/// the index must amount to (see `index.rs` for which Pages the stalest counts).
+fn scan(store: &Store) -> (Vec<(SyncStatus, u64)>, Option<u64>) {
+    let mut counts: Vec<(SyncStatus, u64)> = SyncStatus::ALL.iter().map(|s| (*s, 0)).collect();
+    let mut stalest: Option<u64> = None;
+    for item in store.tree(trees::PAGE_STATE).unwrap().iter() {
+        let (_, raw) = item.unwrap();
+        let state: PageState = serde_json::from_slice(&raw).unwrap();
+        counts.iter_mut().find(|(s, _)| *s == state.status).unwrap().1 += 1;
+        let kept = !matches!(state.status, SyncStatus::NeedsReauth | SyncStatus::Disconnected);
+        if let (true, Some(at)) = (kept, state.last_success) {
+            stalest = Some(stalest.map_or(at, |s: u64| s.min(at)));
+        }
+    }
+    (counts, stalest)
+}
+
+/// The published figures equal the full scan and the messages' answers.
+async fn assert_published_is_true(step: &str, addr: &Addr<PageWriterActor>, store: &Store, figures: &WriterFigures) {
+    // Answered after every message sent before: the writer is done with them.
+    let counted = addr.send(CountPagesByStatus).await.unwrap().unwrap();
+    let stalest = addr.send(GetStalestSync).await.unwrap().map(|s| s.last_success);
+    let stats = addr.send(GetWriterStats).await.unwrap();
+    let (scanned, scanned_stalest) = scan(store);
+    assert_eq!(figures.pages_by_status(), scanned, "{step}: Pages by status, published vs scanned");
+    assert_eq!(counted, scanned, "{step}: Pages by status, message vs scanned");
+    assert_eq!(figures.stalest_success(), scanned_stalest, "{step}: stalest, published vs scanned");
+    assert_eq!(stalest, scanned_stalest, "{step}: stalest, message vs scanned");
+    assert_eq!(figures.stats(), stats, "{step}: writer stats, published vs message");
+}
+
+/// Polls the published figures (no message) until `check` holds; panics after 10 s.
+async fn until_published(figures: &WriterFigures, what: &str, check: impl Fn(&WriterStats) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = figures.stats();
+        if check(&stats) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never published {what}: {stats:?}");
+        actix::clock::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[actix::test]
+async fn the_published_counts_and_stalest_success_equal_a_full_scan_after_every_transition() {
+    let setup = setup(
+        &[
+            ("11", state(SyncStatus::Synced, Some(100))),
+            ("12", state(SyncStatus::Synced, Some(200))),
+            ("13", state(SyncStatus::Error, Some(300))),
+            ("14", state(SyncStatus::NeedsReauth, Some(50))),
+            ("15", state(SyncStatus::Pending, None)),
+        ],
+        &[],
+        &["11", "12", "13", "14", "16", "17"],
+        true,
+    )
+    .await;
+    let (addr, figures) = start(&setup);
+    let store = &setup.store;
+    assert_published_is_true("built at start", &addr, store, &figures).await;
+    assert_eq!(figures.stalest_success(), Some(100));
+
+    // A sync moves the stalest Page to the back.
+    assert!(addr.send(SyncNow { page: page("11") }).await.unwrap());
+    assert_published_is_true("11 synced", &addr, store, &figures).await;
+    assert_eq!(figures.stalest_success(), Some(200));
+
+    // A refused token takes the Page out of the order.
+    setup.source.fail("12", FetchError::Auth { code: 190, subcode: None, message: "expired".into() });
+    assert!(!addr.send(SyncNow { page: page("12") }).await.unwrap());
+    assert_published_is_true("12 needs reauth", &addr, store, &figures).await;
+    assert_eq!(figures.stalest_success(), Some(300), "the failing Page 13 keeps its old success");
+
+    // A new Page: pending, then synced.
+    addr.send(PageConnected { page: page("16"), shop: None, name: None }).await.unwrap();
+    assert_published_is_true("16 connected", &addr, store, &figures).await;
+    assert!(addr.send(SyncNow { page: page("16") }).await.unwrap());
+    assert_published_is_true("16 synced", &addr, store, &figures).await;
+
+    // A Page rate-limited keeps its place; one failing without a success has none.
+    setup.source.fail("13", FetchError::RateLimited { code: 32, scope: LimitScope::Page, retry_after: None });
+    assert!(!addr.send(SyncNow { page: page("13") }).await.unwrap());
+    assert_published_is_true("13 rate limited", &addr, store, &figures).await;
+    setup.source.fail("17", FetchError::Permanent { code: Some(100), detail: "gone".into() });
+    assert!(!addr.send(SyncNow { page: page("17") }).await.unwrap());
+    assert_published_is_true("17 failed", &addr, store, &figures).await;
+
+    // Disconnected and deleted Pages leave the order; the counts follow.
+    addr.send(MarkDisconnected { pages: vec![page("13"), page("15")], reason: "deauthorized" }).await.unwrap();
+    assert_published_is_true("13 and 15 disconnected", &addr, store, &figures).await;
+    addr.send(DeletePages { pages: vec![page("11"), page("99")] }).await.unwrap().unwrap();
+    assert_published_is_true("11 deleted", &addr, store, &figures).await;
+
+    // Reconnected: pending with its old success, back in the order and the stalest.
+    addr.send(PageConnected { page: page("12"), shop: None, name: None }).await.unwrap();
+    assert_published_is_true("12 reconnected", &addr, store, &figures).await;
+    assert_eq!(figures.stalest_success(), Some(200));
+
+    // A Page nobody connected and one needing reauth change no record, only counters.
+    assert!(!addr.send(SyncNow { page: page("18") }).await.unwrap());
+    assert!(!addr.send(SyncNow { page: page("14") }).await.unwrap());
+    assert_published_is_true("unknown and skipped", &addr, store, &figures).await;
+
+    let stats = figures.stats();
+    assert_eq!(
+        (stats.pages_written, stats.refresh_errors, stats.unknown_pages, stats.refreshes_skipped),
+        (2, 3, 1, 1),
+        "{stats:?}"
+    );
+    // The rate-limited Page waits out its back-off: counted as waiting, nothing runs.
+    assert_eq!((stats.inbox_depth, stats.running, stats.waiting_pages), (0, 0, 1), "{stats:?}");
+}
+
+#[actix::test]
+async fn the_published_depths_follow_deliveries_and_the_start_up_replay_without_a_message() {
+    // Two deliveries left in the inbox by a previous run; the source holds every
+    // answer until the gate opens.
+    let setup = setup(&[], &[&["21"], &["21", "22"]], &["21", "22", "23"], false).await;
+    let (addr, figures) = start(&setup);
+    until_published(&figures, "the replay running", |s| s.inbox_depth == 2 && s.running == 2).await;
+
+    // New deliveries while the replay's refreshes hang: 21 and 22 are running, so
+    // they queue behind; 23 starts.
+    for pages in [vec![page("21")], vec![page("22"), page("23")], vec![page("23")]] {
+        let receipt = addr.send(AcceptDelivery { pages, forward: None }).await.unwrap().unwrap();
+        assert!(receipt.seq.is_some());
+    }
+    until_published(&figures, "five deliveries, three refreshes", |s| {
+        (s.inbox_depth, s.running, s.accepted) == (5, 3, 3)
+    })
+    .await;
+    assert_eq!(figures.stats(), addr.send(GetWriterStats).await.unwrap());
+
+    setup.source.open_gate();
+    // Read only what is published: idle, the replayed records removed off-thread.
+    until_published(&figures, "idle", |s| (s.inbox_depth, s.running, s.waiting_pages) == (0, 0, 0)).await;
+    // 21, 22, 23 each written once, then refreshed again with the same answer.
+    until_published(&figures, "every refresh counted", |s| (s.pages_written, s.pages_unchanged) == (3, 3)).await;
+    assert_eq!(figures.pages_by_status(), scan(&setup.store).0);
+    assert!(setup.store.tree(trees::INBOX).unwrap().is_empty());
+    assert_eq!(figures.stats(), addr.send(GetWriterStats).await.unwrap());
+}
