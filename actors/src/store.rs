@@ -72,6 +72,9 @@ pub mod trees {
     pub const SUBSCRIPTIONS: &str = "subscriptions";
     /// SHA-256 of a consumer API key -> its record, and name -> that hash (ApiKeyActor).
     pub const API_KEYS: &str = "api_keys";
+    /// The page writer's own records: its index of `page_state`, saved at a clean stop
+    /// and taken back (removed) at the next start (PageWriterActor).
+    pub const WRITER_META: &str = "writer_meta";
     /// The store's own records: its format version (`format`, a big-endian u32).
     pub const STORE_META: &str = "store_meta";
 }

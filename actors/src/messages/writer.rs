@@ -203,11 +203,11 @@ impl SyncStatus {
 #[rtype(result = "Result<Vec<(SyncStatus, u64)>, StoreError>")]
 pub struct CountPagesByStatus;
 
-/// The Page whose last successful sync is the oldest among the Pages pagesync keeps
-/// in sync: those that synced at least once and are not `needs_reauth` or
-/// `disconnected` (see `page_writer::index`). Answered from an ordered index kept in
-/// memory, so it costs O(log n) whatever the number of Pages. `None` when no Page
-/// qualifies.
+/// When the Page whose last successful sync is the oldest, among the Pages pagesync
+/// keeps in sync (those that synced at least once and are not `needs_reauth` or
+/// `disconnected`, see `page_writer::index`), last synced. Answered from an ordered
+/// index kept in memory, so it costs O(log n) whatever the number of Pages. `None`
+/// when no Page qualifies.
 #[derive(Debug, Message)]
 #[rtype(result = "Option<StalestSync>")]
 pub struct GetStalestSync;
@@ -215,8 +215,7 @@ pub struct GetStalestSync;
 /// What [`GetStalestSync`] answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StalestSync {
-    pub page: PageId,
-    /// Unix seconds of that Page's last successful sync.
+    /// Unix seconds of the oldest last successful sync.
     pub last_success: u64,
 }
 

@@ -200,6 +200,14 @@ impl WriterFigures {
         }
     }
 
+    /// `n` `page_state` records in `status` (index of `SyncStatus::ALL`): the counts
+    /// of an index restored at start-up.
+    pub(super) fn set_status_count(&self, index: usize, n: u64) {
+        if let Some(count) = self.inner.by_status.get(index) {
+            count.store(n, Ordering::Relaxed);
+        }
+    }
+
     pub(super) fn set_stalest(&self, last_success: Option<u64>) {
         self.inner.stalest.store(last_success.unwrap_or(NO_STALEST), Ordering::Relaxed);
     }

@@ -24,6 +24,9 @@ impl Handler<Shutdown> for PageWriterActor {
     fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
         self.draining = true;
         tracing::info!(inbox = self.inbox_depth(), running = self.schedule.running(), "page writer stopping");
+        // The refreshes still running are dropped with the context: no record changes
+        // after this point, so the saved index matches the tree.
+        self.save_index();
         ctx.stop();
     }
 }
@@ -180,7 +183,7 @@ impl PageWriterActor {
             let data = serde_json::json!({ "page_id": page, "shop": shop });
             announced.extend(self.record_events(page, vec![("page.removed", data)]));
             let previous = self.states.remove(page.as_str())?;
-            self.unindex(page, previous.as_deref());
+            self.unindex(previous.as_deref());
             self.tombstones.insert(page.clone());
             // Nothing queued for a deleted Page runs; its deliveries are done.
             let done = self.schedule.drop_waiting(page);
@@ -246,7 +249,7 @@ impl Handler<GetStalestSync> for PageWriterActor {
     type Result = Option<StalestSync>;
 
     fn handle(&mut self, _: GetStalestSync, _: &mut Self::Context) -> Self::Result {
-        self.index.stalest().map(|(last_success, page)| StalestSync { page: page.clone(), last_success })
+        self.index.stalest().map(|last_success| StalestSync { last_success })
     }
 }
 

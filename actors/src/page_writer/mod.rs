@@ -132,6 +132,8 @@ pub struct PageWriterActor {
     /// Pages deleted while a refresh for them may still be running: whatever that
     /// refresh writes is removed again. Lifted when the Page is connected again.
     tombstones: HashSet<PageId>,
+    /// `writer_meta`: where the index is saved at a clean stop ([`SAVED_INDEX`]).
+    meta: sled::Tree,
     /// Pages by status and Pages kept in sync by last success (`index.rs`): built once
     /// at start, then kept as `page_state` records change, so `/metrics` never scans.
     index: SyncIndex,
@@ -161,6 +163,26 @@ struct Replay {
     /// Pages already queued for the replay.
     seen: HashSet<PageId>,
     records: u64,
+}
+
+/// The key of the index saved at a clean stop in `writer_meta`.
+const SAVED_INDEX: &[u8] = b"sync_index";
+
+/// The index saved at the last clean stop, if there is one and it reads back; it is
+/// removed from the store, durably, before anything else runs. Why both: the saved
+/// index is true only of the `page_state` records as they were at that stop. Once
+/// this writer changes one, a crash would leave a saved index that no longer adds up,
+/// so it must be gone from disk first (sled recovers a prefix of the writes: a later
+/// record change that survives a crash implies the removal did too). Without a saved
+/// index (the first start, a crash, a damaged record), the caller reads every record.
+fn take_saved_index(meta: &sled::Tree, figures: &WriterFigures) -> Result<Option<SyncIndex>, StoreError> {
+    let Some(raw) = meta.remove(SAVED_INDEX)? else { return Ok(None) };
+    meta.flush()?;
+    let index = SyncIndex::decode(&raw, figures.clone());
+    if index.is_none() {
+        tracing::warn!("the page writer's saved index does not read back; reading every sync state instead");
+    }
+    Ok(index)
 }
 
 /// Reads the next chunk of the replay.
@@ -195,16 +217,24 @@ impl PageWriterActor {
             }
         }
         let figures = WriterFigures::default();
-        let mut index = SyncIndex::publishing(figures.clone());
-        for item in states.iter() {
-            let (key, raw) = item?;
-            if !index.add_record(&key, &raw) {
-                // Never written by this actor; left alone (and uncounted) rather than
-                // guessed at.
-                tracing::warn!("a page_state record with a malformed key or value");
+        let meta = store.tree(trees::WRITER_META)?;
+        let index = match take_saved_index(&meta, &figures)? {
+            Some(index) => index,
+            None => {
+                let mut index = SyncIndex::publishing(figures.clone());
+                for item in states.iter() {
+                    let (key, raw) = item?;
+                    if !index.add_record(&key, &raw) {
+                        // Never written by this actor; left alone (and uncounted) rather
+                        // than guessed at.
+                        tracing::warn!("a page_state record with a malformed key or value");
+                    }
+                }
+                index
             }
-        }
+        };
         Ok(PageWriterActor {
+            meta,
             outbox,
             index,
             generation: rand::random(),
@@ -506,8 +536,8 @@ impl PageWriterActor {
             .and_then(|v| self.states.insert(page.as_str(), v).map_err(|e| e.to_string()));
         match saved {
             Ok(previous) => {
-                self.unindex(page, previous.as_deref());
-                self.index.add(page, Entry::of_state(state));
+                self.unindex(previous.as_deref());
+                self.index.add(Entry::of_state(state));
             }
             Err(e) => tracing::error!(page_id = %page, error = %e, "cannot save sync state"),
         }
@@ -551,11 +581,20 @@ impl PageWriterActor {
         );
     }
 
-    /// `page`'s `page_state` record `previous` left (replaced or removed): take it
-    /// out of the index.
-    fn unindex(&mut self, page: &PageId, previous: Option<&[u8]>) {
+    /// Saves the index for the next start (see [`take_saved_index`]); called by
+    /// `Shutdown`, after which this writer changes no record. The store's final flush
+    /// at stop makes it durable; a failure only costs the next start a full read.
+    fn save_index(&self) {
+        if let Err(e) = self.meta.insert(SAVED_INDEX, self.index.encode()) {
+            tracing::warn!(error = %e, "cannot save the page writer's index; the next start reads every sync state");
+        }
+    }
+
+    /// A `page_state` record `previous` left (replaced or removed): take it out of the
+    /// index.
+    fn unindex(&mut self, previous: Option<&[u8]>) {
         if let Some(entry) = previous.and_then(Entry::of_raw) {
-            self.index.remove(page, entry);
+            self.index.remove(entry);
         }
     }
 }

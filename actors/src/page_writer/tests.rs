@@ -10,7 +10,7 @@ use futures_util::future::BoxFuture;
 use super::*;
 use crate::graph::{LimitScope, PageData};
 use crate::ids::UserId;
-use crate::messages::{MarkDisconnected, StorePageToken};
+use crate::messages::{MarkDisconnected, Shutdown, StorePageToken};
 use crate::seal::{EncryptionKey, Sealer};
 use crate::secret::Secret;
 use crate::store::StoreConfig;
@@ -250,4 +250,78 @@ async fn the_published_depths_follow_deliveries_and_the_start_up_replay_without_
     assert_eq!(figures.pages_by_status(), scan(&setup.store).0);
     assert!(setup.store.tree(trees::INBOX).unwrap().is_empty());
     assert_eq!(figures.stats(), addr.send(GetWriterStats).await.unwrap());
+}
+
+/// The index as a start-up builds it from `store` (saved or read): Pages by status and
+/// the stalest success, published, from a writer started and left running.
+fn index_at_start(setup: &Setup) -> (Vec<(SyncStatus, u64)>, Option<u64>) {
+    let (_, figures) = start(setup);
+    (figures.pages_by_status(), figures.stalest_success())
+}
+
+fn saved_index(store: &Store) -> Option<sled::IVec> {
+    store.tree(trees::WRITER_META).unwrap().get(SAVED_INDEX).unwrap()
+}
+
+/// Writes a `page_state` record behind the writer's back: never done by pagesync,
+/// here to see whether a start read the records or took the saved index.
+fn write_behind(store: &Store, id: &str, state: &PageState) {
+    store.tree(trees::PAGE_STATE).unwrap().insert(id.as_bytes(), serde_json::to_vec(state).unwrap()).unwrap();
+}
+
+#[actix::test]
+async fn a_clean_stop_saves_the_index_and_the_next_start_takes_it_instead_of_reading_every_record() {
+    let setup = setup(
+        &[
+            ("31", state(SyncStatus::Synced, Some(100))),
+            ("32", state(SyncStatus::Error, Some(50))),
+            ("33", state(SyncStatus::NeedsReauth, Some(10))),
+            ("34", state(SyncStatus::Pending, None)),
+        ],
+        &[],
+        &["31", "35"],
+        true,
+    )
+    .await;
+    let (addr, figures) = start(&setup);
+    // A change after the start is in what is saved.
+    assert!(addr.send(SyncNow { page: page("35") }).await.unwrap());
+    let (truth, stalest) = scan(&setup.store);
+    assert_eq!((figures.pages_by_status(), figures.stalest_success()), (truth.clone(), stalest));
+    addr.send(Shutdown).await.unwrap();
+    assert!(saved_index(&setup.store).is_some(), "nothing saved at the stop");
+
+    write_behind(&setup.store, "36", &state(SyncStatus::Synced, Some(1)));
+    assert_eq!(index_at_start(&setup), (truth, Some(50)), "the start read the records: it counted 36");
+    assert_eq!(saved_index(&setup.store), None, "the saved index stays in the store after it was taken");
+}
+
+#[actix::test]
+async fn a_start_after_a_crash_reads_every_record_because_the_saved_index_was_taken() {
+    let setup = setup(&[("41", state(SyncStatus::Synced, Some(100)))], &[], &[], true).await;
+    let (addr, _) = start(&setup);
+    addr.send(Shutdown).await.unwrap();
+    // Started from the saved index, then "crashed": never told to stop, so nothing is
+    // saved again; a record changed meanwhile must be counted by the next start.
+    let _crashed = start(&setup);
+    write_behind(&setup.store, "42", &state(SyncStatus::Error, Some(20)));
+    assert_eq!(index_at_start(&setup), scan(&setup.store));
+    assert_eq!(scan(&setup.store).1, Some(20));
+}
+
+#[actix::test]
+async fn a_damaged_saved_index_is_dropped_and_every_record_read() {
+    let setup = setup(
+        &[("51", state(SyncStatus::Synced, Some(100))), ("52", state(SyncStatus::Pending, Some(70)))],
+        &[],
+        &[],
+        true,
+    )
+    .await;
+    let meta = setup.store.tree(trees::WRITER_META).unwrap();
+    for damaged in [&b""[..], b"\x01", b"\x02\x06", &[0xff; 100][..]] {
+        meta.insert(SAVED_INDEX, damaged).unwrap();
+        assert_eq!(index_at_start(&setup), scan(&setup.store), "{damaged:?}");
+        assert_eq!(saved_index(&setup.store), None, "{damaged:?} left in the store");
+    }
 }
