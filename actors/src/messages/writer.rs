@@ -241,6 +241,36 @@ pub struct PageState {
     /// file write and the event's commit is made up for by the next refresh.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
+    /// `name` and `category` of the `page_data.json` last written, so that lists (the
+    /// dashboard, `/api/v1/pages`) need not read every Page's file. `None` in states
+    /// written before this field existed, or when a value is too long to keep here:
+    /// then the file is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<PageNames>,
+}
+
+/// What lists show of a Page's data (see [`PageState::names`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageNames {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+}
+
+impl PageNames {
+    /// The longest `name` or `category` kept in a sync state, in bytes. Meta's Page
+    /// names are far shorter; a longer value (from a hostile or broken upstream) is not
+    /// copied into every state read, the file is read instead.
+    pub const MAX_LEN: usize = 256;
+
+    /// The names of a Page's data, if both fit (see [`PageNames::MAX_LEN`]).
+    pub fn of(data: &serde_json::Map<String, serde_json::Value>) -> Option<PageNames> {
+        let text = |key: &str| data.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+        let names = PageNames { name: text("name"), category: text("category") };
+        let fits = |v: &Option<String>| v.as_ref().is_none_or(|v| v.len() <= Self::MAX_LEN);
+        (fits(&names.name) && fits(&names.category)).then_some(names)
+    }
 }
 
 impl Default for PageState {
@@ -254,6 +284,7 @@ impl Default for PageState {
             refreshes: 0,
             shop: None,
             etag: None,
+            names: None,
         }
     }
 }

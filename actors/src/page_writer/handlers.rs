@@ -208,28 +208,47 @@ impl Handler<GetPageState> for PageWriterActor {
     }
 }
 
-/// The Pages' states and the names in their files, in the order asked.
+/// The Pages' states and names, in the order asked. The names come from the states
+/// (written with each file); only Pages whose state does not hold them (written by an
+/// older pagesync, or names too long to keep there) have their file read, by one task
+/// on the blocking pool.
 impl Handler<DescribePages> for PageWriterActor {
     type Result = ResponseFuture<Vec<PageSummary>>;
 
     fn handle(&mut self, msg: DescribePages, _: &mut Self::Context) -> Self::Result {
         let states: Vec<Option<PageState>> = msg.pages.iter().map(|page| self.load_state(page)).collect();
-        let paths: Vec<_> =
-            msg.pages.iter().map(|page| self.config.pages_dir.join(page.as_str()).join("page_data.json")).collect();
+        let unnamed: Vec<(usize, PathBuf)> = msg
+            .pages
+            .iter()
+            .zip(&states)
+            .enumerate()
+            .filter(|(_, (_, state))| state.as_ref().is_none_or(|s| s.names.is_none()))
+            .map(|(i, (page, _))| (i, self.config.pages_dir.join(page.as_str()).join("page_data.json")))
+            .collect();
         Box::pin(async move {
-            // A failed blocking task (it cannot panic on a bad file) leaves the names out.
-            let names =
-                tokio::task::spawn_blocking(move || paths.iter().map(|p| files::name_and_category(p)).collect())
-                    .await
-                    .unwrap_or_else(|_| Vec::new());
-            let mut names: std::vec::IntoIter<(Option<String>, Option<String>)> = names.into_iter();
-            states
+            let mut summaries: Vec<PageSummary> = states
                 .into_iter()
                 .map(|state| {
-                    let (name, category) = names.next().unwrap_or_default();
-                    PageSummary { state, name, category }
+                    let names = state.as_ref().and_then(|s| s.names.clone()).unwrap_or_default();
+                    PageSummary { state, name: names.name, category: names.category }
                 })
-                .collect()
+                .collect();
+            if unnamed.is_empty() {
+                return summaries;
+            }
+            // A failed blocking task (it cannot panic on a bad file) leaves those names out.
+            let read = tokio::task::spawn_blocking(move || {
+                unnamed.into_iter().map(|(i, path)| (i, files::name_and_category(&path))).collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+            for (i, (name, category)) in read {
+                if let Some(summary) = summaries.get_mut(i) {
+                    summary.name = name;
+                    summary.category = category;
+                }
+            }
+            summaries
         })
     }
 }

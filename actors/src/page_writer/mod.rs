@@ -322,7 +322,7 @@ impl PageWriterActor {
         // `Some(delay)`: keep the deliveries and try this Page again after `delay`.
         let mut retry_after: Option<Duration> = None;
         match &outcome {
-            Outcome::Written { changed, etag } => {
+            Outcome::Written { changed, etag, names } => {
                 if st.etag.as_deref() != Some(etag.as_str()) {
                     events
                         .push(("page.updated", serde_json::json!({ "page_id": page, "shop": st.shop, "etag": etag })));
@@ -335,6 +335,7 @@ impl PageWriterActor {
                 st.last_error = None;
                 st.last_error_code = None;
                 st.refreshes += 1;
+                st.names = names.clone();
                 tracing::debug!(page_id = %page, "page_data.json written");
             }
             Outcome::UnknownPage => {

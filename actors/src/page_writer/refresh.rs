@@ -11,7 +11,7 @@ use actix::Addr;
 use super::files::write_page_file;
 use crate::graph::{FetchError, PageSource, TokenCheck};
 use crate::ids::PageId;
-use crate::messages::{GetPageToken, SyncStatus, VaultError};
+use crate::messages::{GetPageToken, PageNames, SyncStatus, VaultError};
 use crate::token_vault::TokenVaultActor;
 
 /// How one refresh ended.
@@ -23,6 +23,8 @@ pub(super) enum Outcome {
     Written {
         changed: bool,
         etag: String,
+        /// What lists show of the data written (`None`: too long to keep in the state).
+        names: Option<PageNames>,
     },
     UnknownPage,
     Skipped(SyncStatus),
@@ -80,9 +82,10 @@ pub(super) async fn refresh(
         Ok(data) => data,
         Err(e) => return Outcome::Failed(e),
     };
+    let names = PageNames::of(&data);
     let written = tokio::task::spawn_blocking(move || write_page_file(&pages_dir, &page, data, generation)).await;
     match written {
-        Ok(Ok((changed, etag))) => Outcome::Written { changed, etag },
+        Ok(Ok((changed, etag))) => Outcome::Written { changed, etag, names },
         Ok(Err(e)) => Outcome::Internal(e.into()),
         Err(e) => Outcome::Internal(e.into()),
     }

@@ -10,7 +10,7 @@ use futures_util::future::BoxFuture;
 use super::*;
 use crate::graph::{LimitScope, PageData};
 use crate::ids::UserId;
-use crate::messages::{MarkDisconnected, Shutdown, StorePageToken};
+use crate::messages::{MarkDisconnected, PageNames, Shutdown, StorePageToken};
 use crate::seal::{EncryptionKey, Sealer};
 use crate::secret::Secret;
 use crate::store::StoreConfig;
@@ -19,16 +19,26 @@ use crate::store::StoreConfig;
 /// no answer leaves until the gate is open.
 struct FakeSource {
     faults: Mutex<HashMap<String, FetchError>>,
+    /// Page names other than the default "A Page".
+    names: Mutex<HashMap<String, String>>,
     open: tokio::sync::watch::Sender<bool>,
 }
 
 impl FakeSource {
     fn new(open: bool) -> Arc<Self> {
-        Arc::new(FakeSource { faults: Mutex::default(), open: tokio::sync::watch::Sender::new(open) })
+        Arc::new(FakeSource {
+            faults: Mutex::default(),
+            names: Mutex::default(),
+            open: tokio::sync::watch::Sender::new(open),
+        })
     }
 
     fn fail(&self, page: &str, err: FetchError) {
         self.faults.lock().unwrap().insert(page.to_owned(), err);
+    }
+
+    fn name(&self, page: &str, name: &str) {
+        self.names.lock().unwrap().insert(page.to_owned(), name.to_owned());
     }
 
     fn open_gate(&self) {
@@ -39,6 +49,7 @@ impl FakeSource {
 impl PageSource for FakeSource {
     fn fetch_page(&self, page: &PageId, _token: &Secret) -> BoxFuture<'static, Result<PageData, FetchError>> {
         let fault = self.faults.lock().unwrap().get(page.as_str()).cloned();
+        let name = self.names.lock().unwrap().get(page.as_str()).cloned().unwrap_or_else(|| "A Page".into());
         let mut open = self.open.subscribe();
         let id = page.to_string();
         Box::pin(async move {
@@ -48,7 +59,7 @@ impl PageSource for FakeSource {
                 None => {
                     let mut data = PageData::new();
                     data.insert("id".into(), id.into());
-                    data.insert("name".into(), "A Page".into());
+                    data.insert("name".into(), name.into());
                     Ok(data)
                 }
             }
@@ -324,4 +335,37 @@ async fn a_damaged_saved_index_is_dropped_and_every_record_read() {
         assert_eq!(index_at_start(&setup), scan(&setup.store), "{damaged:?}");
         assert_eq!(saved_index(&setup.store), None, "{damaged:?} left in the store");
     }
+}
+
+fn write_file(setup: &Setup, id: &str, name: &str) {
+    let dir = setup.pages_dir.join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("page_data.json"), serde_json::json!({ "id": id, "name": name }).to_string()).unwrap();
+}
+
+#[actix::test]
+async fn pages_are_described_from_their_states_and_only_older_states_have_their_file_read() {
+    let named = PageState {
+        names: Some(PageNames { name: Some("From State".into()), category: Some("Bakery".into()) }),
+        ..state(SyncStatus::Synced, Some(10))
+    };
+    let setup = setup(&[("61", named), ("62", state(SyncStatus::Synced, Some(10)))], &[], &["64", "65"], true).await;
+    write_file(&setup, "61", "From File");
+    write_file(&setup, "62", "Older State");
+    let (addr, _) = start(&setup);
+    // 64: refreshed now, so its state holds the names; its file is gone afterwards.
+    assert!(addr.send(SyncNow { page: page("64") }).await.unwrap());
+    std::fs::remove_file(setup.pages_dir.join("64").join("page_data.json")).unwrap();
+    // 65: a name too long to keep in the state is read from the file.
+    let long = "n".repeat(PageNames::MAX_LEN + 1);
+    setup.source.name("65", &long);
+    assert!(addr.send(SyncNow { page: page("65") }).await.unwrap());
+
+    let pages = ["61", "62", "63", "64", "65"].map(page).to_vec();
+    let described = addr.send(DescribePages { pages }).await.unwrap();
+    let names: Vec<Option<&str>> = described.iter().map(|s| s.name.as_deref()).collect();
+    assert_eq!(names, [Some("From State"), Some("Older State"), None, Some("A Page"), Some(long.as_str())]);
+    assert_eq!(described[0].category.as_deref(), Some("Bakery"));
+    assert!(described[2].state.is_none(), "63 has no state");
+    assert_eq!(described[3].state.as_ref().map(|s| s.status), Some(SyncStatus::Synced));
 }
