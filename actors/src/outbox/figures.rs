@@ -22,15 +22,18 @@ pub struct OutboxFigures {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Items in the `outbox` tree that the actor knows of, by kind (an item committed
-    /// by another actor counts once its `Enqueued` arrives).
+    /// Forwards in the `outbox` tree that the actor knows of (an item committed by
+    /// another actor counts once its `Enqueued` arrives): `pagesync_outbox_pending`.
     pending_forwards: AtomicU64,
+    /// Events likewise.
     pending_events: AtomicU64,
-    /// Items in `outbox_dead`, by kind.
+    /// Forwards in `outbox_dead`: `pagesync_outbox_dead`.
     dead_forwards: AtomicU64,
+    /// Events likewise.
     dead_events: AtomicU64,
-    /// Attempts since start that got a 2xx / that failed (each retry counts).
+    /// Attempts since start that got a 2xx: `pagesync_outbox_attempts_total`.
     delivered: AtomicU64,
+    /// Attempts since start that failed (each retry counts).
     failed: AtomicU64,
     /// Items dead-lettered since start.
     dead_lettered: AtomicU64,

@@ -35,11 +35,16 @@ const NO_STALEST: u64 = u64::MAX;
 struct Inner {
     /// Deliveries accepted since start (`WriterStats::accepted`).
     accepted: AtomicU64,
-    /// Refreshes since start by how they ended: `pagesync_page_refreshes_total{result}`.
+    /// Refreshes since start by how they ended (`pagesync_page_refreshes_total{result}`):
+    /// `page_data.json` changed and was rewritten,
     pages_written: AtomicU64,
+    /// the answer equalled the file (left untouched),
     pages_unchanged: AtomicU64,
+    /// Graph refused or failed, or pagesync's own failure,
     refresh_errors: AtomicU64,
+    /// no token stored for the Page (nobody connected it),
     unknown_pages: AtomicU64,
+    /// not attempted: the Page is `needs_reauth` or `disconnected`.
     refreshes_skipped: AtomicU64,
     /// Deliveries the scheduler tracks, the start-up replay's one among them while it
     /// is registered (see [`WriterFigures::inbox_depth`]).
