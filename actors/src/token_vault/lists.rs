@@ -1,10 +1,10 @@
-//! The Page lists: every Page, and one slice of them from a cursor.
+//! The Page lists: every Page, one slice of them from a cursor, and a count of them.
 
 use actix::prelude::*;
 
 use super::TokenVaultActor;
 use crate::ids::{PageId, UserId};
-use crate::messages::vault::{ListPages, ListPagesFrom, PageSlice, VaultError};
+use crate::messages::vault::{CountPages, ListPages, ListPagesFrom, PageCount, PageSlice, VaultError};
 use crate::store::{StoreError, trees};
 
 /// Lists every Page with an owner.
@@ -53,6 +53,38 @@ impl Handler<ListPagesFrom> for TokenVaultActor {
             None
         };
         Ok(PageSlice { pages, next })
+    }
+}
+
+/// Counts Pages from the cursor by their keys alone (no owner is decoded, nothing is
+/// collected): the poller's way to learn how many Pages a run spreads over.
+impl Handler<CountPages> for TokenVaultActor {
+    type Result = Result<PageCount, VaultError>;
+
+    fn handle(&mut self, msg: CountPages, _: &mut Self::Context) -> Self::Result {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let limit = msg.limit.max(1);
+        let start = msg.after.as_ref().map_or(Unbounded, |a| Excluded(a.as_str().as_bytes().to_vec()));
+        let mut count = PageCount::default();
+        let mut last = None;
+        // Keys that are not Page ids are skipped, as the lists skip them; only the
+        // cursor is made into a `PageId` (no allocation per key counted).
+        let page = |key: &[u8]| std::str::from_utf8(key).ok().and_then(|s| PageId::parse(s).ok());
+        for item in self.trees.owners.range::<Vec<u8>, _>((start, Unbounded)).keys() {
+            let key = item.map_err(StoreError::from)?;
+            // `PageId::parse`'s rule, on the bytes.
+            if key.is_empty() || key.len() > PageId::MAX_LEN || !key.iter().all(u8::is_ascii_digit) {
+                continue;
+            }
+            if count.pages == limit {
+                // A Page follows the counted ones: hand out where to go on from.
+                count.next = last.as_deref().and_then(page);
+                break;
+            }
+            count.pages += 1;
+            last = Some(key);
+        }
+        Ok(count)
     }
 }
 
