@@ -124,7 +124,8 @@ pub fn start(store: &Store, config: ActorsConfig) -> Result<Actors, StoreError> 
     let pages_dir = config.writer.pages_dir.clone();
     let page_writer =
         PageWriterActor::new(store.clone(), vault.clone(), config.source, config.writer, Some(outbox.clone()))?.start();
-    let poller = poller::PollerActor::new(vault.clone(), page_writer.clone(), config.poll, config.usage).start();
+    let poller =
+        poller::PollerActor::new(vault.clone(), page_writer.clone().recipient(), config.poll, config.usage).start();
     let api_keys = api_keys::ApiKeyActor::new(store.clone())?.start();
     Ok(Actors {
         sessions,
