@@ -35,14 +35,17 @@
 //!
 //! # After a start
 //!
-//! The first run after the daemon starts is the current cycle's, at once, but it
-//! *resumes*: it leaves out the Pages whose start time in this cycle has already passed
-//! and polls the rest on their usual schedule. A daemon restarted often (a deploy, a
-//! crash loop) thus goes on where its previous process would be instead of starting
-//! from the first Pages again, so every Page is still polled about once per interval,
-//! and no state is kept for it. A fleet restarted together is not a burst either: each
-//! daemon's Pages are spread over the interval whatever the phase. (Before the pace, the
-//! first run waited a random part of the interval to de-correlate such a fleet.)
+//! The first run after the daemon starts is the current cycle's, but it *resumes*: it
+//! leaves out the Pages whose start time in this cycle has already passed and polls the
+//! rest at their usual spacing, all shifted by a settle time ([`pace::settle`]: a tenth
+//! of the interval, at most 5 minutes, which the headroom absorbs) so that the first
+//! minutes after a start are left to the inbox replay and the queued deliveries. A
+//! daemon restarted often (deploys, a crash loop) thus goes on where its previous
+//! process would be instead of starting from the first Pages again: every Page is still
+//! polled about once per interval, and no state is kept for it. A fleet restarted
+//! together is not a burst either: each daemon's Pages are spread over the interval
+//! whatever the phase. (Before the pace, the first run waited a random part of the
+//! interval to de-correlate such a fleet.)
 //!
 //! # By hand
 //!
@@ -207,7 +210,8 @@ impl PollerActor {
         let plan = match (kind, self.interval()) {
             (RunKind::Cycle { index, resume }, Some(interval)) => {
                 let phase = (self.clock)().saturating_sub(pace::cycle_start(index, interval));
-                Some(Plan { interval, phase, resume })
+                let settle = if resume { pace::settle(interval) } else { 0 };
+                Some(Plan { interval, phase, resume, settle })
             }
             _ => None,
         };
@@ -246,6 +250,9 @@ struct Plan {
     phase: u64,
     /// Leave out the Pages whose time has passed (the first run after a start).
     resume: bool,
+    /// Milliseconds every Page's start is pushed back by ([`pace::settle`] for the
+    /// first run after a start, else 0).
+    settle: u64,
 }
 
 /// What a run did.
@@ -298,7 +305,7 @@ impl Walk {
                     tracing::info!(pages, "no Page is left to poll in this cycle; the next run polls them");
                     return Outcome::default();
                 }
-                (Some((pace, plan.phase)), first)
+                (Some((pace, plan.phase, plan.settle)), first)
             }
         };
         // The cursor of the first Page to poll: the Page before it.
@@ -318,10 +325,10 @@ impl Walk {
             }
         };
         tracing::info!(
-            pages = pace.map(|(p, _)| p.pages()),
+            pages = pace.map(|(p, ..)| p.pages()),
             first,
             paced = pace.is_some(),
-            spacing_ms = pace.map(|(p, _)| p.due(1).saturating_sub(p.due(0))),
+            spacing_ms = pace.map(|(p, ..)| p.due(1).saturating_sub(p.due(0))),
             "poll run started"
         );
         let started = self.started;
@@ -329,9 +336,9 @@ impl Walk {
         pages_after(self.vault, after)
             .enumerate()
             .then(move |(i, page)| async move {
-                if let Some((pace, phase)) = pace {
+                if let Some((pace, phase, settle)) = pace {
                     let j = first.saturating_add(u64::try_from(i).unwrap_or(u64::MAX));
-                    let delay = Duration::from_millis(pace.delay(j, phase));
+                    let delay = Duration::from_millis(pace.delay(j, phase).saturating_add(settle));
                     match started.checked_add(delay) {
                         Some(at) => tokio::time::sleep_until(at).await,
                         None => tokio::time::sleep(delay).await,

@@ -57,6 +57,18 @@ pub fn next_cycle(finished: u64, interval: u64, now: u64) -> u64 {
     finished.saturating_add(1).max(cycle_at(now, interval).index)
 }
 
+/// The longest a resumed run holds its Pages back (see [`settle`]): 5 minutes.
+pub const SETTLE_MAX: u64 = 300_000;
+
+/// How long the first run after a start holds its Pages back: a tenth of the interval,
+/// at most [`SETTLE_MAX`]. The first minutes after a start belong to the inbox replay
+/// and the deliveries that queued meanwhile; the resumed Pages keep their spacing,
+/// shifted by this much, which the headroom absorbs (a tenth is less than the 15 % the
+/// span leaves).
+pub fn settle(interval: u64) -> u64 {
+    (interval / 10).min(SETTLE_MAX)
+}
+
 /// When each Page of a run starts, for `pages` Pages in an interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pace {
@@ -194,6 +206,19 @@ mod tests {
         }
         assert_eq!(Pace::new(u64::MAX, 1).due(u64::MAX), u64::MAX, "saturates");
         assert_eq!(millis(Duration::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn a_resumed_run_settles_a_tenth_of_the_interval_at_most_five_minutes_within_the_headroom() {
+        assert_eq!(settle(1_000), 100);
+        assert_eq!(settle(600_000), 60_000, "10 minutes: 1 minute");
+        assert_eq!(settle(86_400_000), 300_000, "24 h: 5 minutes");
+        assert_eq!((settle(0), settle(u64::MAX)), (0, SETTLE_MAX));
+        for interval in [1, 10, 1_000, 600_000, 3_000_000, 86_400_000, u64::MAX] {
+            let pace = Pace::new(interval, 1_000);
+            // The last resumed Page, shifted, still starts within its cycle.
+            assert!(pace.due(999).saturating_add(settle(interval)) < interval, "{interval} ms");
+        }
     }
 
     #[test]
