@@ -289,6 +289,8 @@ struct Walk {
 
 impl Walk {
     async fn run(self) -> Outcome {
+        // How long counting (and finding where to resume) held the vault, for the log.
+        let counting = tokio::time::Instant::now();
         let (pace, first) = match self.plan {
             None => (None, 0),
             Some(plan) => {
@@ -329,6 +331,7 @@ impl Walk {
             first,
             paced = pace.is_some(),
             spacing_ms = pace.map(|(p, ..)| p.due(1).saturating_sub(p.due(0))),
+            count_ms = pace::millis(counting.elapsed()),
             "poll run started"
         );
         let started = self.started;
