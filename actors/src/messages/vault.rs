@@ -155,7 +155,8 @@ pub struct ListPages;
 
 /// One slice of the Page list, for paginated answers: at most `limit` Pages (every
 /// owner's, or `owner`'s) whose id sorts after `after`, in the store's key order (the
-/// ids' bytes). Reads at most `limit + 1` records, whatever the store holds.
+/// ids' bytes). Reads `limit + 1` Pages' records (and any malformed record among them,
+/// skipped), whatever the store holds.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<PageSlice, VaultError>")]
 pub struct ListPagesFrom {

@@ -12,7 +12,7 @@ impl Handler<ListPages> for TokenVaultActor {
     type Result = Result<Vec<(PageId, UserId)>, VaultError>;
 
     fn handle(&mut self, _: ListPages, _: &mut Self::Context) -> Self::Result {
-        owner_rows(self.trees.owners.iter())
+        owner_rows(self.trees.owners.iter(), usize::MAX)
     }
 }
 
@@ -27,7 +27,7 @@ impl Handler<ListPagesFrom> for TokenVaultActor {
         let mut pages = match &msg.owner {
             None => {
                 let start = after.map_or(Unbounded, |a| Excluded(a.as_bytes().to_vec()));
-                owner_rows(self.trees.owners.range::<Vec<u8>, _>((start, Unbounded)).take(limit + 1))?
+                owner_rows(self.trees.owners.range::<Vec<u8>, _>((start, Unbounded)), limit + 1)?
             }
             Some(owner) => {
                 let prefix = format!("o/{owner}/");
@@ -36,11 +36,16 @@ impl Handler<ListPagesFrom> for TokenVaultActor {
                     None => Included(prefix.clone().into_bytes()),
                 };
                 let mut pages = Vec::new();
-                for item in self.trees.index.range::<Vec<u8>, _>((start, Unbounded)).take(limit + 1) {
+                // `limit + 1` Pages, not records: a malformed row skipped inside the
+                // slice must not make it look like the last one.
+                for item in self.trees.index.range::<Vec<u8>, _>((start, Unbounded)) {
                     let (k, _) = item.map_err(StoreError::from)?;
                     let Some(rest) = k.strip_prefix(prefix.as_bytes()) else { break };
                     if let Some(page) = std::str::from_utf8(rest).ok().and_then(|s| PageId::parse(s).ok()) {
                         pages.push((page, owner.clone()));
+                        if pages.len() > limit {
+                            break;
+                        }
                     }
                 }
                 pages
@@ -88,12 +93,18 @@ impl Handler<CountPages> for TokenVaultActor {
     }
 }
 
-/// `page_owner` records as (Page, owner), skipping (and logging) malformed ones.
+/// The first `max` well-formed `page_owner` records as (Page, owner), skipping (and
+/// logging) malformed ones: a slice that asks for `limit + 1` Pages gets them even when
+/// a malformed record sits among them.
 fn owner_rows(
     records: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    max: usize,
 ) -> Result<Vec<(PageId, UserId)>, VaultError> {
     let mut out = Vec::new();
     for item in records {
+        if out.len() == max {
+            break;
+        }
         let (k, v) = item.map_err(StoreError::from)?;
         let page = std::str::from_utf8(&k).ok().and_then(|s| PageId::parse(s).ok());
         let owner = std::str::from_utf8(&v).ok().and_then(|s| UserId::parse(s).ok());

@@ -384,3 +384,38 @@ async fn pages_are_counted_in_steps_that_agree_with_the_list() {
     let zero = vault.send(CountPages { after: None, limit: 0 }).await.unwrap().unwrap();
     assert_eq!((zero.pages, zero.next), (1, Some(PageId::parse("10").unwrap())));
 }
+
+#[actix::test]
+async fn a_malformed_record_in_a_slice_does_not_end_the_list_early() {
+    let (_dir, store, vault) = vault();
+    let owner = UserId::random();
+    for n in 10..27 {
+        let msg = StorePageToken {
+            page: PageId::parse(&n.to_string()).unwrap(),
+            owner: owner.clone(),
+            token: Secret::new("t"),
+        };
+        vault.send(msg).await.unwrap().unwrap();
+    }
+    // Records no vault writes, one in the Page list and one in the owner's index rows:
+    // each sits inside the first slice of 4, which must still lead on to the rest.
+    store.tree(trees::PAGE_OWNER).unwrap().insert(b"12a", owner.to_string().as_bytes()).unwrap();
+    store.tree(trees::VAULT_INDEX).unwrap().insert(format!("o/{owner}/12a").as_bytes(), b"".as_slice()).unwrap();
+    for who in [None, Some(owner.clone())] {
+        let (mut seen, mut after) = (Vec::new(), None);
+        loop {
+            let slice = vault
+                .send(ListPagesFrom { owner: who.clone(), after: after.clone(), limit: 4 })
+                .await
+                .unwrap()
+                .unwrap();
+            seen.extend(slice.pages.into_iter().map(|(p, _)| p.as_str().to_owned()));
+            match slice.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        let expected: Vec<String> = (10..27).map(|n| n.to_string()).collect();
+        assert_eq!(seen, expected, "owner {who:?}");
+    }
+}
