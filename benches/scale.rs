@@ -19,7 +19,7 @@
 //! 4. A restart of the same data dir (every Page has its file now, the inbox is empty):
 //!    time to ready and RSS at rest.
 //!
-//! Mode `spread` (`PAGESYNC_SCALE_MODE=spread`, about 11 minutes): the large data dir
+//! Mode `spread` (`PAGESYNC_SCALE_MODE=spread`, about 12 minutes): the large data dir
 //! without inbox records, `PAGESYNC_POLL_INTERVAL=10m`, no other load; the emulator's
 //! Page GETs are counted per minute for [`SPREAD_MINUTES`] minutes (one interval) from
 //! the poll's first GET (the first run after a start settles for a tenth of the
