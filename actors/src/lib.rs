@@ -158,7 +158,8 @@ pub fn start(store: &Store, config: ActorsConfig) -> Result<Actors, StoreError> 
         PageWriterActor::new(store.clone(), vault.clone(), config.source, config.writer, Some(outbox.clone()))?;
     let writer_figures = page_writer.figures();
     let page_writer = page_writer.start();
-    let poller = poller::PollerActor::new(vault.clone(), page_writer.clone(), config.poll, config.usage).start();
+    let poller =
+        poller::PollerActor::new(vault.clone(), page_writer.clone().recipient(), config.poll, config.usage).start();
     let api_keys = api_keys::ApiKeyActor::new(store.clone())?.start();
     Ok(Actors {
         sessions,

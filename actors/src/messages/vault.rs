@@ -155,7 +155,8 @@ pub struct ListPages;
 
 /// One slice of the Page list, for paginated answers: at most `limit` Pages (every
 /// owner's, or `owner`'s) whose id sorts after `after`, in the store's key order (the
-/// ids' bytes). Reads at most `limit + 1` records, whatever the store holds.
+/// ids' bytes). Reads `limit + 1` Pages' records (and any malformed record among them,
+/// skipped), whatever the store holds.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<PageSlice, VaultError>")]
 pub struct ListPagesFrom {
@@ -169,5 +170,26 @@ pub struct ListPagesFrom {
 pub struct PageSlice {
     pub pages: Vec<(PageId, UserId)>,
     /// The cursor of the next slice (the last id here) when more Pages follow.
+    pub next: Option<PageId>,
+}
+
+/// Counts connected Pages without listing them: at most `limit` Pages whose id sorts
+/// after `after`, in the order of [`ListPagesFrom`]. Reads at most `limit + 1` keys and
+/// no owner, token or Page file, so the poller can count 100,000 Pages in a few
+/// bounded steps on the vault's thread and find where to resume.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<PageCount, VaultError>")]
+pub struct CountPages {
+    pub after: Option<PageId>,
+    pub limit: usize,
+}
+
+/// What [`CountPages`] answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageCount {
+    /// Pages counted, at most the `limit` asked for.
+    pub pages: usize,
+    /// The last Page counted, when more Pages follow it: the cursor to count (or list)
+    /// on from.
     pub next: Option<PageId>,
 }

@@ -342,3 +342,80 @@ async fn the_page_list_comes_in_slices_that_cover_every_page_once() {
     let nobody = ListPagesFrom { owner: Some(UserId::random()), after: None, limit: 4 };
     assert_eq!(vault.send(nobody).await.unwrap().unwrap(), PageSlice::default());
 }
+
+#[actix::test]
+async fn pages_are_counted_in_steps_that_agree_with_the_list() {
+    let (_dir, store, vault) = vault();
+    let owner = UserId::random();
+    for n in 10..27 {
+        let msg = StorePageToken {
+            page: PageId::parse(&n.to_string()).unwrap(),
+            owner: owner.clone(),
+            token: Secret::new("t"),
+        };
+        vault.send(msg).await.unwrap().unwrap();
+    }
+    // A key that is not a Page id is neither listed nor counted.
+    store.tree(trees::PAGE_OWNER).unwrap().insert(b"12a", owner.to_string().as_bytes()).unwrap();
+    let everything = vault.send(ListPages).await.unwrap().unwrap();
+    assert_eq!(everything.len(), 17);
+    for step in [1, 4, 17, 100] {
+        let (mut total, mut after, mut steps) = (0, None, 0);
+        loop {
+            let count = vault.send(CountPages { after: after.clone(), limit: step }).await.unwrap().unwrap();
+            assert!(count.pages <= step);
+            total += count.pages;
+            steps += 1;
+            match count.next {
+                Some(next) => {
+                    // The cursor is the last Page counted so far, as the list has it.
+                    assert_eq!(Some(&next), everything.get(total - 1).map(|(p, _)| p), "step {step}");
+                    after = Some(next);
+                }
+                None => break,
+            }
+        }
+        assert_eq!(total, everything.len(), "step {step}");
+        assert_eq!(steps, everything.len().div_ceil(step), "step {step}: no empty step at the end");
+    }
+    let past = CountPages { after: Some(PageId::parse("99").unwrap()), limit: 4 };
+    assert_eq!(vault.send(past).await.unwrap().unwrap(), PageCount::default());
+    // A limit of 0 counts as 1, like the list's.
+    let zero = vault.send(CountPages { after: None, limit: 0 }).await.unwrap().unwrap();
+    assert_eq!((zero.pages, zero.next), (1, Some(PageId::parse("10").unwrap())));
+}
+
+#[actix::test]
+async fn a_malformed_record_in_a_slice_does_not_end_the_list_early() {
+    let (_dir, store, vault) = vault();
+    let owner = UserId::random();
+    for n in 10..27 {
+        let msg = StorePageToken {
+            page: PageId::parse(&n.to_string()).unwrap(),
+            owner: owner.clone(),
+            token: Secret::new("t"),
+        };
+        vault.send(msg).await.unwrap().unwrap();
+    }
+    // Records no vault writes, one in the Page list and one in the owner's index rows:
+    // each sits inside the first slice of 4, which must still lead on to the rest.
+    store.tree(trees::PAGE_OWNER).unwrap().insert(b"12a", owner.to_string().as_bytes()).unwrap();
+    store.tree(trees::VAULT_INDEX).unwrap().insert(format!("o/{owner}/12a").as_bytes(), b"".as_slice()).unwrap();
+    for who in [None, Some(owner.clone())] {
+        let (mut seen, mut after) = (Vec::new(), None);
+        loop {
+            let slice = vault
+                .send(ListPagesFrom { owner: who.clone(), after: after.clone(), limit: 4 })
+                .await
+                .unwrap()
+                .unwrap();
+            seen.extend(slice.pages.into_iter().map(|(p, _)| p.as_str().to_owned()));
+            match slice.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        let expected: Vec<String> = (10..27).map(|n| n.to_string()).collect();
+        assert_eq!(seen, expected, "owner {who:?}");
+    }
+}
