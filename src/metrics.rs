@@ -371,9 +371,6 @@ pub struct Snapshot {
     /// Refreshes the poll asked for, and how many of them synced the Page.
     pub poll_refreshes: u64,
     pub poll_synced: u64,
-    /// The poller did not answer in time: the three poll figures are left out rather
-    /// than reported as 0 (a counter dropping to 0 reads as a restart).
-    pub poll_unanswered: bool,
     /// `process_*`, read at scrape time.
     pub process: ProcessStats,
     pub outbox: pagesync_actors::outbox::OutboxStats,
@@ -436,9 +433,7 @@ impl Snapshot {
             by_status.get_or_create(&StatusLabel { status }).set(i64::try_from(*count).unwrap_or(i64::MAX));
         }
         registry.register("pages", "Pages with a sync state, by status", by_status);
-        if !self.poll_unanswered {
-            registry.register("poll_runs", "Daily re-sync runs finished since start", counter(self.poll_runs));
-        }
+        registry.register("poll_runs", "Daily re-sync runs finished since start", counter(self.poll_runs));
         let o = &self.outbox;
         let pending = Family::<KindLabel, Gauge>::default();
         let dead = Family::<KindLabel, Gauge>::default();
@@ -473,19 +468,15 @@ impl Snapshot {
                 states,
             );
         }
-        if !self.poll_unanswered {
-            let poll_refreshes = Family::<ResultLabel, Counter>::default();
-            let poll_synced = self.poll_synced.min(self.poll_refreshes);
-            poll_refreshes.get_or_create(&ResultLabel { result: "synced" }).inc_by(poll_synced);
-            poll_refreshes
-                .get_or_create(&ResultLabel { result: "not_synced" })
-                .inc_by(self.poll_refreshes - poll_synced);
-            registry.register(
-                "poll_refreshes",
-                "Page refreshes the periodic re-sync asked for since start, by result (not_synced: failed or skipped)",
-                poll_refreshes,
-            );
-        }
+        let poll_refreshes = Family::<ResultLabel, Counter>::default();
+        let poll_synced = self.poll_synced.min(self.poll_refreshes);
+        poll_refreshes.get_or_create(&ResultLabel { result: "synced" }).inc_by(poll_synced);
+        poll_refreshes.get_or_create(&ResultLabel { result: "not_synced" }).inc_by(self.poll_refreshes - poll_synced);
+        registry.register(
+            "poll_refreshes",
+            "Page refreshes the periodic re-sync asked for since start, by result (not_synced: failed or skipped)",
+            poll_refreshes,
+        );
         registry
     }
 }
@@ -574,15 +565,6 @@ mod tests {
         assert!(text.contains("pagesync_app_subscription{state=\"pending\"} 0\n"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert_eq!(text.matches("# EOF").count(), 1);
-    }
-
-    #[test]
-    fn poll_figures_the_poller_did_not_give_are_left_out_not_zero() {
-        let snapshot = Snapshot { poll_runs: 3, poll_unanswered: true, ..Snapshot::default() };
-        let text = Metrics::new().render(&snapshot).unwrap();
-        assert!(!text.contains("pagesync_poll_runs"), "{text}");
-        assert!(!text.contains("pagesync_poll_refreshes"), "{text}");
-        assert!(text.contains("pagesync_inbox_depth 0\n"), "the rest is there: {text}");
     }
 
     #[test]

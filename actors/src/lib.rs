@@ -92,6 +92,8 @@ pub struct Published {
     /// The app-level webhook subscription's status (`pagesync_app_subscription`):
     /// the subscription actor shares the writer's thread.
     pub app_subscription: subscription::AppSubscriptionFigure,
+    /// The poll's runs, refreshes and slow-downs: the poller shares that thread too.
+    pub poll: poller::PollFigures,
 }
 
 /// The running actors' addresses; cloned into every HTTP worker.
@@ -158,8 +160,9 @@ pub fn start(store: &Store, config: ActorsConfig) -> Result<Actors, StoreError> 
         PageWriterActor::new(store.clone(), vault.clone(), config.source, config.writer, Some(outbox.clone()))?;
     let writer_figures = page_writer.figures();
     let page_writer = page_writer.start();
-    let poller =
-        poller::PollerActor::new(vault.clone(), page_writer.clone().recipient(), config.poll, config.usage).start();
+    let poller = poller::PollerActor::new(vault.clone(), page_writer.clone().recipient(), config.poll, config.usage);
+    let poll_figures = poller.figures();
+    let poller = poller.start();
     let api_keys = api_keys::ApiKeyActor::new(store.clone())?.start();
     Ok(Actors {
         sessions,
@@ -171,7 +174,7 @@ pub fn start(store: &Store, config: ActorsConfig) -> Result<Actors, StoreError> 
         outbox,
         store: store.clone(),
         pages_dir,
-        published: Published { writer: writer_figures, outbox: outbox_figures, app_subscription },
+        published: Published { writer: writer_figures, outbox: outbox_figures, app_subscription, poll: poll_figures },
     })
 }
 

@@ -64,7 +64,7 @@
 //! Owns no tree; holds only counters.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
@@ -133,6 +133,59 @@ fn system_clock() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, pace::millis)
 }
 
+/// The poller's figures ([`PollStats`]), read from any thread without a message
+/// (`/metrics`: the poller shares the thread where webhook deliveries are
+/// acknowledged). Written by the poller when a run starts and ends, and by a run's
+/// work when it slows down. Cheap to clone (one `Arc`).
+#[derive(Debug, Clone, Default)]
+pub struct PollFigures(Arc<PollCounters>);
+
+#[derive(Debug, Default)]
+struct PollCounters {
+    /// Runs finished since start.
+    runs: AtomicU64,
+    /// Refreshes the finished runs asked for.
+    refreshes: AtomicU64,
+    /// Of those, how many wrote `page_data.json`.
+    written: AtomicU64,
+    /// A run is in progress.
+    running: AtomicBool,
+    /// Refreshes delayed because Graph usage was high.
+    slowed: AtomicU64,
+}
+
+impl PollFigures {
+    pub fn stats(&self) -> PollStats {
+        let c = &*self.0;
+        PollStats {
+            runs: c.runs.load(Ordering::Relaxed),
+            refreshes: c.refreshes.load(Ordering::Relaxed),
+            written: c.written.load(Ordering::Relaxed),
+            running: c.running.load(Ordering::Relaxed),
+            slowed: c.slowed.load(Ordering::Relaxed),
+        }
+    }
+
+    fn running(&self) -> bool {
+        self.0.running.load(Ordering::Relaxed)
+    }
+
+    fn set_running(&self, running: bool) {
+        self.0.running.store(running, Ordering::Relaxed);
+    }
+
+    fn run_finished(&self, refreshes: u64, written: u64) {
+        let c = &*self.0;
+        c.runs.fetch_add(1, Ordering::Relaxed);
+        c.refreshes.fetch_add(refreshes, Ordering::Relaxed);
+        c.written.fetch_add(written, Ordering::Relaxed);
+    }
+
+    fn slowed(&self) {
+        self.0.slowed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// See the module docs.
 pub struct PollerActor {
     vault: Addr<TokenVaultActor>,
@@ -140,9 +193,9 @@ pub struct PollerActor {
     writer: Recipient<PollPage>,
     config: PollConfig,
     usage: UsageGauge,
-    stats: PollStats,
-    /// Shared with running poll work; copied into `stats.slowed` when asked.
-    slowed: Arc<AtomicU64>,
+    /// Runs, refreshes and slow-downs, published for `/metrics` (shared with the
+    /// running work, which counts its slow-downs).
+    figures: PollFigures,
     /// Where the cycles are read from.
     clock: Clock,
 }
@@ -164,15 +217,12 @@ impl PollerActor {
         config: PollConfig,
         usage: UsageGauge,
     ) -> Self {
-        PollerActor {
-            vault,
-            writer,
-            config,
-            usage,
-            stats: PollStats::default(),
-            slowed: Arc::default(),
-            clock: Arc::new(system_clock),
-        }
+        PollerActor { vault, writer, config, usage, figures: PollFigures::default(), clock: Arc::new(system_clock) }
+    }
+
+    /// The figures this poller publishes (take them before it starts).
+    pub fn figures(&self) -> PollFigures {
+        self.figures.clone()
     }
 
     /// The same poller reading the cycles from another clock (tests).
@@ -206,10 +256,10 @@ impl PollerActor {
     }
 
     fn run(&mut self, ctx: &mut Context<Self>, kind: RunKind) -> bool {
-        if self.stats.running {
+        if self.figures.running() {
             return false;
         }
-        self.stats.running = true;
+        self.figures.set_running(true);
         let plan = match (kind, self.interval()) {
             (RunKind::Cycle { index, resume }, Some(interval)) => {
                 let phase = (self.clock)().saturating_sub(pace::cycle_start(index, interval));
@@ -222,17 +272,15 @@ impl PollerActor {
             vault: self.vault.clone(),
             writer: self.writer.clone(),
             usage: self.usage.clone(),
-            slowed: self.slowed.clone(),
+            figures: self.figures.clone(),
             concurrency: self.config.concurrency.max(1),
             started: tokio::time::Instant::now(),
             plan,
         };
         ctx.spawn(walk.run().into_actor(self).map(move |outcome, act, ctx| {
-            act.stats.running = false;
+            act.figures.set_running(false);
             if outcome.ran {
-                act.stats.runs += 1;
-                act.stats.refreshes += outcome.refreshes;
-                act.stats.written += outcome.written;
+                act.figures.run_finished(outcome.refreshes, outcome.written);
                 tracing::info!(refreshes = outcome.refreshes, written = outcome.written, "poll run finished");
             }
             if let (RunKind::Cycle { index, .. }, Some(interval)) = (kind, act.interval()) {
@@ -282,7 +330,7 @@ struct Walk {
     vault: Addr<TokenVaultActor>,
     writer: Recipient<PollPage>,
     usage: UsageGauge,
-    slowed: Arc<AtomicU64>,
+    figures: PollFigures,
     concurrency: usize,
     /// When the run started (the phase in `plan` was read at the same moment).
     started: tokio::time::Instant,
@@ -338,7 +386,7 @@ impl Walk {
             "poll run started"
         );
         let started = self.started;
-        let (writer, usage, slowed) = (self.writer, self.usage, self.slowed);
+        let (writer, usage, figures) = (self.writer, self.usage, self.figures);
         pages_after(self.vault, after)
             .enumerate()
             .then(move |(i, page)| async move {
@@ -352,7 +400,7 @@ impl Walk {
                 }
                 page
             })
-            .map(|page| poll_one(writer.clone(), usage.clone(), slowed.clone(), page))
+            .map(|page| poll_one(writer.clone(), usage.clone(), figures.clone(), page))
             .buffer_unordered(self.concurrency)
             .fold(Outcome { ran: true, ..Outcome::default() }, |mut outcome, written| async move {
                 outcome.refreshes += 1;
@@ -365,10 +413,10 @@ impl Walk {
 
 /// One Page's poll: the usage slow-down, then the writer's [`PollPage`]. Whether it
 /// wrote the Page file.
-async fn poll_one(writer: Recipient<PollPage>, usage: UsageGauge, slowed: Arc<AtomicU64>, page: PageId) -> bool {
+async fn poll_one(writer: Recipient<PollPage>, usage: UsageGauge, figures: PollFigures, page: PageId) -> bool {
     let pause = usage.pause();
     if !pause.is_zero() {
-        slowed.fetch_add(1, Ordering::Relaxed);
+        figures.slowed();
         tracing::info!(usage = usage.percent(), pause_s = pause.as_secs(), "Graph usage high; slowing the poll");
         tokio::time::sleep(pause).await;
     }
@@ -466,8 +514,6 @@ impl Handler<PollNow> for PollerActor {
 impl Handler<GetPollStats> for PollerActor {
     type Result = MessageResult<GetPollStats>;
     fn handle(&mut self, _: GetPollStats, _: &mut Self::Context) -> Self::Result {
-        let mut stats = self.stats.clone();
-        stats.slowed = self.slowed.load(Ordering::Relaxed);
-        MessageResult(stats)
+        MessageResult(self.figures.stats())
     }
 }

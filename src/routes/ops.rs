@@ -1,8 +1,6 @@
 //! Liveness, readiness and the metrics exposition.
 
 use actix_web::{HttpResponse, web};
-use pagesync_actors::Actors;
-use pagesync_actors::poller::{GetPollStats, PollStats};
 
 use crate::app_state::AppState;
 use crate::clock::unix_now;
@@ -34,10 +32,11 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 /// (`Actors::published`: atomics they update as the figures change), never asked
 /// through a mailbox, so a scrape does not wait behind webhook deliveries.
 /// `pagesync_ready` is the background readiness check's latest result (see
-/// `health`). The poll figures are the one exception left: see [`poll_stats`].
+/// `health`).
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let actors = &state.actors;
-    let (ready, poll) = tokio::join!(state.readiness.for_scrape(&state.store, actors), poll_stats(actors));
+    let ready = state.readiness.for_scrape(&state.store, actors).await;
+    let poll = actors.published.poll.stats();
     let published = &actors.published;
     let writer = published.writer.stats();
     let mut snapshot = Snapshot {
@@ -58,33 +57,14 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         app_subscription: Some(published.app_subscription.status()),
         ..Snapshot::default()
     };
-    match poll {
-        Some(poll) => {
-            snapshot.poll_runs = poll.runs;
-            snapshot.poll_refreshes = poll.refreshes;
-            snapshot.poll_synced = poll.written;
-        }
-        None => snapshot.poll_unanswered = true,
-    }
+    snapshot.poll_runs = poll.runs;
+    snapshot.poll_refreshes = poll.refreshes;
+    snapshot.poll_synced = poll.written;
     match state.metrics.render(&snapshot) {
         Ok(text) => HttpResponse::Ok().content_type(CONTENT_TYPE).body(text),
         Err(e) => {
             tracing::error!(error = %e, "metrics: cannot encode");
             HttpResponse::InternalServerError().finish()
-        }
-    }
-}
-
-/// The poller's figures, the one set a scrape still asks an actor for (with a
-/// timeout; `None`, and the figures left out, when it does not answer in time): the
-/// poller is being rewritten and will publish them like the others. Then this body
-/// becomes the one line `Some(actors.published.poll.stats())`.
-async fn poll_stats(actors: &Actors) -> Option<PollStats> {
-    match actors.poller.send(GetPollStats).timeout(PING_TIMEOUT).await {
-        Ok(stats) => Some(stats),
-        Err(e) => {
-            tracing::warn!(error = %e, "metrics: the poller did not answer");
-            None
         }
     }
 }
