@@ -343,9 +343,8 @@ async fn the_page_list_comes_in_slices_that_cover_every_page_once() {
     assert_eq!(vault.send(nobody).await.unwrap().unwrap(), PageSlice::default());
 }
 
-#[actix::test]
-async fn pages_are_counted_in_steps_that_agree_with_the_list() {
-    let (_dir, store, vault) = vault();
+/// Pages 10 to 26, one owner (returned), each with a token.
+async fn seventeen_pages(vault: &Addr<TokenVaultActor>) -> UserId {
     let owner = UserId::random();
     for n in 10..27 {
         let msg = StorePageToken {
@@ -355,6 +354,13 @@ async fn pages_are_counted_in_steps_that_agree_with_the_list() {
         };
         vault.send(msg).await.unwrap().unwrap();
     }
+    owner
+}
+
+#[actix::test]
+async fn pages_are_counted_in_steps_that_agree_with_the_list() {
+    let (_dir, store, vault) = vault();
+    let owner = seventeen_pages(&vault).await;
     // A key that is not a Page id is neither listed nor counted.
     store.tree(trees::PAGE_OWNER).unwrap().insert(b"12a", owner.to_string().as_bytes()).unwrap();
     let everything = vault.send(ListPages).await.unwrap().unwrap();
@@ -388,15 +394,7 @@ async fn pages_are_counted_in_steps_that_agree_with_the_list() {
 #[actix::test]
 async fn a_malformed_record_in_a_slice_does_not_end_the_list_early() {
     let (_dir, store, vault) = vault();
-    let owner = UserId::random();
-    for n in 10..27 {
-        let msg = StorePageToken {
-            page: PageId::parse(&n.to_string()).unwrap(),
-            owner: owner.clone(),
-            token: Secret::new("t"),
-        };
-        vault.send(msg).await.unwrap().unwrap();
-    }
+    let owner = seventeen_pages(&vault).await;
     // Records no vault writes, one in the Page list and one in the owner's index rows:
     // each sits inside the first slice of 4, which must still lead on to the rest.
     store.tree(trees::PAGE_OWNER).unwrap().insert(b"12a", owner.to_string().as_bytes()).unwrap();
