@@ -280,9 +280,12 @@ fn bench_load(dir: &Path, knobs: &Knobs) -> anyhow::Result<()> {
     let env = env_for(&base_dir.join("data"), port, graph.port, &key, "24h");
     let (mut daemon, _) = start_daemon(&base_dir, &env, port, Duration::from_secs(30))?;
     let base_script = script(&base_dir, "deliveries.lua", BASELINE_PAGES, BASELINE_PAGES)?;
+    // Counted like the load run's: warm-up included.
+    let base_gets_before = graph.total();
     let base = measure_wrk(&mut daemon, &base_script, knobs.seconds)?;
+    let base_gets = graph.total() - base_gets_before;
     say(&format!(
-        "baseline ({BASELINE_PAGES} Pages): {:.0} deliveries/s, p99 {:.2} ms, {} errors",
+        "baseline ({BASELINE_PAGES} Pages): {:.0} deliveries/s, p99 {:.2} ms, {} errors, {base_gets} Page GETs",
         base.rps,
         base.p99_ms,
         base.errors()
@@ -471,6 +474,7 @@ fn bench_load(dir: &Path, knobs: &Knobs) -> anyhow::Result<()> {
     };
     row(&mut out, "deliveries/s, 100 Pages, no other load", format!("{:.0}", base.rps), "-", "");
     row(&mut out, "  p99", format!("{:.2} ms", base.p99_ms), "-", "");
+    row(&mut out, "  Page GETs during the run", format!("{base_gets}"), "-", "");
     row(
         &mut out,
         "deliveries/s, large store + load",
