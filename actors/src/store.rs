@@ -80,9 +80,10 @@ pub mod trees {
 }
 
 /// The on-disk format this build writes and reads (docs/operations.md, "Upgrades"):
-/// 1 is every store from before the version record, 2 adds it. A store of an older
-/// format is migrated forward at open, in one step; a newer one is refused.
-pub const FORMAT_VERSION: u32 = 2;
+/// 1 is every store from before the version record, 2 adds it, 3 adds the page
+/// writer's index saved at a clean stop (`writer_meta`). A store of an older format is
+/// migrated forward at open, in one step; a newer one is refused.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The key of the format version in [`trees::STORE_META`].
 const FORMAT_KEY: &[u8] = b"format";
@@ -96,6 +97,12 @@ const MIGRATIONS: [Migration; (FORMAT_VERSION - 1) as usize] = [
     // 1 → 2: nothing to rewrite. The index trees that format 1 stores may lack
     // (`vault_index`, the session indexes) are built by their actors at start, as
     // they were before; the version record is what this step adds.
+    |_| Ok(()),
+    // 2 → 3: nothing to rewrite; the number is what matters. A saved index is true
+    // only if every writer of `page_state` since the stop knew to take it out first.
+    // A pagesync of format 2 does not: run on a store after this one stopped, it would
+    // change Pages and leave the saved index behind, and this one would then trust it
+    // at its next start. Format 3 makes format-2 builds refuse the store instead.
     |_| Ok(()),
 ];
 
@@ -466,6 +473,20 @@ mod tests {
         });
         let store = Store::open(&StoreConfig::new(&path)).unwrap();
         assert_eq!(format_of(&store), Some(FORMAT_VERSION.to_be_bytes().to_vec()));
+        assert_eq!(store.tree(trees::PAGE_STATE).unwrap().get(b"42").unwrap().as_deref(), Some(&b"state"[..]));
+    }
+
+    #[test]
+    fn a_format_2_store_is_migrated_to_3_and_keeps_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        raw(&path, |db| {
+            db.open_tree(trees::STORE_META).unwrap().insert(FORMAT_KEY, &2u32.to_be_bytes()).unwrap();
+            db.open_tree(trees::PAGE_STATE).unwrap().insert(b"42", b"state").unwrap();
+        });
+        let store = Store::open(&StoreConfig::new(&path)).unwrap();
+        // 3 is what a format-2 pagesync refuses: it cannot leave a saved index stale.
+        assert_eq!(format_of(&store), Some(3u32.to_be_bytes().to_vec()));
         assert_eq!(store.tree(trees::PAGE_STATE).unwrap().get(b"42").unwrap().as_deref(), Some(&b"state"[..]));
     }
 
