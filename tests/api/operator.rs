@@ -96,7 +96,12 @@ async fn as_root_the_daemon_of_another_user_answers_over_its_socket() {
     drop(listener);
     env.retain(|(k, _)| k != "PAGESYNC_BIND");
     env.push(("PAGESYNC_BIND".into(), format!("127.0.0.1:{port}")));
-    let mut daemon = Command::new(BIN)
+    // The daemon runs as OTHER, who may not reach the checkout (a clone in a 0700
+    // `mktemp -d`): it gets a copy of the binary where it can, as an install would.
+    let bin = dir.path().join("pagesync");
+    std::fs::copy(BIN, &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut daemon = Command::new(&bin)
         .arg("serve")
         .current_dir(dir.path())
         .env_clear()
