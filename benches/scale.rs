@@ -37,8 +37,14 @@
 //! Page in slices of 1,000; `all`: every Page in one request; `shop`: `?shop=` of the
 //! 500-Page shop; `off`), `PAGESYNC_SCALE_DASHBOARD=off`,
 //! `PAGESYNC_SCALE_SCRIPT_PAGES` (1000: Pages the large run's deliveries cycle over),
+//! `PAGESYNC_SCALE_LOAD_RUNS` (1: measured wrk runs in a row under the load; the
+//! summary's figures are the last's, the earlier ones are listed),
 //! `PAGESYNC_BENCH_SECONDS` (10),
-//! `PAGESYNC_BENCH_KEEP=1`.
+//! `PAGESYNC_BENCH_KEEP=1`, `PAGESYNC_BENCH_PERF=DIR` (`perf record` of the daemon
+//! during each measured run, `benches/scale/cpu.rs`).
+//!
+//! Each measured run also reports the CPU seconds the daemon, wrk and the harness's
+//! threads used, and the daemon's CPU per acknowledged delivery.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -50,6 +56,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow};
 use pagesync_actors::EncryptionKey;
 
+#[path = "scale/cpu.rs"]
+mod cpu;
 #[allow(dead_code)]
 #[path = "webhook/daemon.rs"]
 mod daemon;
@@ -67,6 +75,7 @@ mod seed;
 #[path = "webhook/wrk.rs"]
 mod wrk;
 
+use cpu::{CpuSample, CpuUse, Perf};
 use daemon::{Daemon, LogSummary, Memory, check_config, daemon_env, free_port};
 use emulator::GraphThread;
 use load::{Probe, list_walker, loader, metric, poll_checks, scrape};
@@ -132,6 +141,8 @@ struct Knobs {
     dashboard: bool,
     /// Pages the large run's deliveries cycle over.
     script_pages: usize,
+    /// Measured wrk runs in a row under the load; the summary's figures are the last's.
+    load_runs: usize,
 }
 
 fn run() -> anyhow::Result<()> {
@@ -149,7 +160,8 @@ fn run() -> anyhow::Result<()> {
     let list = std::env::var("PAGESYNC_SCALE_LIST").unwrap_or_else(|_| "paged".to_owned());
     let dashboard = std::env::var("PAGESYNC_SCALE_DASHBOARD").map_or(true, |v| v != "off");
     let script_pages = knob("PAGESYNC_SCALE_SCRIPT_PAGES", SCRIPT_DELIVERIES)?.max(1) as usize;
-    let knobs = Knobs { plan, seconds, poll_interval, list, dashboard, script_pages };
+    let load_runs = knob("PAGESYNC_SCALE_LOAD_RUNS", 1)?.max(1) as usize;
+    let knobs = Knobs { plan, seconds, poll_interval, list, dashboard, script_pages, load_runs };
     let spread = std::env::var("PAGESYNC_SCALE_MODE").is_ok_and(|m| m == "spread");
     Command::new("wrk").arg("-v").output().map_err(|e| {
         anyhow!("cannot run wrk ({e}); run benches/scale.sh, which installs it (apt-get install -y wrk)")
@@ -239,13 +251,19 @@ fn script(dir: &Path, name: &str, pages: usize, n: usize) -> anyhow::Result<std:
     Ok(path)
 }
 
-fn measure_wrk(daemon: &mut Daemon, script: &Path, seconds: u64) -> anyhow::Result<WrkResult> {
+/// wrk's warm-up and measured run, and the CPU each process used during the latter
+/// (`run` names the `PAGESYNC_BENCH_PERF` file).
+fn measure_wrk(daemon: &mut Daemon, script: &Path, seconds: u64, run: &str) -> anyhow::Result<(WrkResult, CpuUse)> {
     let url = format!("http://{}/facebook/webhook", daemon.addr);
     run_wrk(script, &url, WARMUP_SECONDS)?;
     daemon.ensure_running()?;
+    let perf = Perf::start(daemon.pid(), run, seconds);
+    let before = CpuSample::take(daemon.pid());
     let load = run_wrk(script, &url, seconds)?;
+    let cpu = CpuSample::take(daemon.pid()).since(&before, load.requests);
+    perf.finish();
     daemon.ensure_running()?;
-    Ok(load)
+    Ok((load, cpu))
 }
 
 /// Bytes allocated on disk below `path` (like `du`: blocks, folders included).
@@ -282,7 +300,7 @@ fn bench_load(dir: &Path, knobs: &Knobs) -> anyhow::Result<()> {
     let base_script = script(&base_dir, "deliveries.lua", BASELINE_PAGES, BASELINE_PAGES)?;
     // Counted like the load run's: warm-up included.
     let base_gets_before = graph.total();
-    let base = measure_wrk(&mut daemon, &base_script, knobs.seconds)?;
+    let (base, base_cpu) = measure_wrk(&mut daemon, &base_script, knobs.seconds, "baseline")?;
     let base_gets = graph.total() - base_gets_before;
     say(&format!(
         "baseline ({BASELINE_PAGES} Pages): {:.0} deliveries/s, p99 {:.2} ms, {} errors, {base_gets} Page GETs",
@@ -290,6 +308,7 @@ fn bench_load(dir: &Path, knobs: &Knobs) -> anyhow::Result<()> {
         base.p99_ms,
         base.errors()
     ));
+    say(&format!("baseline {}", base_cpu.describe()));
     let stop = daemon.terminate(Duration::from_secs(30))?;
     if !stop.clean() {
         problems.push(format!("baseline daemon stop: {}", stop.describe()));
@@ -396,14 +415,28 @@ fn bench_load(dir: &Path, knobs: &Knobs) -> anyhow::Result<()> {
     };
     let big_script = script(&big_dir, "deliveries.lua", plan.pages, knobs.script_pages)?;
     let gets_before = graph.total();
-    let load = measure_wrk(&mut daemon, &big_script, knobs.seconds);
+    // Run after run, while the loaders keep going: the first starts right after the
+    // drain, the later ones show whether the store settles.
+    let mut runs = Vec::new();
+    let load = loop {
+        let run = measure_wrk(&mut daemon, &big_script, knobs.seconds, &format!("load-{}", runs.len() + 1));
+        match run {
+            Ok(run) if runs.len() + 1 < knobs.load_runs => runs.push(run),
+            Ok(run) => break Ok(run),
+            Err(e) => break Err(e),
+        }
+    };
     let under_load = daemon.memory();
     stop_flag.store(true, Ordering::Relaxed);
     let probes: Vec<Probe> = [dashboard, metrics, list]
         .into_iter()
         .map(|h| h.join().map_err(|_| anyhow!("a loader panicked")))
         .collect::<Result<_, _>>()?;
-    let (load, under_load) = (load?, under_load?);
+    let ((load, load_cpu), under_load) = (load?, under_load?);
+    for (k, (run, cpu)) in runs.iter().enumerate() {
+        say(&format!("load run {}: {:.0} deliveries/s, p99 {:.2} ms; {}", k + 1, run.rps, run.p99_ms, cpu.describe()));
+    }
+    say(&format!("load run {}: {}", runs.len() + 1, load_cpu.describe()));
     let checks_during = poll_checks(addr) - checks_before;
     let gets_during = graph.total() - gets_before;
     println!("{}", indent(&load.raw));
@@ -475,6 +508,8 @@ fn bench_load(dir: &Path, knobs: &Knobs) -> anyhow::Result<()> {
     row(&mut out, "deliveries/s, 100 Pages, no other load", format!("{:.0}", base.rps), "-", "");
     row(&mut out, "  p99", format!("{:.2} ms", base.p99_ms), "-", "");
     row(&mut out, "  Page GETs during the run", format!("{base_gets}"), "-", "");
+    let us = |c: &CpuUse| format!("{:.0} µs", c.daemon_us_per_delivery());
+    row(&mut out, "  daemon CPU per delivery", us(&base_cpu), "-", "");
     row(
         &mut out,
         "deliveries/s, large store + load",
@@ -483,6 +518,11 @@ fn bench_load(dir: &Path, knobs: &Knobs) -> anyhow::Result<()> {
         yes(ratio >= TARGET_RATIO),
     );
     row(&mut out, "  ratio to the 100-Page run", format!("{:.0} %", ratio * 100.0), ">= 90 %", "");
+    for (k, (run, _)) in runs.iter().enumerate() {
+        let (rps, p99) = (run.rps, run.p99_ms);
+        let value = format!("{rps:.0} ({:.0} %, {p99:.2} ms)", rps / base.rps * 100.0);
+        row(&mut out, &format!("  earlier run {} of {}", k + 1, runs.len() + 1), value, "-", "");
+    }
     row(&mut out, "  p99", format!("{:.2} ms", load.p99_ms), "< 10 ms", yes(load.p99_ms < TARGET_P99_MS));
     row(
         &mut out,
@@ -499,6 +539,7 @@ fn bench_load(dir: &Path, knobs: &Knobs) -> anyhow::Result<()> {
         yes(checks_during > 0.0),
     );
     row(&mut out, "  Page GETs during the run", format!("{gets_during}"), "-", "");
+    row(&mut out, "  daemon CPU per delivery", us(&load_cpu), "-", "");
     let target_ms = [TARGET_DASHBOARD_MS, TARGET_METRICS_MS, f64::INFINITY];
     for ((name, probe), target) in names.iter().zip(&probes).zip(target_ms) {
         let p99 = probe.pct(0.99);

@@ -13,7 +13,8 @@
 # PAGESYNC_SCALE_MODE (load, or spread for the 10-minute poll-spread run),
 # PAGESYNC_SCALE_LIST (all, shop or off: what the /api/v1/pages loader lists),
 # PAGESYNC_SCALE_DASHBOARD=off (no dashboard load), PAGESYNC_SCALE_SCRIPT_PAGES (1000),
-# PAGESYNC_BENCH_SECONDS (10), PAGESYNC_BENCH_KEEP=1.
+# PAGESYNC_SCALE_LOAD_RUNS (1), PAGESYNC_BENCH_SECONDS (10), PAGESYNC_BENCH_KEEP=1,
+# PAGESYNC_BENCH_PERF=DIR (perf record of the daemon during each measured run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PAGESYNC_BENCH_TARGET=scale
