@@ -43,9 +43,11 @@ pub struct Forward {
 /// Proof that a delivery is durable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
-    /// Inbox sequence number; `None` when the delivery named no Page to refresh.
+    /// Inbox sequence number; `None` when no record was written: the delivery named
+    /// no Page to refresh, or every Page it named was covered (a refresh already
+    /// queued behind a record in the inbox; see the page writer's docs).
     pub seq: Option<u64>,
-    /// Distinct Pages queued for a refresh.
+    /// Distinct Pages it asks to refresh (covered ones included).
     pub pages: usize,
     /// Whether a forward to the bot was committed with it.
     pub forwarded: bool,

@@ -41,6 +41,17 @@ impl Handler<AcceptDelivery> for PageWriterActor {
         }
         let mut seen = HashSet::new();
         let pages: Vec<PageId> = msg.pages.into_iter().filter(|p| seen.insert(p.clone())).collect();
+        let count = pages.len();
+        // A delivery whose every Page has a queued refresh that a durable record
+        // already promises needs no record of its own (module docs, "covered"). Checked
+        // and joined in this one turn of the actor, so that refresh cannot start between.
+        let covered = count > 0 && pages.iter().all(|p| self.schedule.covers(p, super::has_record));
+        if covered {
+            let seq = self.next_covered;
+            self.next_covered = if seq + 1 < super::REPLAY_SEQ { seq + 1 } else { super::COVERED_SEQ };
+            self.figures.accepted();
+            self.schedule.enqueue(seq, pages.clone());
+        }
         let mut writes = Vec::with_capacity(2);
         // The forward goes first: a crash keeps a prefix of a commit, so the inbox
         // record never survives without it.
@@ -52,14 +63,15 @@ impl Handler<AcceptDelivery> for PageWriterActor {
             }
             _ => None,
         };
-        let seq = (!pages.is_empty()).then(|| {
+        let seq = (count > 0 && !covered).then(|| {
             let seq = self.next_seq;
             self.next_seq += 1;
             writes.push((self.inbox.clone(), seq.to_be_bytes().to_vec(), encode_pages(&pages)));
             seq
         });
         if writes.is_empty() {
-            return Box::pin(fut::ready(Ok(Receipt { seq: None, pages: 0, forwarded: false })));
+            let pages = if covered { count } else { 0 };
+            return Box::pin(fut::ready(Ok(Receipt { seq: None, pages, forwarded: false })));
         }
         let commit = self.store.commit_all(writes);
         Box::pin(commit.into_actor(self).map(move |result, act, ctx| {
@@ -68,7 +80,6 @@ impl Handler<AcceptDelivery> for PageWriterActor {
             if let Some((outbox, enqueued)) = forward {
                 outbox.do_send(enqueued);
             }
-            let count = pages.len();
             if let Some(seq) = seq {
                 act.figures.accepted();
                 act.enqueue(seq, pages, ctx);

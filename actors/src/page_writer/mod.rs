@@ -15,6 +15,11 @@
 //! 2. Each of its Pages gets a refresh. Per Page at most one refresh runs, and at most
 //!    one more is queued behind it: every delivery that arrives while a refresh runs
 //!    joins the single queued one (a burst of N deliveries costs two fetches, not N).
+//!    A delivery whose every Page already has that queued refresh, promised by a
+//!    record already in the inbox, is *covered*: it needs no record of its own (the
+//!    queued refresh starts after it arrived and the record stays until that refresh
+//!    has run), so it is answered without a write. A burst of N costs two records, not
+//!    N: inbox churn follows the refreshes, not the deliveries.
 //! 3. A delivery leaves the inbox when every one of its Pages is done (written,
 //!    unknown, or definitively failed). Deliveries still in the inbox at start-up are
 //!    replayed, so an acknowledged delivery survives a crash.
@@ -116,6 +121,8 @@ pub struct PageWriterActor {
     config: WriterConfig,
     /// Next inbox key; starts after the highest key found at start-up.
     next_seq: u64,
+    /// Next seq of a covered delivery (from [`COVERED_SEQ`]).
+    next_covered: u64,
     /// The order of work: which Page refreshes next, back-offs, pending deliveries.
     schedule: Scheduler,
     /// Set by `Shutdown`: accept nothing, start nothing.
@@ -148,6 +155,18 @@ pub struct PageWriterActor {
 /// Page the old inbox records name has been refreshed since the start. No real
 /// delivery gets this seq (they count up from 0).
 const REPLAY_SEQ: u64 = u64::MAX;
+
+/// Seqs from here up (below [`REPLAY_SEQ`]) name covered deliveries: acknowledged
+/// without an inbox record because each of their Pages already had a refresh queued
+/// behind one (see `AcceptDelivery`). Inbox keys stay below it: a record with a key
+/// at or above it was not written by this actor and is dropped at start.
+const COVERED_SEQ: u64 = 1 << 63;
+
+/// Whether `seq` names a record in the inbox (or the replay's records), as opposed to
+/// a covered delivery.
+fn has_record(seq: u64) -> bool {
+    seq < COVERED_SEQ || seq == REPLAY_SEQ
+}
 
 /// Inbox records the replay reads per turn of the actor.
 const REPLAY_CHUNK: usize = 4096;
@@ -205,12 +224,12 @@ impl PageWriterActor {
         // written by this actor) is dropped.
         let mut next_seq = 0;
         while let Some((key, _)) = inbox.last()? {
-            match <[u8; 8]>::try_from(key.as_ref()) {
-                Ok(b) => {
-                    next_seq = u64::from_be_bytes(b).saturating_add(1);
+            match <[u8; 8]>::try_from(key.as_ref()).map(u64::from_be_bytes) {
+                Ok(seq) if seq < COVERED_SEQ => {
+                    next_seq = seq + 1;
                     break;
                 }
-                Err(_) => {
+                _ => {
                     tracing::warn!("dropping an inbox record with a malformed key");
                     inbox.remove(key)?;
                 }
@@ -247,6 +266,7 @@ impl PageWriterActor {
             figures,
             config,
             next_seq,
+            next_covered: COVERED_SEQ,
             draining: false,
             replay: None,
             replay_boundary: next_seq,
@@ -504,6 +524,9 @@ impl PageWriterActor {
         for seq in done {
             if seq == REPLAY_SEQ {
                 self.finish_replay();
+                continue;
+            }
+            if !has_record(seq) {
                 continue;
             }
             // Not flushed on purpose: if this removal is lost in a crash, the delivery

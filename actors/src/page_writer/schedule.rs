@@ -165,6 +165,14 @@ impl Scheduler {
         self.publish();
     }
 
+    /// Whether `page` has a refresh queued that has not started, waiting for at least
+    /// one delivery `is_record` says is durable: a delivery arriving now is covered by
+    /// that refresh (it starts later, so it reads Graph after the delivery) and by
+    /// that record (kept until the refresh has run, or retried if it fails).
+    pub fn covers(&self, page: &PageId, is_record: impl Fn(u64) -> bool) -> bool {
+        self.pages.get(page).is_some_and(|work| work.waiting.iter().any(|&seq| is_record(seq)))
+    }
+
     /// Keeps delivery `seq` from being done while more Pages may be added to it.
     pub fn hold(&mut self, seq: u64) {
         *self.deliveries.entry(seq).or_default() += 1;

@@ -369,3 +369,114 @@ async fn pages_are_described_from_their_states_and_only_older_states_have_their_
     assert!(described[2].state.is_none(), "63 has no state");
     assert_eq!(described[3].state.as_ref().map(|s| s.status), Some(SyncStatus::Synced));
 }
+
+/// The inbox's records: seq -> the Pages each names.
+fn inbox_records(store: &Store) -> Vec<(u64, Vec<String>)> {
+    let tree = store.tree(trees::INBOX).unwrap();
+    let decode = |(k, v): (sled::IVec, sled::IVec)| {
+        let seq = u64::from_be_bytes(<[u8; 8]>::try_from(k.as_ref()).unwrap());
+        (seq, records::decode_pages(&v).unwrap().iter().map(|p| p.to_string()).collect())
+    };
+    tree.iter().map(|item| decode(item.unwrap())).collect()
+}
+
+#[actix::test]
+async fn a_delivery_whose_pages_already_wait_behind_a_record_gets_none_of_its_own() {
+    let setup = setup(&[], &[], &["31", "32"], false).await;
+    let (addr, figures) = start(&setup);
+    let accept = |pages: &[&str]| {
+        let pages = pages.iter().map(|p| page(p)).collect();
+        addr.send(AcceptDelivery { pages, forward: None })
+    };
+
+    // 31's refresh starts and hangs at the gate: the next delivery is the one more
+    // refresh queued behind it, and needs a record.
+    let first = accept(&["31"]).await.unwrap().unwrap();
+    until_published(&figures, "31 running", |s| s.running == 1).await;
+    let second = accept(&["31"]).await.unwrap().unwrap();
+    // Covered: 31's queued refresh starts after these arrived, and its record stays.
+    let third = accept(&["31"]).await.unwrap().unwrap();
+    // 32 has nothing queued: a delivery covered only in part gets its record.
+    let fourth = accept(&["31", "32"]).await.unwrap().unwrap();
+    let fifth = accept(&["32", "31"]).await.unwrap().unwrap();
+    assert_eq!((first.seq, second.seq), (Some(0), Some(1)));
+    assert_eq!((third.seq, third.pages), (None, 1), "covered, so no record");
+    assert_eq!((fourth.seq, fourth.pages), (Some(2), 2));
+    until_published(&figures, "32 running", |s| s.running == 2).await;
+    let sixth = accept(&["32", "31"]).await.unwrap().unwrap();
+    let seventh = accept(&["32", "31", "32"]).await.unwrap().unwrap();
+    assert_eq!((fifth.seq, sixth.seq, seventh.seq, seventh.pages), (Some(3), None, None, 2));
+    let records = inbox_records(&setup.store);
+    let names = |pages: &[&str]| pages.iter().map(|p| (*p).to_owned()).collect::<Vec<_>>();
+    assert_eq!(
+        records,
+        vec![(0, names(&["31"])), (1, names(&["31"])), (2, names(&["31", "32"])), (3, names(&["32", "31"]))]
+    );
+    // Every acknowledged delivery is counted until its Pages are done.
+    until_published(&figures, "seven deliveries", |s| (s.inbox_depth, s.accepted) == (7, 7)).await;
+
+    setup.source.open_gate();
+    until_published(&figures, "idle", |s| (s.inbox_depth, s.running, s.waiting_pages) == (0, 0, 0)).await;
+    // The hung refreshes of 31 and 32 and the one queued behind each.
+    until_published(&figures, "four refreshes", |s| s.pages_written + s.pages_unchanged == 4).await;
+    assert!(inbox_records(&setup.store).is_empty());
+}
+
+#[actix::test]
+async fn after_a_stop_the_record_a_covered_delivery_relied_on_is_replayed() {
+    let setup = setup(&[], &[], &["41"], false).await;
+    {
+        let (addr, figures) = start(&setup);
+        let accept = || addr.send(AcceptDelivery { pages: vec![page("41")], forward: None });
+        accept().await.unwrap().unwrap();
+        until_published(&figures, "41 running", |s| s.running == 1).await;
+        let queued = accept().await.unwrap().unwrap();
+        let covered = accept().await.unwrap().unwrap();
+        assert_eq!((queued.seq, covered.seq), (Some(1), None));
+        // The writer stops with 41's refresh hung (what it leaves is what a crash
+        // leaves in the inbox: records are removed only once done).
+        let weak = addr.downgrade();
+        addr.send(Shutdown).await.unwrap();
+        drop(addr);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while weak.upgrade().is_some() {
+            assert!(Instant::now() < deadline, "the first writer never stopped");
+            actix::clock::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    assert_eq!(inbox_records(&setup.store), vec![(0, vec!["41".into()]), (1, vec!["41".into()])]);
+
+    // The next start replays those records: 41 is refreshed, which is what the
+    // covered delivery was promised.
+    setup.source.open_gate();
+    let (_addr, figures) = start(&setup);
+    until_published(&figures, "41 refreshed", |s| (s.pages_written, s.inbox_depth) == (1, 0)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while !inbox_records(&setup.store).is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(inbox_records(&setup.store).is_empty(), "the replayed records are removed once 41 is written");
+}
+
+#[test]
+fn inbox_keys_stay_below_the_covered_range_and_a_record_in_it_is_dropped_at_start() {
+    assert!(has_record(0) && has_record(COVERED_SEQ - 1) && has_record(REPLAY_SEQ));
+    assert!(!has_record(COVERED_SEQ) && !has_record(REPLAY_SEQ - 1));
+    actix::System::new().block_on(async {
+        let setup = setup(&[], &[&["51"]], &["51"], true).await;
+        let tree = setup.store.tree(trees::INBOX).unwrap();
+        tree.insert(COVERED_SEQ.to_be_bytes(), records::encode_pages(&[page("51")])).unwrap();
+        let actor = PageWriterActor::new(
+            setup.store.clone(),
+            setup.vault.clone(),
+            setup.source.clone(),
+            WriterConfig::new(&setup.pages_dir),
+            None,
+        )
+        .unwrap();
+        assert_eq!(actor.next_seq, 1, "seqs follow the last record below the covered range");
+        assert_eq!(inbox_records(&setup.store), vec![(0, vec!["51".into()])]);
+    });
+}
