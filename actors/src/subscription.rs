@@ -420,10 +420,23 @@ impl Handler<GetSubscription> for SubscriptionActor {
     }
 }
 
+/// Read on the blocking pool, not on the actors' thread: a 1,000-Page slice is 1,000
+/// point reads, and every actor (the page writer acknowledging webhooks included)
+/// shares that thread. The records read are the ones stored before this message.
 impl Handler<GetPageSubscriptions> for SubscriptionActor {
-    type Result = Vec<Option<SubscriptionState>>;
+    type Result = ResponseFuture<Vec<Option<SubscriptionState>>>;
     fn handle(&mut self, msg: GetPageSubscriptions, _: &mut Self::Context) -> Self::Result {
-        msg.pages.iter().map(|page| self.load(Some(page))).collect()
+        let tree = self.tree.clone();
+        let count = msg.pages.len();
+        let read = tokio::task::spawn_blocking(move || {
+            let load = |page: &PageId| -> Option<SubscriptionState> {
+                let raw = tree.get(Self::key(Some(page))).ok()??;
+                serde_json::from_slice(&raw).ok()
+            };
+            msg.pages.iter().map(load).collect::<Vec<_>>()
+        });
+        // A failed blocking task (the reads cannot panic) answers "unknown" for each.
+        Box::pin(async move { read.await.unwrap_or_else(|_| vec![None; count]) })
     }
 }
 

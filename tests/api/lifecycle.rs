@@ -207,6 +207,46 @@ async fn an_acknowledged_delivery_survives_kill_9() {
     );
 }
 
+/// Deliveries that arrive while a refresh of their Page is queued are answered
+/// without an inbox record of their own (they rely on the queued one's); the burst
+/// must survive kill -9 all the same.
+#[actix_web::test]
+async fn a_burst_for_one_page_acknowledged_while_its_refresh_hangs_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = EncryptionKey::generate().unwrap();
+    let graph = spawn_emulator();
+    graph.add_page("434343", "tok", "Before the burst");
+    seed_token(&dir.path().join("data"), &key, "434343", "tok").await;
+    graph.set_latency(Duration::from_secs(30));
+
+    let mut daemon = start_daemon(dir.path(), &key, &graph, "first.log");
+    wait_ready(&daemon).await;
+    // The first delivery's refresh hangs; the second queues one more behind it; the
+    // rest join that one.
+    for _ in 0..6 {
+        assert_eq!(post_signed(&daemon.address, &delivery(&["434343"])).await, 200);
+    }
+    graph.set_name("434343", "After the burst");
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+
+    graph.set_latency(Duration::ZERO);
+    let mut daemon = start_daemon(dir.path(), &key, &graph, "second.log");
+    wait_ready(&daemon).await;
+    let file = dir.path().join("data/facebook/434343/page_data.json");
+    let written = poll_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&file).map(|t| t.contains("After the burst")).unwrap_or(false)
+    })
+    .await;
+    daemon.child.kill().unwrap();
+    let _ = daemon.child.wait();
+    assert!(
+        written,
+        "the burst was lost; log: {}",
+        std::fs::read_to_string(dir.path().join("second.log")).unwrap_or_default()
+    );
+}
+
 #[actix_web::test]
 async fn sigterm_with_work_in_flight_exits_0_and_the_work_resumes_on_restart() {
     let dir = tempfile::tempdir().unwrap();

@@ -104,9 +104,9 @@ pub struct DeletePages {
 
 /// Each Page's sync state and the `name` and `category` in its `page_data.json`, in
 /// the order asked (the dashboard, `/api/v1/pages`, `pagesync pages`). One message for
-/// a whole screen or slice: the states are point lookups on the writer's thread and
-/// the files are read by one task on the blocking pool, so a 100-row screen costs the
-/// writer's mailbox one turn, not a hundred.
+/// a whole screen or slice: the states are point lookups and the few files read, all
+/// by one task on the blocking pool, so a 1,000-row slice costs the writer's mailbox
+/// one short turn, not a thousand reads on the actors' thread.
 #[derive(Debug, Message)]
 #[rtype(result = "Vec<PageSummary>")]
 pub struct DescribePages {

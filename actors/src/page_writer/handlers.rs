@@ -219,48 +219,38 @@ impl Handler<GetPageState> for PageWriterActor {
     }
 }
 
-/// The Pages' states and names, in the order asked. The names come from the states
-/// (written with each file); only Pages whose state does not hold them (written by an
-/// older pagesync, or names too long to keep there) have their file read, by one task
-/// on the blocking pool.
+/// The Pages' states and names, in the order asked, read by one task on the blocking
+/// pool: a 1,000-Page slice is 1,000 point reads, and the actors' thread they would
+/// otherwise hold is the one acknowledging webhooks. The states read are the ones
+/// stored before this message (the writer stores them in its handlers). The names
+/// come from the states (written with each file); only Pages whose state does not hold
+/// them (written by an older pagesync, or names too long to keep there) have their
+/// file read.
 impl Handler<DescribePages> for PageWriterActor {
     type Result = ResponseFuture<Vec<PageSummary>>;
 
     fn handle(&mut self, msg: DescribePages, _: &mut Self::Context) -> Self::Result {
-        let states: Vec<Option<PageState>> = msg.pages.iter().map(|page| self.load_state(page)).collect();
-        let unnamed: Vec<(usize, PathBuf)> = msg
-            .pages
-            .iter()
-            .zip(&states)
-            .enumerate()
-            .filter(|(_, (_, state))| state.as_ref().is_none_or(|s| s.names.is_none()))
-            .map(|(i, (page, _))| (i, self.config.pages_dir.join(page.as_str()).join("page_data.json")))
-            .collect();
-        Box::pin(async move {
-            let mut summaries: Vec<PageSummary> = states
-                .into_iter()
-                .map(|state| {
-                    let names = state.as_ref().and_then(|s| s.names.clone()).unwrap_or_default();
-                    PageSummary { state, name: names.name, category: names.category }
-                })
-                .collect();
-            if unnamed.is_empty() {
-                return summaries;
-            }
-            // A failed blocking task (it cannot panic on a bad file) leaves those names out.
-            let read = tokio::task::spawn_blocking(move || {
-                unnamed.into_iter().map(|(i, path)| (i, files::name_and_category(&path))).collect::<Vec<_>>()
-            })
-            .await
-            .unwrap_or_default();
-            for (i, (name, category)) in read {
-                if let Some(summary) = summaries.get_mut(i) {
-                    summary.name = name;
-                    summary.category = category;
-                }
-            }
-            summaries
-        })
+        let (states, pages_dir) = (self.states.clone(), self.config.pages_dir.clone());
+        let count = msg.pages.len();
+        let read = tokio::task::spawn_blocking(move || {
+            msg.pages.iter().map(|page| describe(&states, &pages_dir, page)).collect::<Vec<_>>()
+        });
+        // A failed blocking task (it cannot panic on a bad record or file) answers
+        // "never seen" for each.
+        Box::pin(async move { read.await.unwrap_or_else(|_| vec![PageSummary::default(); count]) })
+    }
+}
+
+/// One Page of [`DescribePages`]: its state, and its names from the state or else
+/// from its file.
+fn describe(states: &sled::Tree, pages_dir: &std::path::Path, page: &PageId) -> PageSummary {
+    let state = super::read_state(states, page);
+    match state.as_ref().and_then(|s| s.names.clone()) {
+        Some(names) => PageSummary { state, name: names.name, category: names.category },
+        None => {
+            let (name, category) = files::name_and_category(&pages_dir.join(page.as_str()).join("page_data.json"));
+            PageSummary { state, name, category }
+        }
     }
 }
 

@@ -204,6 +204,25 @@ fn take_saved_index(meta: &sled::Tree, figures: &WriterFigures) -> Result<Option
     Ok(index)
 }
 
+/// A Page's sync state from `states`; an unreadable record is logged and read as none
+/// (a refresh then starts it afresh).
+fn read_state(states: &sled::Tree, page: &PageId) -> Option<PageState> {
+    match states.get(page.as_str()) {
+        Ok(Some(raw)) => match serde_json::from_slice(&raw) {
+            Ok(state) => Some(state),
+            Err(e) => {
+                tracing::warn!(page_id = %page, error = %e, "unreadable sync state; starting afresh");
+                None
+            }
+        },
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(page_id = %page, error = %e, "cannot read sync state");
+            None
+        }
+    }
+}
+
 /// Reads the next chunk of the replay.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -538,20 +557,7 @@ impl PageWriterActor {
     }
 
     fn load_state(&self, page: &PageId) -> Option<PageState> {
-        match self.states.get(page.as_str()) {
-            Ok(Some(raw)) => match serde_json::from_slice(&raw) {
-                Ok(state) => Some(state),
-                Err(e) => {
-                    tracing::warn!(page_id = %page, error = %e, "unreadable sync state; starting afresh");
-                    None
-                }
-            },
-            Ok(None) => None,
-            Err(e) => {
-                tracing::error!(page_id = %page, error = %e, "cannot read sync state");
-                None
-            }
-        }
+        read_state(&self.states, page)
     }
 
     fn save_state(&mut self, page: &PageId, state: &PageState) {
