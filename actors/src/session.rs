@@ -245,13 +245,7 @@ impl SessionActor {
     }
 
     fn shop_of_user(&self, user: &UserId) -> Result<Option<ShopDomain>, StoreError> {
-        let Some(raw) = self.shops_by_user.get(user.as_str())? else { return Ok(None) };
-        let Some(shop) = std::str::from_utf8(&raw).ok().and_then(|s| ShopDomain::parse(s).ok()) else {
-            return Ok(None);
-        };
-        // The index entry is written first: trust it only when the record agrees.
-        let bound = self.shops.get(shop.as_str())?;
-        Ok((bound.as_deref() == Some(user.as_str().as_bytes())).then_some(shop))
+        shop_of_user_in(&self.shops_by_user, &self.shops, user)
     }
 
     fn forget_shop(&self, shop: &ShopDomain, erase: bool) -> Result<Option<UserId>, StoreError> {
@@ -547,11 +541,36 @@ impl Handler<ShopOfUser> for SessionActor {
     }
 }
 
+/// Read on the blocking pool, not on the actors' thread: a list slice asks for up to
+/// 1,000 owners, two point reads each, and the page writer acknowledging webhooks
+/// shares that thread. The reads need no ordering with this actor's writes beyond the
+/// messages before it: an owner's index entry is written before its shop record and
+/// trusted only when the record agrees ([`shop_of_user_in`]).
 impl Handler<ShopsOfUsers> for SessionActor {
-    type Result = Result<Vec<Option<ShopDomain>>, StoreError>;
+    type Result = ResponseFuture<Result<Vec<Option<ShopDomain>>, StoreError>>;
     fn handle(&mut self, msg: ShopsOfUsers, _: &mut Self::Context) -> Self::Result {
-        msg.users.iter().map(|user| self.shop_of_user(user)).collect()
+        let (by_user, shops) = (self.shops_by_user.clone(), self.shops.clone());
+        let read = tokio::task::spawn_blocking(move || {
+            msg.users.iter().map(|user| shop_of_user_in(&by_user, &shops, user)).collect::<Result<Vec<_>, _>>()
+        });
+        Box::pin(async move { read.await.map_err(StoreError::Reader)? })
     }
+}
+
+/// The shop `user` was registered for, from the `shops_by_user` index checked against
+/// the `shops` record. The index entry is written first: it is trusted only when the
+/// record agrees.
+fn shop_of_user_in(
+    shops_by_user: &sled::Tree,
+    shops: &sled::Tree,
+    user: &UserId,
+) -> Result<Option<ShopDomain>, StoreError> {
+    let Some(raw) = shops_by_user.get(user.as_str())? else { return Ok(None) };
+    let Some(shop) = std::str::from_utf8(&raw).ok().and_then(|s| ShopDomain::parse(s).ok()) else {
+        return Ok(None);
+    };
+    let bound = shops.get(shop.as_str())?;
+    Ok((bound.as_deref() == Some(user.as_str().as_bytes())).then_some(shop))
 }
 
 impl Handler<UserOfShop> for SessionActor {

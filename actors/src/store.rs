@@ -127,6 +127,10 @@ pub enum StoreError {
     Thread(std::io::Error),
     #[error("a record in tree {tree} is not valid: {detail}")]
     Corrupt { tree: &'static str, detail: String },
+    /// A read handed to the blocking pool (a list's batch of point reads) did not
+    /// finish: the task panicked or the runtime is shutting down.
+    #[error("a read of the store on the blocking pool failed: {0}")]
+    Reader(#[source] tokio::task::JoinError),
     /// The store was written by a newer pagesync.
     #[error(
         "the store at {path} has format {found}, newer than this pagesync reads (up to {supported}): run the \
