@@ -345,8 +345,7 @@ fn build_labels<'a>(version: &'a str, commit: Option<&'a str>) -> Vec<(&'static 
     labels
 }
 
-/// Figures the actors own, read at scrape time (from their published figures; the
-/// poll figures still by message).
+/// Figures the actors own, read at scrape time from their published figures.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     /// What `GET /readyz` answered last (the store open, every actor answering): the

@@ -196,8 +196,7 @@ impl SubscriptionActor {
     }
 
     fn load(&self, page: Option<&PageId>) -> Option<SubscriptionState> {
-        let raw = self.tree.get(Self::key(page)).ok()??;
-        serde_json::from_slice(&raw).ok()
+        read_state(&self.tree, page)
     }
 
     fn save(&self, page: Option<&PageId>, state: &SubscriptionState) {
@@ -429,15 +428,18 @@ impl Handler<GetPageSubscriptions> for SubscriptionActor {
         let tree = self.tree.clone();
         let count = msg.pages.len();
         let read = tokio::task::spawn_blocking(move || {
-            let load = |page: &PageId| -> Option<SubscriptionState> {
-                let raw = tree.get(Self::key(Some(page))).ok()??;
-                serde_json::from_slice(&raw).ok()
-            };
-            msg.pages.iter().map(load).collect::<Vec<_>>()
+            msg.pages.iter().map(|page| read_state(&tree, Some(page))).collect::<Vec<_>>()
         });
         // A failed blocking task (the reads cannot panic) answers "unknown" for each.
         Box::pin(async move { read.await.unwrap_or_else(|_| vec![None; count]) })
     }
+}
+
+/// The stored state of `page` (`None`: the app level) in `tree`; `None` when there is
+/// none or it does not read back.
+fn read_state(tree: &sled::Tree, page: Option<&PageId>) -> Option<SubscriptionState> {
+    let raw = tree.get(SubscriptionActor::key(page)).ok()??;
+    serde_json::from_slice(&raw).ok()
 }
 
 #[cfg(test)]

@@ -34,12 +34,10 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 /// `pagesync_ready` is the background readiness check's latest result (see
 /// `health`).
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let actors = &state.actors;
-    let ready = state.readiness.for_scrape(&state.store, actors).await;
-    let poll = actors.published.poll.stats();
-    let published = &actors.published;
-    let writer = published.writer.stats();
-    let mut snapshot = Snapshot {
+    let ready = state.readiness.for_scrape(&state.store, &state.actors).await;
+    let published = &state.actors.published;
+    let (writer, poll) = (published.writer.stats(), published.poll.stats());
+    let snapshot = Snapshot {
         ready,
         poll_interval_seconds: state.settings.poll_interval.map_or(0, |i| i.as_secs()),
         process: ProcessStats::read(),
@@ -55,11 +53,10 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         stalest_sync_age_seconds: published.writer.stalest_success().map(|s| unix_now().saturating_sub(s)),
         outbox: published.outbox.stats(),
         app_subscription: Some(published.app_subscription.status()),
-        ..Snapshot::default()
+        poll_runs: poll.runs,
+        poll_refreshes: poll.refreshes,
+        poll_synced: poll.written,
     };
-    snapshot.poll_runs = poll.runs;
-    snapshot.poll_refreshes = poll.refreshes;
-    snapshot.poll_synced = poll.written;
     match state.metrics.render(&snapshot) {
         Ok(text) => HttpResponse::Ok().content_type(CONTENT_TYPE).body(text),
         Err(e) => {

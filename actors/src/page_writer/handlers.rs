@@ -40,7 +40,7 @@ impl Handler<AcceptDelivery> for PageWriterActor {
             return Box::pin(fut::ready(Err(InboxError::ShuttingDown)));
         }
         let mut seen = HashSet::new();
-        let pages: Vec<PageId> = msg.pages.into_iter().filter(|p| seen.insert(p.clone())).collect();
+        let mut pages: Vec<PageId> = msg.pages.into_iter().filter(|p| seen.insert(p.clone())).collect();
         let count = pages.len();
         // A delivery whose every Page has a queued refresh that a durable record
         // already promises needs no record of its own (module docs, "covered"). Checked
@@ -50,7 +50,8 @@ impl Handler<AcceptDelivery> for PageWriterActor {
             let seq = self.next_covered;
             self.next_covered = if seq + 1 < super::REPLAY_SEQ { seq + 1 } else { super::COVERED_SEQ };
             self.figures.accepted();
-            self.schedule.enqueue(seq, pages.clone());
+            // Taken: a covered delivery has no record to write them into.
+            self.schedule.enqueue(seq, std::mem::take(&mut pages));
         }
         let mut writes = Vec::with_capacity(2);
         // The forward goes first: a crash keeps a prefix of a commit, so the inbox

@@ -264,3 +264,28 @@ fn the_published_depths_follow_every_change_of_the_schedule() {
     }
     assert_eq!(published_and_true(&s), ((0, 0, 0), (0, 0, 0)));
 }
+
+#[test]
+fn a_page_covers_a_new_delivery_only_while_a_recorded_one_waits_for_a_refresh_not_yet_started() {
+    let record = |seq: u64| seq < 100;
+    let mut s = Scheduler::new(limits(4));
+    let now = Instant::now();
+    assert!(!s.covers(&page("1"), record), "nothing queued");
+    s.enqueue(1, vec![page("1")]);
+    assert!(s.covers(&page("1"), record), "queued behind record 1, not started");
+    assert_eq!(started(s.take_ready(now)), vec![page("1")]);
+    assert!(!s.covers(&page("1"), record), "running: its Graph read may predate a new delivery");
+    s.enqueue(100, vec![page("1")]);
+    assert!(!s.covers(&page("1"), record), "only a delivery without a record waits");
+    s.enqueue(2, vec![page("1")]);
+    assert!(s.covers(&page("1"), record));
+
+    // A failed refresh puts its deliveries back in line: still covered.
+    assert_eq!(s.finish(&page("1"), false, Some(Duration::from_secs(60))).unwrap().done, Vec::<u64>::new());
+    assert!(s.covers(&page("1"), record));
+    // A deleted Page's queue is gone, and with it the cover.
+    let mut done = s.drop_waiting(&page("1"));
+    done.sort_unstable();
+    assert_eq!(done, vec![1, 2, 100]);
+    assert!(!s.covers(&page("1"), record));
+}
